@@ -1,0 +1,35 @@
+# make test: everything CI checks. make bench / make fuzz / make soak: the long runs.
+GO ?= go
+PKGS := ./...
+FUZZTIME ?= 5m
+
+.PHONY: test fmt vet race cross bench fuzz soak
+
+test: fmt vet race cross
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+race:
+	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+
+cross:
+	@for os in darwin freebsd windows; do \
+		echo "GOOS=$$os go vet + build"; \
+		GOOS=$$os $(GO) vet $(PKGS) || exit 1; \
+		GOOS=$$os $(GO) build $(PKGS) || exit 1; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	cd benchmark && $(GO) run ./cmd/buffer
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzLinkBufferModel -fuzztime $(FUZZTIME) .
+
+soak:
+	NETPOLL_SOAK=1 $(GO) test -race -count=1 -timeout 60m -run Soak $(PKGS)

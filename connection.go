@@ -1,0 +1,140 @@
+package netpoll
+
+import (
+	"net"
+	"time"
+)
+
+// Reader is the nocopy read side of a connection or a LinkBuffer.
+//
+// On a Connection every method that needs k bytes blocks until k bytes are
+// buffered, the read timeout or deadline passes (ErrReadTimeout; nothing is
+// consumed and the connection stays open), the peer closes (ErrEOF) or the
+// connection is closed locally (ErrConnClosed). Bytes already buffered are
+// always readable, even after a close. On a LinkBuffer nothing blocks: a read
+// that cannot be satisfied fails at once with a plain error.
+//
+// A Reader is for one goroutine at a time. Slices returned by Next and Peek
+// point into the buffer and stay valid until the next Release; slices from
+// ReadString, ReadBinary and Until (after Release) are the caller's forever.
+// Every returned slice has cap == len, so append never writes into the buffer.
+type Reader interface {
+	// Next returns the next n bytes and consumes them. The slice is valid until Release.
+	Next(n int) (p []byte, err error)
+	// Peek returns the next n bytes without consuming them. The slice may be
+	// reused by the next consuming read and is valid until Release at the latest.
+	Peek(n int) (buf []byte, err error)
+	// Skip consumes the next n bytes.
+	Skip(n int) (err error)
+	// Until returns the bytes up to and including the first delim and consumes them.
+	Until(delim byte) (line []byte, err error)
+	// ReadString consumes n bytes and returns them as a new string.
+	ReadString(n int) (s string, err error)
+	// ReadBinary consumes n bytes and returns them in a new slice owned by the caller.
+	ReadBinary(n int) (p []byte, err error)
+	// ReadByte consumes and returns one byte.
+	ReadByte() (b byte, err error)
+	// Slice consumes n bytes and returns them as a read-only Reader that shares
+	// the memory, then releases the parent. The slice outlives the parent's
+	// Release; its owner Releases or Closes it.
+	Slice(n int) (r Reader, err error)
+	// Release gives back the memory of everything consumed so far. Slices from
+	// Next and Peek are invalid afterwards.
+	Release() (err error)
+	// Len is the number of readable bytes. It never blocks.
+	Len() (length int)
+}
+
+// Writer is the nocopy write side of a connection or a LinkBuffer.
+//
+// Bytes are first staged (Malloc, WriteBinary, ...) and become visible only at
+// Flush: readable on a LinkBuffer, sent on a Connection. A Writer is for one
+// goroutine at a time. Memory returned by Malloc must be filled before Flush
+// and not touched after it. WriteBinary and WriteString keep a reference to the
+// caller's memory, without copying, when it is longer than
+// BinaryInplaceThreshold: the caller must not change it until it is flushed.
+type Writer interface {
+	// Malloc reserves n bytes at the end of the staged region and returns them.
+	Malloc(n int) (buf []byte, err error)
+	// WriteString stages s.
+	WriteString(s string) (n int, err error)
+	// WriteBinary stages b.
+	WriteBinary(b []byte) (n int, err error)
+	// WriteByte stages one byte.
+	WriteByte(b byte) (err error)
+	// WriteDirect splices p, by reference, before the last remainCap staged bytes.
+	WriteDirect(p []byte, remainCap int) error
+	// MallocAck keeps the first n staged bytes and drops the rest.
+	MallocAck(n int) (err error)
+	// Append moves every byte of w (a *LinkBuffer) behind the staged region, without
+	// copying. w is unusable afterwards.
+	Append(w Writer) (err error)
+	// Flush publishes the staged bytes. On a Connection it blocks until they are
+	// all sent, the write timeout passes (ErrWriteTimeout) or the connection closes.
+	Flush() (err error)
+	// MallocLen is the number of staged, unflushed bytes.
+	MallocLen() (length int)
+}
+
+// ReadWriter is both a Reader and a Writer.
+type ReadWriter interface {
+	Reader
+	Writer
+}
+
+// Connection is a non-blocking connection driven by a poller. Reader() and
+// Writer() return the connection itself.
+type Connection interface {
+	net.Conn
+
+	// Reader returns the nocopy reader of the connection's input.
+	Reader() Reader
+	// Writer returns the nocopy writer of the connection's output.
+	Writer() Writer
+	// IsActive reports whether the connection is usable: false from the first
+	// local Close or Detach, or the poller's detection of a hang-up, on.
+	IsActive() bool
+	// SetReadTimeout bounds every blocking read: d>0 sets it, 0 means wait
+	// forever, d<0 keeps the current value. It always clears the read deadline.
+	SetReadTimeout(timeout time.Duration) error
+	// SetWriteTimeout bounds every blocking Flush, like SetReadTimeout.
+	SetWriteTimeout(timeout time.Duration) error
+	// SetIdleTimeout turns on TCP keep-alive with idle and interval set to the
+	// whole seconds of timeout, for TCP connections when that is at least 1.
+	// It never closes a connection itself.
+	SetIdleTimeout(timeout time.Duration) error
+	// SetOnRequest replaces the request handler; nil is ignored.
+	SetOnRequest(on OnRequest) error
+	// AddCloseCallback registers a callback run once when the connection is
+	// closed; callbacks run last added first. nil is ignored.
+	AddCloseCallback(callback CloseCallback) error
+}
+
+// Conn is a net.Conn with its file descriptor.
+type Conn interface {
+	net.Conn
+
+	// Fd returns the file descriptor.
+	Fd() (fd int)
+}
+
+// Listener is a non-blocking net.Listener with its file descriptor. Accept
+// returns (nil, nil) when no connection is pending.
+type Listener interface {
+	net.Listener
+
+	// Fd returns the file descriptor.
+	Fd() (fd int)
+}
+
+// Dialer dials connections driven by the pollers.
+type Dialer interface {
+	// DialConnection dials network ("tcp", "tcp4", "tcp6", "unix", ...) and
+	// returns a Connection. timeout <= 0 means no timeout.
+	DialConnection(network, address string, timeout time.Duration) (connection Connection, err error)
+	// DialTimeout is DialConnection returning a net.Conn.
+	DialTimeout(network, address string, timeout time.Duration) (conn net.Conn, err error)
+}
+
+// CloseCallback is run once when its connection closes. Its error is ignored.
+type CloseCallback func(connection Connection) error

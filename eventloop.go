@@ -1,0 +1,40 @@
+package netpoll
+
+import (
+	"context"
+	"net"
+)
+
+// EventLoop is a server: it accepts connections from a listener and drives
+// them with the callbacks it was made with.
+type EventLoop interface {
+	// Serve converts ln (see ConvertListener), registers it with a poller and
+	// blocks. It returns nil after Shutdown, or the error that stopped it: a
+	// listener that cannot be converted or registered, or one that was closed
+	// or hung up.
+	Serve(ln net.Listener) error
+	// Shutdown stops accepting, closes the listener, then closes idle
+	// connections until none is busy (nil) or ctx ends (ctx.Err(); busy
+	// connections are left open). It returns nil at once when Serve is not
+	// running or after the first call.
+	Shutdown(ctx context.Context) error
+}
+
+// OnPrepare runs on the poller when a connection is accepted, before it is
+// registered; the returned ctx (nil means Background) is the connection's.
+// It must not block or read.
+type OnPrepare func(connection Connection) context.Context
+
+// OnConnect runs on a Runner goroutine once a connection is registered. It
+// may block, read and write; the returned ctx replaces the connection's.
+// OnRequest is not called before it returns.
+type OnConnect func(ctx context.Context, connection Connection) context.Context
+
+// OnRequest runs on a Runner goroutine when input arrives, serially per
+// connection, while input remains and the connection is not closed locally.
+// Its return value is ignored.
+type OnRequest func(ctx context.Context, connection Connection) error
+
+// OnDisconnect runs once when the peer closes the connection (or when either
+// side closed it during OnConnect), before the close callbacks. Keep it quick.
+type OnDisconnect func(ctx context.Context, connection Connection)

@@ -1,0 +1,256 @@
+//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+
+package netpoll
+
+import (
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// connection is the one implementation behind every Connection: accepted by
+// an EventLoop, dialed (inside TCPConnection and UnixConnection) or made by
+// NewFDConnection. See doc.go for the goroutines that touch it.
+type connection struct {
+	op    FDOperator // registered with one poller; op.handler is the connection
+	fd    fdRef
+	state connState
+	isTCP bool
+
+	inMu sync.Mutex  // guards in's structure: the poller's fill and the reader's calls
+	in   *LinkBuffer // filled by the poller, read by the user
+	// outMu serialises the Writer: Malloc, Write and Flush (which holds it
+	// while it waits for the socket to drain), and the recycling at close.
+	outMu sync.Mutex
+	out   *LinkBuffer
+
+	readCh   chan struct{} // a blocked reader's wake-up; stale signals only cause a recheck
+	writeCh  chan struct{} // a blocked Flush's (or dial's) wake-up
+	waitRead atomic.Int64  // bytes the blocked reader needs; 0 when none waits
+	arrivals atomic.Uint64 // counts input arrivals and the hang-up: "is there news?"
+	readSize int           // the poller's next read size
+
+	readTimeout, writeTimeout   atomic.Int64 // nanoseconds; 0 is none
+	readDeadline, writeDeadline atomic.Int64 // unix nanoseconds; 0 is none
+	readTimer, writeTimer       *time.Timer  // owned by the blocked reader / the Flush
+
+	ctx          atomic.Value // context.Context handed to the handlers
+	onRequest    atomic.Pointer[OnRequest]
+	onConnect    atomic.Pointer[OnConnect]
+	onDisconnect atomic.Pointer[OnDisconnect]
+	needConnect  bool // the first task runs OnConnect; touched only by tasks
+
+	closeMu        sync.Mutex
+	closeCallbacks []CloseCallback // run last added first; nil once they ran
+
+	local, remote net.Addr
+	server        *server // the EventLoop server that accepted it; nil otherwise
+}
+
+var _ Connection = &connection{}
+
+// newConnection wraps a connected, non-blocking fd. It is not registered yet.
+func newConnection(fd int, local, remote net.Addr) *connection {
+	c := &connection{}
+	c.init(fd, local, remote)
+	return c
+}
+
+// init sets up a zero connection in place (it is embedded in TCPConnection
+// and UnixConnection, and must never be copied).
+func (c *connection) init(fd int, local, remote net.Addr) {
+	c.in = NewLinkBuffer()
+	c.out = NewLinkBuffer()
+	c.readCh = make(chan struct{}, 1)
+	c.writeCh = make(chan struct{}, 1)
+	c.readSize = defaultBufferSize()
+	c.local, c.remote = local, remote
+	c.op.FD = fd
+	c.op.handler = c
+	c.fd.fd = fd
+	_, c.isTCP = remote.(*net.TCPAddr)
+	c.state.init(false)
+	c.ctx.Store(context.Background())
+}
+
+func (c *connection) context() context.Context { return c.ctx.Load().(context.Context) }
+
+// Reader returns the connection itself.
+func (c *connection) Reader() Reader { return c }
+
+// Writer returns the connection itself.
+func (c *connection) Writer() Writer { return c }
+
+// IsActive reports whether no close (local, by the peer, or Detach) happened yet.
+func (c *connection) IsActive() bool { return c.state.phase() == phaseOpen }
+
+// Fd returns the file descriptor. After Detach it belongs to the caller.
+func (c *connection) Fd() (fd int) { return c.fd.fd }
+
+// LocalAddr returns the local address.
+func (c *connection) LocalAddr() (addr net.Addr) { return c.local }
+
+// RemoteAddr returns the peer's address.
+func (c *connection) RemoteAddr() (addr net.Addr) { return c.remote }
+
+// SetReadTimeout: d>0 sets the read timeout, 0 removes it, d<0 keeps it. It
+// always clears the read deadline.
+func (c *connection) SetReadTimeout(timeout time.Duration) error {
+	if timeout >= 0 {
+		c.readTimeout.Store(int64(timeout))
+	}
+	c.readDeadline.Store(0)
+	return nil
+}
+
+// SetWriteTimeout: d>0 sets the write timeout, 0 removes it, d<0 keeps it. It
+// always clears the write deadline.
+func (c *connection) SetWriteTimeout(timeout time.Duration) error {
+	if timeout >= 0 {
+		c.writeTimeout.Store(int64(timeout))
+	}
+	c.writeDeadline.Store(0)
+	return nil
+}
+
+// SetDeadline sets both deadlines; the zero time clears them.
+func (c *connection) SetDeadline(t time.Time) error {
+	c.readDeadline.Store(unixNano(t))
+	c.writeDeadline.Store(unixNano(t))
+	return nil
+}
+
+// SetReadDeadline bounds blocking reads; it overrides the read timeout. The zero time clears it.
+func (c *connection) SetReadDeadline(t time.Time) error {
+	c.readDeadline.Store(unixNano(t))
+	return nil
+}
+
+// SetWriteDeadline bounds Flush; it overrides the write timeout. The zero time clears it.
+func (c *connection) SetWriteDeadline(t time.Time) error {
+	c.writeDeadline.Store(unixNano(t))
+	return nil
+}
+
+// SetIdleTimeout turns on TCP keep-alive probes every whole second of
+// timeout, after as long idle. It does nothing for non-TCP connections or
+// below one second, and it never closes the connection itself.
+func (c *connection) SetIdleTimeout(timeout time.Duration) error {
+	if secs := int(timeout / time.Second); c.isTCP && secs >= 1 {
+		return SetKeepAlive(c.fd.fd, secs)
+	}
+	return nil
+}
+
+// SetKeepAlive turns on TCP keep-alive with idle time and interval of second seconds.
+func (c *connection) SetKeepAlive(second int) error {
+	if !c.isTCP {
+		return nil
+	}
+	return SetKeepAlive(c.fd.fd, second)
+}
+
+// SetOnRequest replaces the request handler (nil is ignored). With input
+// already buffered it starts a task at once.
+func (c *connection) SetOnRequest(onRequest OnRequest) error {
+	if onRequest == nil {
+		return nil
+	}
+	c.onRequest.Store(&onRequest)
+	if c.in.Len() > 0 && c.op.poll != nil {
+		c.arrivals.Add(1)
+		c.startTask()
+	}
+	return nil
+}
+
+// SetOnConnect replaces the connect handler (nil is ignored). It matters only
+// before the connection is registered, that is in OnPrepare.
+func (c *connection) SetOnConnect(onConnect OnConnect) error {
+	if onConnect != nil {
+		c.onConnect.Store(&onConnect)
+	}
+	return nil
+}
+
+// SetOnDisconnect replaces the disconnect handler (nil is ignored).
+func (c *connection) SetOnDisconnect(onDisconnect OnDisconnect) error {
+	if onDisconnect != nil {
+		c.onDisconnect.Store(&onDisconnect)
+	}
+	return nil
+}
+
+// AddCloseCallback registers callback to run once at close, last added
+// first. nil is ignored; a callback added after the callbacks ran never runs.
+func (c *connection) AddCloseCallback(callback CloseCallback) error {
+	if callback == nil {
+		return nil
+	}
+	c.closeMu.Lock()
+	if c.state.phase() != phaseDone {
+		c.closeCallbacks = append(c.closeCallbacks, callback)
+	}
+	c.closeMu.Unlock()
+	return nil
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// deadline returns when a wait starting now must end: the deadline if set,
+// else now plus the timeout if set, else 0 (never).
+func deadline(dl, timeout *atomic.Int64) int64 {
+	if d := dl.Load(); d != 0 {
+		return d
+	}
+	if t := timeout.Load(); t > 0 {
+		return time.Now().UnixNano() + t
+	}
+	return 0
+}
+
+// wake signals ch without blocking; a signal already pending is enough.
+func wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// sleep waits for a signal on ch or until the unix-nano deadline dl (0:
+// none), reusing *timer. It reports false when dl has passed.
+func sleep(ch chan struct{}, timer **time.Timer, dl int64) bool {
+	if dl == 0 {
+		<-ch
+		return true
+	}
+	d := time.Duration(dl - time.Now().UnixNano())
+	if d <= 0 {
+		return false
+	}
+	t := *timer
+	if t == nil {
+		t = time.NewTimer(d)
+		*timer = t
+	} else {
+		t.Reset(d)
+	}
+	select {
+	case <-ch:
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+	case <-t.C:
+	}
+	return true
+}

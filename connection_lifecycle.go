@@ -1,0 +1,152 @@
+//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+
+package netpoll
+
+import (
+	"context"
+
+	"github.com/cloudwego/netpoll/internal/runner"
+)
+
+// Close closes the connection; it is idempotent and returns nil. The first
+// call wakes blocked reads and Flushes with ErrConnClosed and closes the fd.
+// The close callbacks run before Close returns unless a task (OnConnect or
+// OnRequest, this call's own caller included) is running: then that task
+// runs them once its handler returns.
+func (c *connection) Close() error {
+	c.closeAs(closerUser)
+	return nil
+}
+
+// Detach is Close without closing the fd: unread input is dropped and the
+// caller owns Fd() from then on. It fails with ErrConnClosed after a close.
+func (c *connection) Detach() error {
+	if !c.state.markClose(closerDetach) {
+		return Exception(ErrConnClosed, "when detach")
+	}
+	c.afterMark(true)
+	c.fd.drain()
+	if c.state.release(true) {
+		c.finalize()
+	}
+	return nil
+}
+
+func (c *connection) closeAs(closer uint32) {
+	if c.state.markClose(closer) {
+		c.afterMark(false)
+	}
+	if c.state.release(true) {
+		c.finalize()
+	}
+}
+
+// finalize runs once, by whoever released the last hold of a closing
+// connection: the close callbacks, last added first, then the recycling of
+// both buffers.
+func (c *connection) finalize() {
+	c.closeMu.Lock()
+	callbacks := c.closeCallbacks
+	c.closeCallbacks = nil
+	c.closeMu.Unlock()
+	for i := len(callbacks) - 1; i >= 0; i-- {
+		_ = callbacks[i](c)
+	}
+	c.inMu.Lock()
+	_ = c.in.Close()
+	c.inMu.Unlock()
+	c.outMu.Lock()
+	_ = c.out.Close()
+	c.outMu.Unlock()
+	if c.server != nil {
+		c.server.forget(c)
+	}
+}
+
+// startTask starts the handlers' task unless one runs or nothing would run.
+func (c *connection) startTask() {
+	if c.onRequest.Load() == nil {
+		return
+	}
+	if c.state.acquireTask() {
+		runTask(c.context(), c.task)
+	}
+}
+
+// runTask hands f to the configured Runner.
+func runTask(ctx context.Context, f func()) { runner.Run(ctx, f) }
+
+// task runs OnConnect (once, first) and then OnRequest while there is news.
+// It holds the running bit, so handlers never run concurrently. A panic in a
+// handler closes the connection and is re-raised into the Runner.
+func (c *connection) task() {
+	ok := false
+	defer func() {
+		if !ok {
+			r := recover()
+			c.closeAs(closerUser)
+			if c.state.releaseTask() {
+				c.finalize()
+			}
+			if r != nil {
+				panic(r)
+			}
+		}
+	}()
+	if c.needConnect {
+		c.needConnect = false
+		c.connect()
+	}
+	for {
+		seen := c.serve()
+		if c.state.releaseTask() {
+			c.finalize()
+			break
+		}
+		if c.arrivals.Load() == seen || !c.state.acquireTask() {
+			break
+		}
+	}
+	ok = true
+}
+
+// connect runs OnConnect; its ctx replaces the connection's. If either side
+// closed meanwhile, OnDisconnect runs here, after it.
+func (c *connection) connect() {
+	if h := c.onConnect.Load(); h != nil {
+		if ctx := (*h)(c.context(), c); ctx != nil {
+			c.ctx.Store(ctx)
+		}
+	}
+	if c.state.setConnected() {
+		if h := c.onDisconnect.Load(); h != nil {
+			(*h)(c.context(), c)
+		}
+	}
+}
+
+// serve calls OnRequest while input is buffered and the user has not closed
+// the connection. It stops when a call consumed nothing and no news arrived
+// meanwhile, instead of spinning; it returns the arrival count it last saw.
+func (c *connection) serve() (seen uint64) {
+	for {
+		seen = c.arrivals.Load()
+		h := c.onRequest.Load()
+		before := c.in.Len()
+		if h == nil || before == 0 || c.closedByUser() {
+			return seen
+		}
+		_ = (*h)(c.context(), c)
+		if c.in.Len() >= before && c.arrivals.Load() == seen {
+			return seen
+		}
+	}
+}
+
+func (c *connection) closedByUser() bool {
+	if c.state.phase() == phaseOpen {
+		return false
+	}
+	closer := c.state.closer()
+	return closer == closerUser || closer == closerDetach
+}

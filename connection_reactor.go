@@ -1,0 +1,147 @@
+//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+
+package netpoll
+
+import (
+	"errors"
+
+	"golang.org/x/sys/unix"
+)
+
+// What the poller does for a connection. Everything here runs on the poller
+// goroutine and never blocks: one read per readiness report (level-triggered
+// polling reports again if more is pending), except after a hang-up, when
+// the input is drained to EOF before the close is acted on, so that no byte
+// the peer sent before closing is lost.
+
+// maxReadSize bounds one read; the read size starts at the configured buffer
+// size, doubles while reads fill it, and halves when they come back small.
+const maxReadSize = 8 << 20
+
+var errWouldBlock = errors.New("would block")
+
+// onEvent is the connection's pollHandler.
+func (c *connection) onEvent(_ Poll, flags pollFlags) {
+	if flags&pollOut != 0 {
+		_ = c.op.Control(PollRW2R)
+		wake(c.writeCh)
+	}
+	if flags&pollIn == 0 {
+		return
+	}
+	for {
+		n, err := c.fill()
+		if n > 0 {
+			c.arrived()
+		}
+		switch {
+		case err == errWouldBlock && flags&pollHup == 0:
+			return
+		case err == nil && flags&pollHup != 0:
+			continue // drain everything the peer sent before closing
+		case err == nil:
+			return
+		}
+		c.peerClosed()
+		return
+	}
+}
+
+// fill reads once into the input buffer. err is nil after a read of n > 0
+// bytes, errWouldBlock when nothing was there, and otherwise the end of the
+// stream (n == 0) or the socket's error.
+func (c *connection) fill() (n int, err error) {
+	if !c.fd.acquire() {
+		return 0, unix.EBADF
+	}
+	defer c.fd.release()
+	c.inMu.Lock()
+	p := c.in.book(c.readSize)
+	c.inMu.Unlock()
+	if p == nil {
+		return 0, unix.EBADF
+	}
+	for {
+		n, err = unix.Read(c.fd.fd, p)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if n < 0 {
+		n = 0
+	}
+	c.inMu.Lock()
+	_ = c.in.bookAck(n)
+	c.inMu.Unlock()
+	switch {
+	case n > 0:
+		c.adaptReadSize(n, len(p))
+		return n, nil
+	case err == unix.EAGAIN:
+		return 0, errWouldBlock
+	case err == nil:
+		return 0, unix.ECONNRESET // end of stream
+	}
+	return 0, err
+}
+
+func (c *connection) adaptReadSize(n, booked int) {
+	switch {
+	case n == booked && c.readSize < maxReadSize:
+		c.readSize *= 2
+	case n < c.readSize/4 && c.readSize > defaultBufferSize():
+		c.readSize /= 2
+	}
+}
+
+// arrived tells the blocked reader and the handlers that input arrived.
+func (c *connection) arrived() {
+	c.arrivals.Add(1)
+	if w := c.waitRead.Load(); w > 0 && int64(c.in.Len()) >= w {
+		wake(c.readCh)
+	}
+	c.startTask()
+}
+
+// peerClosed handles a hang-up or socket error: the connection becomes
+// inactive, waiters wake, the fd is released, and OnDisconnect and (for a
+// connection with handlers) the close callbacks follow on a Runner goroutine.
+func (c *connection) peerClosed() {
+	if !c.state.markClose(closerPeer) {
+		return
+	}
+	c.afterMark(false)
+	c.arrivals.Add(1)
+	served := c.onRequest.Load() != nil || c.onConnect.Load() != nil
+	if served {
+		c.startTask() // buffered input still gets its OnRequest
+	}
+	if !served && c.onDisconnect.Load() == nil {
+		return // a plain dialed connection: the close waits for the user's Close
+	}
+	if !c.state.acquire() {
+		return // the user's Close finished it meanwhile
+	}
+	runTask(nil, func() {
+		if h := c.onDisconnect.Load(); h != nil && c.state.claimDisconnect() {
+			(*h)(c.context(), c)
+		}
+		if served && c.state.release(true) {
+			c.finalize()
+		}
+		if c.state.release(false) {
+			c.finalize()
+		}
+	})
+}
+
+// afterMark follows the first move out of open: detach from the poller, wake
+// waiters, and request the fd's close (keep: leave it to the caller).
+func (c *connection) afterMark(keep bool) {
+	if c.op.poll != nil {
+		_ = c.op.Control(PollDetach)
+	}
+	c.fd.close(keep)
+	wake(c.readCh)
+	wake(c.writeCh)
+}

@@ -1,0 +1,173 @@
+//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+
+package netpoll
+
+// The Writer of a connection. Staging methods work on the output buffer
+// under outMu; after any close they fail with ErrConnClosed (never panic).
+// Flush sends: it writes directly, and when the socket is full it asks the
+// poller to report writability and waits, holding outMu so that sends never
+// interleave.
+
+func (c *connection) closedWrite(op string) error { return Exception(ErrConnClosed, op) }
+
+// Malloc reserves n bytes of output and returns them (cap == len); fill them before Flush.
+func (c *connection) Malloc(n int) (buf []byte, err error) {
+	if !c.IsActive() {
+		return nil, c.closedWrite("when malloc")
+	}
+	c.outMu.Lock()
+	buf, err = c.out.Malloc(n)
+	c.outMu.Unlock()
+	return buf, err
+}
+
+// MallocLen returns the number of staged, unflushed bytes.
+func (c *connection) MallocLen() (length int) {
+	c.outMu.Lock()
+	length = c.out.MallocLen()
+	c.outMu.Unlock()
+	return length
+}
+
+// MallocAck keeps the first n staged bytes and drops the rest.
+func (c *connection) MallocAck(n int) (err error) {
+	if !c.IsActive() {
+		return c.closedWrite("when malloc ack")
+	}
+	c.outMu.Lock()
+	err = c.out.MallocAck(n)
+	c.outMu.Unlock()
+	return err
+}
+
+// WriteString stages s (by reference above BinaryInplaceThreshold bytes).
+func (c *connection) WriteString(s string) (n int, err error) {
+	if !c.IsActive() {
+		return 0, c.closedWrite("when write string")
+	}
+	c.outMu.Lock()
+	n, err = c.out.WriteString(s)
+	c.outMu.Unlock()
+	return n, err
+}
+
+// WriteBinary stages b (by reference above BinaryInplaceThreshold bytes: do
+// not change b until it is flushed).
+func (c *connection) WriteBinary(b []byte) (n int, err error) {
+	if !c.IsActive() {
+		return 0, c.closedWrite("when write binary")
+	}
+	c.outMu.Lock()
+	n, err = c.out.WriteBinary(b)
+	c.outMu.Unlock()
+	return n, err
+}
+
+// WriteByte stages one byte.
+func (c *connection) WriteByte(b byte) (err error) {
+	if !c.IsActive() {
+		return c.closedWrite("when write byte")
+	}
+	c.outMu.Lock()
+	err = c.out.WriteByte(b)
+	c.outMu.Unlock()
+	return err
+}
+
+// WriteDirect splices p, by reference, before the last remainCap staged bytes.
+func (c *connection) WriteDirect(p []byte, remainCap int) (err error) {
+	if !c.IsActive() {
+		return c.closedWrite("when write direct")
+	}
+	c.outMu.Lock()
+	err = c.out.WriteDirect(p, remainCap)
+	c.outMu.Unlock()
+	return err
+}
+
+// Append moves every byte of w (a *LinkBuffer) to the staged output without copying.
+func (c *connection) Append(w Writer) (err error) {
+	if !c.IsActive() {
+		return c.closedWrite("when append")
+	}
+	c.outMu.Lock()
+	err = c.out.Append(w)
+	c.outMu.Unlock()
+	return err
+}
+
+// Flush sends every staged byte. It blocks until all are written, the write
+// deadline or timeout passes (ErrWriteTimeout; the rest stays queued and the
+// connection open), the connection closes (ErrConnClosed), or the socket
+// fails (the errno, " when flush"). Concurrent calls are serialised.
+func (c *connection) Flush() (err error) {
+	if !c.IsActive() {
+		return c.closedWrite("when flush")
+	}
+	c.outMu.Lock()
+	err = c.flushLocked()
+	c.outMu.Unlock()
+	return err
+}
+
+// Write copies p to the output and flushes it; it returns len(p) and the
+// Flush error. Concurrent calls are serialised, never refused.
+func (c *connection) Write(p []byte) (n int, err error) {
+	if !c.IsActive() {
+		return 0, c.closedWrite("when write")
+	}
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	if len(p) > 0 {
+		buf, err := c.out.Malloc(len(p))
+		if err != nil {
+			return 0, c.closedWrite("when write")
+		}
+		copy(buf, p)
+	}
+	return len(p), c.flushLocked()
+}
+
+// flushLocked publishes the staged bytes and sends them all; outMu is held.
+func (c *connection) flushLocked() error {
+	if err := c.out.Flush(); err != nil {
+		return c.closedWrite("when flush")
+	}
+	var dl int64
+	waited := false
+	for c.out.Len() > 0 {
+		if !c.IsActive() {
+			return c.closedWrite("when flush")
+		}
+		n, err := c.send()
+		if n > 0 {
+			_ = c.out.Skip(n)
+			_ = c.out.Release()
+		}
+		if err == nil {
+			continue
+		}
+		if err != errWouldBlock {
+			return Exception(err, "when flush")
+		}
+		if !waited {
+			dl, waited = deadline(&c.writeDeadline, &c.writeTimeout), true
+		}
+		if err = c.waitWritable(dl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitWritable asks the poller for one writability report and waits for it.
+func (c *connection) waitWritable(dl int64) error {
+	if err := c.op.Control(PollR2RW); err != nil {
+		return c.closedWrite("when flush")
+	}
+	if !sleep(c.writeCh, &c.writeTimer, dl) {
+		_ = c.op.Control(PollRW2R)
+		return Exception(ErrWriteTimeout, c.remoteString())
+	}
+	return nil
+}

@@ -1,0 +1,222 @@
+//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+
+package netpoll
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// server is one Serve: the listener's operator and the connections it accepted.
+type server struct {
+	ln        Listener
+	op        FDOperator
+	onRequest OnRequest
+	opts      *options
+	quit      chan error // Serve's result; the first send wins
+
+	mu      sync.Mutex
+	conns   map[*connection]struct{}
+	stopped bool
+	backoff time.Duration
+	retry   *time.Timer
+	once    atomic.Bool
+}
+
+// acceptBatch bounds the accepts of one readiness report, so one busy
+// listener cannot starve the other fds of its poller.
+const acceptBatch = 64
+
+const maxBackoff = time.Second
+
+func newServer(ln Listener, onRequest OnRequest, opts *options) *server {
+	s := &server{ln: ln, onRequest: onRequest, opts: opts, quit: make(chan error, 1), conns: map[*connection]struct{}{}}
+	s.op.FD = ln.Fd()
+	s.op.handler = s
+	return s
+}
+
+// start registers the listener with a poller.
+func (s *server) start() error {
+	if s.op.FD < 0 {
+		return Exception(ErrUnsupported, "serve on "+s.ln.Addr().Network())
+	}
+	p, err := pollmanager.pick()
+	if err != nil {
+		return err
+	}
+	return p.Control(&s.op, PollReadable)
+}
+
+// stop ends Serve with err (nil at Shutdown): unregister and close the
+// listener, and cancel a pending accept retry.
+func (s *server) stop(err error) {
+	if !s.once.CompareAndSwap(false, true) {
+		return
+	}
+	s.mu.Lock()
+	s.stopped = true
+	if s.retry != nil {
+		s.retry.Stop()
+	}
+	s.mu.Unlock()
+	if s.op.poll != nil {
+		_ = s.op.Control(PollDetach)
+	}
+	_ = s.ln.Close()
+	s.quit <- err
+}
+
+// onEvent accepts what is pending, up to a batch.
+func (s *server) onEvent(_ Poll, flags pollFlags) {
+	for i := 0; i < acceptBatch; i++ {
+		fd, sa, err := accept(s.op.FD)
+		switch err {
+		case nil:
+			s.backoff = 0
+			s.accepted(fd, sa)
+			continue
+		case unix.EAGAIN:
+			if flags&pollHup != 0 {
+				s.stop(errors.New("netpoll: listener hung up"))
+			}
+			return
+		case unix.EINTR, unix.ECONNABORTED, unix.EPROTO:
+			continue
+		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+			s.pause(err)
+			return
+		}
+		s.stop(wrapSyscall("accept", err))
+		return
+	}
+}
+
+// pause unregisters the listener while the process is out of fds and
+// registers it again after a back-off that doubles up to a second: no busy
+// loop, and one log line per episode.
+func (s *server) pause(err error) {
+	_ = s.op.Control(PollDetach)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return
+	}
+	if s.backoff == 0 {
+		logf("accept: %v; retrying with back-off", err)
+		s.backoff = 5 * time.Millisecond
+	} else {
+		s.backoff = min(2*s.backoff, maxBackoff)
+	}
+	s.retry = time.AfterFunc(s.backoff, s.resume)
+}
+
+func (s *server) resume() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return
+	}
+	if err := s.op.poll.Control(&s.op, PollReadable); err != nil {
+		go s.stop(err)
+	}
+}
+
+// accepted sets up a new connection and runs OnPrepare on this (the poller)
+// goroutine; a connection OnPrepare closed is never registered.
+func (s *server) accepted(fd int, sa unix.Sockaddr) {
+	local, remote := socketAddrs(fd)
+	c := newConnection(fd, local, remote)
+	c.server = s
+	if c.isTCP {
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	}
+	s.configure(c)
+	if !s.track(c) {
+		c.Close()
+		return
+	}
+	if !s.prepare(c) || !c.IsActive() {
+		return
+	}
+	if err := c.register(); err != nil {
+		logf("register connection: %v", err)
+		c.Close()
+	}
+}
+
+// configure applies the loop's options before OnPrepare.
+func (s *server) configure(c *connection) {
+	o := s.opts
+	if o.readTimeout > 0 {
+		c.readTimeout.Store(int64(o.readTimeout))
+	}
+	if o.writeTimeout > 0 {
+		c.writeTimeout.Store(int64(o.writeTimeout))
+	}
+	if o.idleTimeout > 0 {
+		_ = c.SetIdleTimeout(o.idleTimeout)
+	}
+	_ = c.SetOnRequest(s.onRequest)
+	_ = c.SetOnConnect(o.onConnect)
+	_ = c.SetOnDisconnect(o.onDisconnect)
+}
+
+// prepare runs OnPrepare; a panic in it closes the connection and is logged,
+// since it would otherwise kill the poller.
+func (s *server) prepare(c *connection) (ok bool) {
+	if s.opts.onPrepare == nil {
+		return true
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			logf("OnPrepare panicked: %v", r)
+			c.Close()
+			ok = false
+		}
+	}()
+	if ctx := s.opts.onPrepare(c); ctx != nil {
+		c.ctx.Store(ctx)
+	}
+	return true
+}
+
+// track records c so that Shutdown finds it; false after Shutdown began.
+func (s *server) track(c *connection) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+// forget drops a finalized connection.
+func (s *server) forget(c *connection) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// closeIdle closes every idle connection and returns how many are busy.
+func (s *server) closeIdle() (busy int) {
+	s.mu.Lock()
+	conns := make([]*connection, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		if c.state.running() || c.in.Len() > 0 || c.out.Len() > 0 {
+			busy++
+			continue
+		}
+		c.Close()
+	}
+	return busy
+}

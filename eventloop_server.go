@@ -1,0 +1,103 @@
+//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+
+package netpoll
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// NewEventLoop returns a server that calls onRequest (which may be nil) for
+// the connections it accepts, configured by ops.
+func NewEventLoop(onRequest OnRequest, ops ...Option) (EventLoop, error) {
+	evl := &eventLoop{onRequest: onRequest}
+	for _, op := range ops {
+		if op.f != nil {
+			op.f(&evl.opts)
+		}
+	}
+	return evl, nil
+}
+
+type eventLoop struct {
+	onRequest OnRequest
+	opts      options
+
+	mu   sync.Mutex
+	svr  *server // the running Serve's server; nil when none runs
+	done bool    // Shutdown was called
+}
+
+var errServing = errors.New("netpoll: the event loop is already serving a listener")
+
+// Serve converts ln (see ConvertListener), registers it with a poller and
+// blocks until Shutdown (nil) or an accept failure, a listener hang-up or a
+// close of ln (the error). A second concurrent Serve on the same loop fails
+// at once. After Shutdown, Serve returns nil at once.
+func (evl *eventLoop) Serve(ln net.Listener) error {
+	l, err := ConvertListener(ln)
+	if err != nil {
+		return err
+	}
+	evl.mu.Lock()
+	if evl.done {
+		evl.mu.Unlock()
+		return nil
+	}
+	if evl.svr != nil {
+		evl.mu.Unlock()
+		return errServing
+	}
+	s := newServer(l, evl.onRequest, &evl.opts)
+	evl.svr = s
+	evl.mu.Unlock()
+	if err = s.start(); err != nil {
+		evl.clear(s)
+		return err
+	}
+	err = <-s.quit
+	evl.clear(s)
+	return err
+}
+
+func (evl *eventLoop) clear(s *server) {
+	evl.mu.Lock()
+	if evl.svr == s {
+		evl.svr = nil
+	}
+	evl.mu.Unlock()
+}
+
+// Shutdown stops the running Serve (it returns nil), closes the listener,
+// then closes connections as they become idle (no handler running, nothing
+// buffered either way). It returns nil once none is left, or ctx.Err() when
+// ctx ends first, leaving the busy ones open. Without a running Serve, and
+// from the second call on, it returns nil at once.
+func (evl *eventLoop) Shutdown(ctx context.Context) error {
+	evl.mu.Lock()
+	s := evl.svr
+	evl.svr, evl.done = nil, true
+	evl.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	s.stop(nil)
+	for {
+		busy := s.closeIdle()
+		if busy == 0 {
+			return nil
+		}
+		wait := time.Duration(busy) * time.Millisecond
+		wait = min(max(wait, 50*time.Millisecond), time.Second)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

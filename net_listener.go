@@ -1,0 +1,147 @@
+//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+
+package netpoll
+
+import (
+	"errors"
+	"net"
+	"strings"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// listener is a non-blocking listening socket: a duplicate of a net
+// listener's fd, with the original kept so that Close closes both.
+type listener struct {
+	fd     int
+	addr   net.Addr
+	orig   net.Listener   // the converted listener, closed with ours
+	packet net.PacketConn // set for "udp*": Accept is unsupported
+	closed atomic.Bool
+}
+
+// CreateListener listens on addr like net.Listen and converts the result. For
+// "udp", "udp4" and "udp6" it binds the address, but Accept gives ErrUnsupported.
+func CreateListener(network, addr string) (l Listener, err error) {
+	if strings.HasPrefix(network, "udp") {
+		pc, err := net.ListenPacket(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &listener{fd: -1, addr: pc.LocalAddr(), packet: pc}, nil
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if l, err = ConvertListener(ln); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// ConvertListener returns l if it is already a Listener, and for a
+// *net.TCPListener or *net.UnixListener a non-blocking Listener on a
+// duplicate of its fd (closing it closes l too). Any other type is an error.
+func ConvertListener(l net.Listener) (nl Listener, err error) {
+	if nl, ok := l.(Listener); ok {
+		return nl, nil
+	}
+	switch l.(type) {
+	case *net.TCPListener, *net.UnixListener:
+	default:
+		return nil, errors.New("listener type can't support")
+	}
+	rc, err := l.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	fd, err := dupFd(rc)
+	if err != nil {
+		return nil, err
+	}
+	return &listener{fd: fd, addr: l.Addr(), orig: l}, nil
+}
+
+// dupFd duplicates the fd behind rc as a non-blocking, close-on-exec fd.
+func dupFd(rc syscall.RawConn) (int, error) {
+	fd, derr := -1, error(nil)
+	if err := rc.Control(func(sfd uintptr) {
+		fd, derr = unix.FcntlInt(sfd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, wrapSyscall("dup", derr)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, wrapSyscall("fcntl", err)
+	}
+	return fd, nil
+}
+
+// Accept never blocks: with no connection pending it returns (nil, nil).
+// Otherwise it returns a registered Connection (a Conn) without handlers.
+func (l *listener) Accept() (net.Conn, error) {
+	if l.packet != nil {
+		return nil, Exception(ErrUnsupported, "accept on "+l.addr.Network())
+	}
+	if l.closed.Load() {
+		return nil, Exception(ErrConnClosed, "listener closed")
+	}
+	for {
+		fd, _, err := accept(l.fd)
+		switch err {
+		case nil:
+			c, err := wrapAccepted(fd)
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		case unix.EAGAIN:
+			return nil, nil
+		case unix.EINTR, unix.ECONNABORTED:
+			continue
+		}
+		return nil, wrapSyscall("accept", err)
+	}
+}
+
+// wrapAccepted makes an accepted fd a registered connection.
+func wrapAccepted(fd int) (*connection, error) {
+	local, remote := socketAddrs(fd)
+	c := newConnection(fd, local, remote)
+	if c.isTCP {
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	}
+	if err := c.register(); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close closes the listener and the one it was converted from. Only the first call does anything.
+func (l *listener) Close() error {
+	if !l.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if l.packet != nil {
+		return l.packet.Close()
+	}
+	unix.Close(l.fd)
+	if l.orig != nil {
+		return l.orig.Close()
+	}
+	return nil
+}
+
+// Addr returns the listening address.
+func (l *listener) Addr() net.Addr { return l.addr }
+
+// Fd returns the listening fd (-1 for a udp listener).
+func (l *listener) Fd() (fd int) { return l.fd }

@@ -1,0 +1,122 @@
+package netpoll
+
+// Poll is one poller: an epoll (Linux) or kqueue (BSD, macOS) instance with
+// the goroutine that waits on it. No exported API hands one out; the type
+// exists for compatibility.
+type Poll interface {
+	// Wait runs the event loop until Close. It blocks.
+	Wait() error
+	// Close stops Wait and releases the poller.
+	Close() error
+	// Trigger wakes Wait up once.
+	Trigger() error
+	// Control registers, changes or removes operator's interest.
+	Control(operator *FDOperator, event PollEvent) error
+	// Alloc returns a fresh operator bound to this poller.
+	Alloc() (operator *FDOperator)
+	// Free gives an operator back; it must be detached first.
+	Free(operator *FDOperator)
+}
+
+// PollEvent is a change of interest passed to Poll.Control.
+type PollEvent int
+
+// The changes of interest.
+const (
+	// PollReadable registers the fd for reading.
+	PollReadable PollEvent = 0x1
+	// PollWritable registers the fd for writing.
+	PollWritable PollEvent = 0x2
+	// PollDetach removes the fd from the poller; a second detach is a no-op.
+	PollDetach PollEvent = 0x3
+	// PollR2RW adds writing to a fd registered for reading.
+	PollR2RW PollEvent = 0x5
+	// PollRW2R removes writing again.
+	PollRW2R PollEvent = 0x6
+
+	// pollConnect registers a connecting fd for one writability event.
+	pollConnect PollEvent = 0x10
+	// pollConnected turns a pollConnect registration into PollReadable.
+	pollConnected PollEvent = 0x11
+)
+
+// FDOperator is what a poller knows of one file descriptor: the callbacks it
+// runs for readiness events. Operators made by this package carry an internal
+// handler instead of the exported callbacks.
+type FDOperator struct {
+	// FD is the file descriptor.
+	FD int
+
+	// OnRead, OnWrite and OnHup are run on the poller goroutine when FD is
+	// readable, writable, or hung up.
+	OnRead, OnWrite, OnHup func(p Poll) error
+
+	// Inputs, InputAck, Outputs and OutputAck are kept for compatibility; the
+	// pollers of this package do not call them.
+	Inputs    func(vs [][]byte) (rs [][]byte)
+	InputAck  func(n int) (err error)
+	Outputs   func(vs [][]byte) (rs [][]byte, supportZeroCopy bool)
+	OutputAck func(n int) (err error)
+
+	poll     Poll
+	handler  pollHandler
+	gen      uint32 // registration generation, carried by every kernel event (see poll_table.go)
+	detached int32  // 1 after the first PollDetach; changed atomically
+}
+
+// pollHandler receives the events of an operator made by this package. Every
+// method runs on the poller goroutine and must not block.
+type pollHandler interface {
+	// onEvent handles one readiness report; the flags are pollIn, pollOut, pollHup.
+	onEvent(p Poll, flags pollFlags)
+}
+
+// pollFlags is the platform-neutral summary of one kernel event.
+type pollFlags uint8
+
+const (
+	pollIn  pollFlags = 1 << iota // readable, or a read will report EOF/error
+	pollOut                       // writable
+	pollHup                       // the peer hung up or the socket has an error
+)
+
+// Control asks the operator's poller for a change of interest.
+func (op *FDOperator) Control(event PollEvent) error {
+	if op.poll == nil {
+		return Exception(ErrUnsupported, "operator has no poller")
+	}
+	return op.poll.Control(op, event)
+}
+
+// Free gives the operator back to its poller.
+func (op *FDOperator) Free() {
+	if op.poll != nil {
+		op.poll.Free(op)
+	}
+}
+
+// dispatch delivers flags to the operator: its handler, or else the exported callbacks.
+func (op *FDOperator) dispatch(p Poll, flags pollFlags) {
+	if op.handler != nil {
+		op.handler.onEvent(p, flags)
+		return
+	}
+	if flags&pollIn != 0 && op.OnRead != nil {
+		_ = op.OnRead(p)
+	}
+	if flags&pollOut != 0 && op.OnWrite != nil {
+		_ = op.OnWrite(p)
+	}
+	if flags&pollHup != 0 && op.OnHup != nil {
+		_ = op.OnHup(p)
+	}
+}
+
+// LoadBalance chooses the poller of each new connection.
+type LoadBalance int
+
+// The balancers; any other value means RoundRobin.
+const (
+	RoundRobin LoadBalance = iota
+	Random
+)

@@ -1,0 +1,99 @@
+package netpoll
+
+import (
+	"context"
+	"io"
+	"log"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// Config is the package-wide configuration applied by Configure.
+type Config struct {
+	// PollerNum, when > 0, is the number of pollers (see SetNumLoops).
+	PollerNum int
+	// BufferSize, when > 0, is the first read size of each connection (default 8192).
+	BufferSize int
+	// Runner, when set, runs every handler task; it must accept a nil ctx.
+	Runner func(ctx context.Context, f func())
+	// LoggerOutput, when set, receives the package's log lines.
+	LoggerOutput io.Writer
+	// LoadBalance, when >= 0, chooses the poller of new connections.
+	LoadBalance LoadBalance
+	Feature
+}
+
+// Feature holds optional behaviours.
+type Feature struct {
+	// AlwaysNoCopyRead lets ReadString and ReadBinary alias buffer memory. It
+	// is accepted for compatibility; reads here always return copies, which
+	// the contract allows.
+	AlwaysNoCopyRead bool
+}
+
+// Option configures an EventLoop.
+type Option struct {
+	f func(*options)
+}
+
+type options struct {
+	onPrepare    OnPrepare
+	onConnect    OnConnect
+	onDisconnect OnDisconnect
+	readTimeout  time.Duration
+	writeTimeout time.Duration
+	idleTimeout  time.Duration
+}
+
+// WithOnPrepare sets the handler run on the poller when a connection is accepted.
+func WithOnPrepare(onPrepare OnPrepare) Option {
+	return Option{func(o *options) { o.onPrepare = onPrepare }}
+}
+
+// WithOnConnect sets the handler run once a connection is registered.
+func WithOnConnect(onConnect OnConnect) Option {
+	return Option{func(o *options) { o.onConnect = onConnect }}
+}
+
+// WithOnDisconnect sets the handler run when the peer closes a connection.
+func WithOnDisconnect(onDisconnect OnDisconnect) Option {
+	return Option{func(o *options) { o.onDisconnect = onDisconnect }}
+}
+
+// WithReadTimeout sets each accepted connection's read timeout (before OnPrepare).
+func WithReadTimeout(timeout time.Duration) Option {
+	return Option{func(o *options) { o.readTimeout = timeout }}
+}
+
+// WithWriteTimeout sets each accepted connection's write timeout (before OnPrepare).
+func WithWriteTimeout(timeout time.Duration) Option {
+	return Option{func(o *options) { o.writeTimeout = timeout }}
+}
+
+// WithIdleTimeout turns on TCP keep-alive for accepted connections (see
+// Connection.SetIdleTimeout); it never closes idle connections.
+func WithIdleTimeout(timeout time.Duration) Option {
+	return Option{func(o *options) { o.idleTimeout = timeout }}
+}
+
+const defaultReadSize = 8192
+
+var (
+	bufferSize atomic.Int64
+	noCopyRead atomic.Bool
+	logger     atomic.Pointer[log.Logger]
+)
+
+func init() {
+	bufferSize.Store(defaultReadSize)
+	setLoggerOutput(os.Stderr)
+}
+
+func defaultBufferSize() int { return int(bufferSize.Load()) }
+
+func setLoggerOutput(w io.Writer) {
+	logger.Store(log.New(w, "NETPOLL: ", log.LstdFlags))
+}
+
+func logf(format string, args ...interface{}) { logger.Load().Printf(format, args...) }

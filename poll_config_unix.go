@@ -1,0 +1,80 @@
+//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+
+package netpoll
+
+import (
+	"context"
+	"io"
+
+	"github.com/cloudwego/netpoll/internal/runner"
+)
+
+// Configure applies config: PollerNum > 0 sets the number of pollers,
+// BufferSize > 0 the first read size, a non-nil Runner and LoggerOutput
+// replace the current ones, LoadBalance >= 0 sets the balancer (so the zero
+// Config resets it to RoundRobin), and AlwaysNoCopyRead is always copied.
+// It returns the error of an invalid PollerNum. Call it from init, before
+// the first connection.
+func Configure(config Config) (err error) {
+	if config.PollerNum > 0 {
+		if err = pollmanager.setNumLoops(config.PollerNum); err != nil {
+			return err
+		}
+	}
+	if config.BufferSize > 0 {
+		bufferSize.Store(int64(config.BufferSize))
+	}
+	if config.Runner != nil {
+		runner.Set(config.Runner)
+	}
+	if config.LoggerOutput != nil {
+		setLoggerOutput(config.LoggerOutput)
+	}
+	if config.LoadBalance >= 0 {
+		pollmanager.setLoadBalance(config.LoadBalance)
+	}
+	noCopyRead.Store(config.AlwaysNoCopyRead)
+	return nil
+}
+
+// Initialize starts the pollers now instead of at the first connection.
+func Initialize() {
+	if _, err := pollmanager.pick(); err != nil {
+		logf("initialize: %v", err)
+	}
+}
+
+// SetNumLoops sets the number of pollers; n < 1 gives an error.
+//
+// Deprecated: use Configure.
+func SetNumLoops(numLoops int) error { return pollmanager.setNumLoops(numLoops) }
+
+// SetLoadBalance chooses the poller balancer; unknown values mean RoundRobin.
+//
+// Deprecated: use Configure.
+func SetLoadBalance(lb LoadBalance) error {
+	pollmanager.setLoadBalance(lb)
+	return nil
+}
+
+// SetLoggerOutput sends the package's log lines to w (nil is ignored).
+//
+// Deprecated: use Configure.
+func SetLoggerOutput(w io.Writer) {
+	if w != nil {
+		setLoggerOutput(w)
+	}
+}
+
+// SetRunner sets the task runner (nil restores the default).
+//
+// Deprecated: use Configure.
+func SetRunner(f func(ctx context.Context, f func())) { runner.Set(f) }
+
+// DisableGopool runs every task on a new goroutine instead of the pool.
+//
+// Deprecated: use Configure with a Runner.
+func DisableGopool() error {
+	runner.UseGoroutines()
+	return nil
+}

@@ -1,0 +1,191 @@
+//go:build linux
+
+package netpoll
+
+import (
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// defaultPoll is a level-triggered epoll instance with an eventfd for
+// wake-ups. Its goroutine is the only one that reads events; Control may be
+// called from any goroutine (epoll_ctl is thread-safe).
+type defaultPoll struct {
+	epfd    int
+	wakefd  int
+	events  []unix.EpollEvent
+	closing atomic.Bool
+	done    chan struct{}
+}
+
+const (
+	epollRead  = unix.EPOLLIN | unix.EPOLLRDHUP
+	epollWrite = unix.EPOLLOUT
+	wakeTag    = ^uint32(0) // the generation of the wake-up eventfd
+)
+
+func openDefaultPoll() (*defaultPoll, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, wrapSyscall("epoll_create1", err)
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, wrapSyscall("eventfd", err)
+	}
+	p := &defaultPoll{epfd: epfd, wakefd: wakefd, events: make([]unix.EpollEvent, 128), done: make(chan struct{})}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	setEventTag(&ev, wakefd, wakeTag)
+	if err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
+		unix.Close(wakefd)
+		unix.Close(epfd)
+		return nil, wrapSyscall("epoll_ctl", err)
+	}
+	return p, nil
+}
+
+// setEventTag stores fd and the registration generation in the event's data.
+func setEventTag(ev *unix.EpollEvent, fd int, gen uint32) {
+	ev.Fd = int32(fd)
+	ev.Pad = int32(gen)
+}
+
+// Wait runs the loop until Close: a non-blocking epoll_wait first, a blocking
+// one (which costs no CPU) only when nothing is ready.
+func (p *defaultPoll) Wait() error {
+	defer close(p.done)
+	timeout := 0
+	for {
+		n, err := unix.EpollWait(p.epfd, p.events, timeout)
+		if err != nil && err != unix.EINTR {
+			return wrapSyscall("epoll_wait", err)
+		}
+		if n <= 0 {
+			timeout = -1
+			continue
+		}
+		timeout = 0
+		if p.handle(p.events[:n]) {
+			p.release()
+			return nil
+		}
+	}
+}
+
+// handle delivers one batch; it reports whether the poller was asked to close.
+func (p *defaultPoll) handle(events []unix.EpollEvent) (closing bool) {
+	for i := range events {
+		ev := &events[i]
+		fd, gen := int(ev.Fd), uint32(ev.Pad)
+		if gen == wakeTag && fd == p.wakefd {
+			var buf [8]byte
+			_, _ = unix.Read(p.wakefd, buf[:])
+			closing = p.closing.Load()
+			continue
+		}
+		op := opGet(fd, gen)
+		if op == nil {
+			continue // stale: the fd was closed, maybe reused, since the event was queued
+		}
+		var flags pollFlags
+		if ev.Events&(unix.EPOLLIN|unix.EPOLLPRI) != 0 {
+			flags |= pollIn
+		}
+		if ev.Events&unix.EPOLLOUT != 0 {
+			flags |= pollOut
+		}
+		if ev.Events&(unix.EPOLLHUP|unix.EPOLLRDHUP|unix.EPOLLERR) != 0 {
+			flags |= pollHup | pollIn
+		}
+		op.dispatch(p, flags)
+	}
+	return closing
+}
+
+// Close asks the loop to stop and waits until it has.
+func (p *defaultPoll) Close() error {
+	if !p.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	if err := p.Trigger(); err != nil {
+		return err
+	}
+	<-p.done
+	return nil
+}
+
+func (p *defaultPoll) release() {
+	unix.Close(p.wakefd)
+	unix.Close(p.epfd)
+}
+
+// Trigger wakes the loop once.
+func (p *defaultPoll) Trigger() error {
+	one := uint64(1)
+	_, err := unix.Write(p.wakefd, (*[8]byte)(unsafe.Pointer(&one))[:])
+	if err != nil && err != unix.EAGAIN {
+		return wrapSyscall("eventfd write", err)
+	}
+	return nil
+}
+
+// Control applies one change of interest for operator.
+func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
+	var ev unix.EpollEvent
+	ctl := unix.EPOLL_CTL_MOD
+	switch event {
+	case PollReadable:
+		ctl, ev.Events = unix.EPOLL_CTL_ADD, epollRead
+	case PollWritable:
+		ctl, ev.Events = unix.EPOLL_CTL_ADD, epollWrite
+	case pollConnect:
+		ctl, ev.Events = unix.EPOLL_CTL_ADD, epollWrite|unix.EPOLLONESHOT
+	case PollR2RW:
+		ev.Events = epollRead | epollWrite
+	case PollRW2R, pollConnected:
+		ev.Events = epollRead
+	case PollDetach:
+		return p.detach(op)
+	default:
+		return Exception(ErrUnsupported, "unknown PollEvent")
+	}
+	if ctl == unix.EPOLL_CTL_ADD {
+		op.poll = p
+		atomic.StoreInt32(&op.detached, 0)
+		if err := opPut(op); err != nil {
+			return err
+		}
+	} else if atomic.LoadInt32(&op.detached) != 0 {
+		return Exception(ErrConnClosed, "operator detached")
+	}
+	setEventTag(&ev, op.FD, atomic.LoadUint32(&op.gen))
+	if err := unix.EpollCtl(p.epfd, ctl, op.FD, &ev); err != nil {
+		if ctl == unix.EPOLL_CTL_ADD {
+			opDrop(op)
+		}
+		return wrapSyscall("epoll_ctl", err)
+	}
+	return nil
+}
+
+// detach removes the operator; only the first call does anything.
+func (p *defaultPoll) detach(op *FDOperator) error {
+	if !atomic.CompareAndSwapInt32(&op.detached, 0, 1) {
+		return nil
+	}
+	opDrop(op)
+	err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, op.FD, nil)
+	if err != nil && err != unix.ENOENT && err != unix.EBADF {
+		return wrapSyscall("epoll_ctl del", err)
+	}
+	return nil
+}
+
+// Alloc returns a new operator bound to this poller.
+func (p *defaultPoll) Alloc() *FDOperator { return &FDOperator{poll: p} }
+
+// Free does nothing: a detached operator is garbage collected once unreferenced.
+func (p *defaultPoll) Free(op *FDOperator) {}

@@ -1,0 +1,94 @@
+//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+
+package netpoll
+
+import (
+	"fmt"
+	"math/rand"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// manager owns the pollers. They start lazily, at the first pick (or
+// Initialize), and are never stopped: an idle poller blocks in the kernel and
+// costs no CPU. Lowering the number of loops only narrows the pick, so no
+// poller holding connections is ever closed under them.
+type manager struct {
+	mu      sync.Mutex
+	polls   atomic.Pointer[[]*defaultPoll] // every poller started, in start order
+	loops   atomic.Int32                   // how many the pick uses
+	balance atomic.Int32
+	next    atomic.Uint32
+}
+
+var pollmanager = newManager()
+
+func newManager() *manager {
+	m := &manager{}
+	m.loops.Store(int32(runtime.GOMAXPROCS(0)/20 + 1))
+	return m
+}
+
+// setNumLoops sets how many pollers the pick uses; it applies at the next pick.
+func (m *manager) setNumLoops(n int) error {
+	if n < 1 {
+		return fmt.Errorf("set invalid numLoops[%d]", n)
+	}
+	m.loops.Store(int32(n))
+	return nil
+}
+
+// setLoadBalance chooses the balancer; unknown values mean RoundRobin.
+func (m *manager) setLoadBalance(lb LoadBalance) {
+	if lb != Random {
+		lb = RoundRobin
+	}
+	m.balance.Store(int32(lb))
+}
+
+// pick returns the poller for a new registration, starting pollers as needed.
+func (m *manager) pick() (*defaultPoll, error) {
+	want := int(m.loops.Load())
+	polls := m.polls.Load()
+	if polls == nil || len(*polls) < want {
+		var err error
+		if polls, err = m.start(want); err != nil {
+			return nil, err
+		}
+	}
+	var i int
+	if LoadBalance(m.balance.Load()) == Random {
+		i = rand.Intn(want)
+	} else {
+		i = int(m.next.Add(1) % uint32(want))
+	}
+	return (*polls)[i], nil
+}
+
+// start brings the number of running pollers up to want.
+func (m *manager) start(want int) (*[]*defaultPoll, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var polls []*defaultPoll
+	if cur := m.polls.Load(); cur != nil {
+		polls = append(polls, *cur...)
+	}
+	for len(polls) < want {
+		p, err := openDefaultPoll()
+		if err != nil {
+			return nil, err
+		}
+		go p.run()
+		polls = append(polls, p)
+	}
+	m.polls.Store(&polls)
+	return &polls, nil
+}
+
+// run is the poller goroutine; a poller that fails is reported, not restarted.
+func (p *defaultPoll) run() {
+	if err := p.Wait(); err != nil {
+		logf("poller stopped: %v", err)
+	}
+}

@@ -1,0 +1,86 @@
+//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+
+package netpoll
+
+import (
+	"sync/atomic"
+)
+
+// The operator table maps a file descriptor to the operator registered for
+// it. The kernel reports events by fd and by a tag set at registration (a
+// generation number with epoll, the operator's address with kqueue), and a
+// poller delivers an event only when the table still holds an operator with
+// that tag. An event fetched for a fd that has since been closed, and maybe
+// reused by a new connection, therefore never reaches the new owner: its tag
+// is the old one.
+//
+// Two levels of chunks cover fds up to opTableMax; a chunk is allocated the
+// first time one of its fds is registered and never freed.
+const (
+	opChunkBits = 10
+	opChunkSize = 1 << opChunkBits
+	opTableMax  = 4096 * opChunkSize
+)
+
+type opChunk [opChunkSize]atomic.Pointer[FDOperator]
+
+var (
+	opTable [opTableMax / opChunkSize]atomic.Pointer[opChunk]
+	opGen   atomic.Uint32
+)
+
+// opSlot returns the table slot of fd, allocating its chunk if asked.
+func opSlot(fd int, alloc bool) *atomic.Pointer[FDOperator] {
+	if fd < 0 || fd >= opTableMax {
+		return nil
+	}
+	chunkp := &opTable[fd>>opChunkBits]
+	chunk := chunkp.Load()
+	if chunk == nil {
+		if !alloc {
+			return nil
+		}
+		chunkp.CompareAndSwap(nil, new(opChunk))
+		chunk = chunkp.Load()
+	}
+	return &chunk[fd&(opChunkSize-1)]
+}
+
+// opPut records op as the owner of its fd with a new generation.
+func opPut(op *FDOperator) error {
+	slot := opSlot(op.FD, true)
+	if slot == nil {
+		return Exception(ErrUnsupported, "fd out of range")
+	}
+	atomic.StoreUint32(&op.gen, opGen.Add(1))
+	slot.Store(op)
+	return nil
+}
+
+// opGet returns the operator registered for fd if it still carries gen.
+func opGet(fd int, gen uint32) *FDOperator {
+	slot := opSlot(fd, false)
+	if slot == nil {
+		return nil
+	}
+	op := slot.Load()
+	if op == nil || atomic.LoadUint32(&op.gen) != gen {
+		return nil
+	}
+	return op
+}
+
+// opCurrent returns the operator registered for fd, whatever its generation.
+func opCurrent(fd int) *FDOperator {
+	if slot := opSlot(fd, false); slot != nil {
+		return slot.Load()
+	}
+	return nil
+}
+
+// opDrop forgets op, unless its fd already belongs to another operator.
+func opDrop(op *FDOperator) {
+	if slot := opSlot(op.FD, false); slot != nil {
+		slot.CompareAndSwap(op, nil)
+	}
+}

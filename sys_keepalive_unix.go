@@ -1,0 +1,20 @@
+//go:build linux || dragonfly || freebsd || netbsd
+
+package netpoll
+
+import "golang.org/x/sys/unix"
+
+// SetKeepAlive turns on TCP keep-alive for fd: probes start after secs idle
+// seconds and repeat every secs seconds. secs must be at least 1.
+func SetKeepAlive(fd, secs int) error {
+	if secs < 1 {
+		return Exception(unix.EINVAL, "keep-alive seconds must be at least 1")
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1); err != nil {
+		return wrapSyscall("setsockopt", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, secs); err != nil {
+		return wrapSyscall("setsockopt", err)
+	}
+	return wrapSyscall("setsockopt", unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, secs))
+}

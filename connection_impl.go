@@ -52,15 +52,23 @@ type connection struct {
 var _ Connection = &connection{}
 
 // newConnection wraps a connected, non-blocking fd. It is not registered yet.
-func newConnection(fd int, local, remote net.Addr) *connection {
+func newConnection(fd int, local, remote net.Addr) (*connection, error) {
 	c := &connection{}
-	c.init(fd, local, remote)
-	return c
+	if err := c.init(fd, local, remote); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // init sets up a zero connection in place (it is embedded in TCPConnection
-// and UnixConnection, and must never be copied).
-func (c *connection) init(fd int, local, remote net.Addr) {
+// and UnixConnection, and must never be copied). Its poller is chosen here,
+// before anyone else can see the connection, and never changes.
+func (c *connection) init(fd int, local, remote net.Addr) error {
+	p, err := pollmanager.pick()
+	if err != nil {
+		return err
+	}
+	c.op.poll = p
 	c.in = NewLinkBuffer()
 	c.out = NewLinkBuffer()
 	c.readCh = make(chan struct{}, 1)
@@ -73,6 +81,7 @@ func (c *connection) init(fd int, local, remote net.Addr) {
 	_, c.isTCP = remote.(*net.TCPAddr)
 	c.state.init(false)
 	c.ctx.Store(context.Background())
+	return nil
 }
 
 func (c *connection) context() context.Context { return c.ctx.Load().(context.Context) }
@@ -159,7 +168,7 @@ func (c *connection) SetOnRequest(onRequest OnRequest) error {
 		return nil
 	}
 	c.onRequest.Store(&onRequest)
-	if c.in.Len() > 0 && c.op.poll != nil {
+	if c.in.Len() > 0 {
 		c.arrivals.Add(1)
 		c.startTask()
 	}

@@ -138,9 +138,7 @@ func (c *connection) peerClosed() {
 // afterMark follows the first move out of open: detach from the poller, wake
 // waiters, and request the fd's close (keep: leave it to the caller).
 func (c *connection) afterMark(keep bool) {
-	if c.op.poll != nil {
-		_ = c.op.Control(PollDetach)
-	}
+	_ = c.op.Control(PollDetach)
 	c.fd.close(keep)
 	wake(c.readCh)
 	wake(c.writeCh)

@@ -6,10 +6,6 @@ package netpoll
 // task that runs it is claimed first, so OnRequest cannot start before
 // OnConnect returns, and started once the fd is registered.
 func (c *connection) register() error {
-	p, err := pollmanager.pick()
-	if err != nil {
-		return err
-	}
 	connecting := c.onConnect.Load() != nil
 	if connecting {
 		c.needConnect = true
@@ -17,9 +13,7 @@ func (c *connection) register() error {
 	} else {
 		c.state.setConnected()
 	}
-	c.op.poll = p
-	if err = p.Control(&c.op, PollReadable); err != nil {
-		c.op.poll = nil
+	if err := c.op.Control(PollReadable); err != nil {
 		if connecting {
 			c.needConnect = false
 			c.state.releaseTask()
@@ -28,8 +22,6 @@ func (c *connection) register() error {
 	}
 	if connecting {
 		runTask(c.context(), c.task)
-	} else if c.in.Len() > 0 {
-		c.startTask()
 	}
 	return nil
 }

@@ -129,8 +129,13 @@ func (s *server) resume() {
 // accepted sets up a new connection and runs OnPrepare on this (the poller)
 // goroutine; a connection OnPrepare closed is never registered.
 func (s *server) accepted(fd int, sa unix.Sockaddr) {
-	local, remote := socketAddrs(fd)
-	c := newConnection(fd, local, remote)
+	local, remote := socketAddrs(fd, sa)
+	c, err := newConnection(fd, local, remote)
+	if err != nil {
+		logf("accept: %v", err)
+		unix.Close(fd)
+		return
+	}
 	c.server = s
 	if c.isTCP {
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)

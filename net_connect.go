@@ -70,7 +70,7 @@ func waitConnect(ctx context.Context, fd int) error {
 		return err
 	}
 	w := &connectWait{ch: make(chan struct{}, 1)}
-	op := &FDOperator{FD: fd, handler: w}
+	op := &FDOperator{FD: fd, handler: w, poll: p}
 	if err = p.Control(op, pollConnect); err != nil {
 		return err
 	}
@@ -95,12 +95,15 @@ func waitConnect(ctx context.Context, fd int) error {
 
 // initDialed sets c up around a connected fd and registers it; on error the fd is closed.
 func initDialed(c *connection, fd int, tcp bool) error {
-	local, remote := socketAddrs(fd)
+	local, remote := socketAddrs(fd, nil)
 	if tcp {
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
-	c.init(fd, local, remote)
-	if err := c.register(); err != nil {
+	err := c.init(fd, local, remote)
+	if err == nil {
+		err = c.register()
+	}
+	if err != nil {
 		unix.Close(fd)
 		return err
 	}

@@ -94,10 +94,10 @@ func (l *listener) Accept() (net.Conn, error) {
 		return nil, Exception(ErrConnClosed, "listener closed")
 	}
 	for {
-		fd, _, err := accept(l.fd)
+		fd, sa, err := accept(l.fd)
 		switch err {
 		case nil:
-			c, err := wrapAccepted(fd)
+			c, err := wrapAccepted(fd, sa)
 			if err != nil {
 				return nil, err
 			}
@@ -112,13 +112,16 @@ func (l *listener) Accept() (net.Conn, error) {
 }
 
 // wrapAccepted makes an accepted fd a registered connection.
-func wrapAccepted(fd int) (*connection, error) {
-	local, remote := socketAddrs(fd)
-	c := newConnection(fd, local, remote)
-	if c.isTCP {
-		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+func wrapAccepted(fd int, sa unix.Sockaddr) (*connection, error) {
+	local, remote := socketAddrs(fd, sa)
+	c, err := newConnection(fd, local, remote)
+	if err == nil {
+		if c.isTCP {
+			_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		}
+		err = c.register()
 	}
-	if err := c.register(); err != nil {
+	if err != nil {
 		unix.Close(fd)
 		return nil, err
 	}

@@ -70,9 +70,12 @@ func NewFDConnection(fd int) (Connection, error) {
 	if err := unix.SetNonblock(fd, true); err != nil {
 		return nil, wrapSyscall("fcntl", err)
 	}
-	local, remote := socketAddrs(fd)
-	c := newConnection(fd, local, remote)
-	if err := c.register(); err != nil {
+	local, remote := socketAddrs(fd, nil)
+	c, err := newConnection(fd, local, remote)
+	if err == nil {
+		err = c.register()
+	}
+	if err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -113,21 +113,27 @@ func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
 	}
 	switch event {
 	case PollReadable:
-		op.poll = p
+		if op.poll == nil {
+			op.poll = p
+		}
 		atomic.StoreInt32(&op.detached, 0)
 		if err := opPut(op); err != nil {
 			return err
 		}
 		add(unix.EVFILT_READ, unix.EV_ADD)
 	case PollWritable:
-		op.poll = p
+		if op.poll == nil {
+			op.poll = p
+		}
 		atomic.StoreInt32(&op.detached, 0)
 		if err := opPut(op); err != nil {
 			return err
 		}
 		add(unix.EVFILT_WRITE, unix.EV_ADD)
 	case pollConnect:
-		op.poll = p
+		if op.poll == nil {
+			op.poll = p
+		}
 		atomic.StoreInt32(&op.detached, 0)
 		if err := opPut(op); err != nil {
 			return err

@@ -153,7 +153,9 @@ func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
 		return Exception(ErrUnsupported, "unknown PollEvent")
 	}
 	if ctl == unix.EPOLL_CTL_ADD {
-		op.poll = p
+		if op.poll == nil {
+			op.poll = p
+		}
 		atomic.StoreInt32(&op.detached, 0)
 		if err := opPut(op); err != nil {
 			return err

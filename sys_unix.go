@@ -40,20 +40,29 @@ func sockaddrToAddr(sa unix.Sockaddr, unixNet string) net.Addr {
 	return nil
 }
 
-// socketAddrs returns fd's local and peer addresses (nil where unknown).
-func socketAddrs(fd int) (local, remote net.Addr) {
+// socketAddrs returns fd's local and peer addresses (nil where unknown);
+// peer, when known (from accept), saves the getpeername.
+func socketAddrs(fd int, peer unix.Sockaddr) (local, remote net.Addr) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return nil, nil
+	}
 	unixNet := "unix"
-	if t, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err == nil && t == unix.SOCK_SEQPACKET {
-		unixNet = "unixpacket"
+	if _, ok := sa.(*unix.SockaddrUnix); ok {
+		if t, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err == nil {
+			unixNet = unixNetworks[t]
+		}
 	}
-	if sa, err := unix.Getsockname(fd); err == nil {
-		local = sockaddrToAddr(sa, unixNet)
+	local = sockaddrToAddr(sa, unixNet)
+	if peer == nil {
+		if peer, err = unix.Getpeername(fd); err != nil {
+			return local, nil
+		}
 	}
-	if sa, err := unix.Getpeername(fd); err == nil {
-		remote = sockaddrToAddr(sa, unixNet)
-	}
-	return local, remote
+	return local, sockaddrToAddr(peer, unixNet)
 }
+
+var unixNetworks = map[int]string{unix.SOCK_STREAM: "unix", unix.SOCK_DGRAM: "unixgram", unix.SOCK_SEQPACKET: "unixpacket"}
 
 // GetSysFdPairs returns the two ends of a new unix stream socketpair, or
 // (-1, -1) if it cannot be made. The caller owns both fds.

@@ -36,7 +36,7 @@ type connection struct {
 	readDeadline, writeDeadline atomic.Int64 // unix nanoseconds; 0 is none
 	readTimer, writeTimer       *time.Timer  // owned by the blocked reader / the Flush
 
-	ctx          atomic.Value // context.Context handed to the handlers
+	ctx          atomic.Pointer[context.Context] // handed to the handlers
 	onRequest    atomic.Pointer[OnRequest]
 	onConnect    atomic.Pointer[OnConnect]
 	onDisconnect atomic.Pointer[OnDisconnect]
@@ -80,11 +80,13 @@ func (c *connection) init(fd int, local, remote net.Addr) error {
 	c.fd.fd = fd
 	_, c.isTCP = remote.(*net.TCPAddr)
 	c.state.init(false)
-	c.ctx.Store(context.Background())
+	c.setContext(context.Background())
 	return nil
 }
 
-func (c *connection) context() context.Context { return c.ctx.Load().(context.Context) }
+func (c *connection) context() context.Context { return *c.ctx.Load() }
+
+func (c *connection) setContext(ctx context.Context) { c.ctx.Store(&ctx) }
 
 // Reader returns the connection itself.
 func (c *connection) Reader() Reader { return c }

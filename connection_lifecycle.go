@@ -115,7 +115,7 @@ func (c *connection) task() {
 func (c *connection) connect() {
 	if h := c.onConnect.Load(); h != nil {
 		if ctx := (*h)(c.context(), c); ctx != nil {
-			c.ctx.Store(ctx)
+			c.setContext(ctx)
 		}
 	}
 	if c.state.setConnected() {

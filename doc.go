@@ -1,3 +1,72 @@
 // Package netpoll is a non-blocking reactor for TCP and unix-socket servers
-// and clients, compatible with github.com/cloudwego/netpoll v0.7.2.
+// and clients. It is an independent implementation of the API of
+// github.com/cloudwego/netpoll v0.7.2, meant to be swapped in with one
+// replace line in go.mod (see the README).
+//
+// # Model
+//
+// A few pollers (epoll on Linux, kqueue on macOS and the BSDs) each run one
+// goroutine that waits for readiness events. Every connection is registered
+// with one poller for its whole life. When a connection's socket is
+// readable, its poller reads into the connection's input LinkBuffer and
+// wakes whoever waits for those bytes: a blocked Reader call, or the
+// connection's handler task. Writes go out from the goroutine that calls
+// Flush; only when the socket is full does Flush ask the poller to report
+// writability, and wait.
+//
+// # Goroutines
+//
+//   - OnPrepare runs on the poller goroutine, synchronously, when a
+//     connection is accepted and before it is registered. It must not block
+//     or read; it may write (the bytes are sent at once).
+//   - OnConnect and OnRequest run on a Runner goroutine (bytedance gopool by
+//     default; see Configure). They run serially per connection: OnConnect
+//     first, then OnRequest whenever input is buffered. OnRequest is called
+//     again while input remains and the previous call consumed some; when a
+//     call consumes nothing it is called again only when new bytes arrive or
+//     the connection closes. It is not called after a local Close.
+//   - OnDisconnect runs once on a Runner goroutine when the peer closes the
+//     connection (or when either side closed it during OnConnect), after
+//     OnConnect returned and before the close callbacks.
+//   - Close callbacks run once, last added first, on the goroutine that
+//     releases the connection last: Close itself when no handler runs,
+//     otherwise the handler's task when it returns, or the OnDisconnect
+//     goroutine after a peer close.
+//
+// The order is always OnPrepare → OnConnect → OnRequest… → OnDisconnect →
+// close callbacks.
+//
+// # Closing
+//
+// A connection closes by marking, then counting (connection_state.go): the
+// first Close, Detach or hang-up moves it out of the open phase (IsActive
+// becomes false, blocked calls wake, the fd is unregistered and its close
+// requested); the close callbacks and the recycling of its buffers wait for
+// the last hold to be released. The fd itself is closed by whoever drops its
+// last syscall reference (connection_fd.go), so a fd number is never reused
+// under a syscall that still means the old connection, and the operator
+// table's generation tags (poll_table.go) keep an event queued for a closed
+// fd from reaching the fd's next owner.
+//
+// After a peer close, bytes already buffered stay readable; a read needing
+// more fails with ErrEOF. After a local Close, reads fail with ErrConnClosed
+// once the buffer is recycled, and every Writer method fails with
+// ErrConnClosed.
+//
+// # Buffer ownership
+//
+// Slices from Reader.Next and Reader.Peek point into the input buffer and are
+// valid until the next Release. ReadString, ReadBinary and Until return memory
+// the caller owns. Slice returns a Reader that shares memory by reference
+// count and outlives the parent's Release; its owner Releases or Closes it.
+// Every slice handed out has cap == len, so append never overwrites the
+// buffer. On the write side, Malloc'd memory must be filled before Flush and
+// not touched after; WriteBinary and WriteString keep a reference to inputs
+// longer than BinaryInplaceThreshold until they are sent.
+//
+// # Concurrency
+//
+// A Reader is used by one goroutine at a time. Writer calls are serialised
+// by the connection: concurrent Write calls queue rather than fail, and a
+// Flush blocked on a full socket holds the writer until it is done.
 package netpoll

@@ -185,7 +185,7 @@ func (s *server) prepare(c *connection) (ok bool) {
 		}
 	}()
 	if ctx := s.opts.onPrepare(c); ctx != nil {
-		c.ctx.Store(ctx)
+		c.setContext(ctx)
 	}
 	return true
 }

@@ -1,0 +1,683 @@
+package netpoll
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+// FuzzLinkBufferModel drives a LinkBuffer with a sequence of operations
+// decoded from the input and checks every result against a plain model: the
+// readable bytes and the pending bytes as two byte slices.
+//
+// Input layout: byte 0 picks LinkBufferCap (small values make messages span
+// many nodes), byte 1 holds flags (bit 0: AlwaysNoCopyRead), then each
+// operation is one opcode byte followed by its parameter bytes. Running out
+// of input ends the sequence; the remaining bytes are then drained and the
+// buffer must give all its memory back (§2.4, retained() == 0).
+func FuzzLinkBufferModel(f *testing.F) {
+	// Seeds, one per theme, so that `go test` runs each path. Layout notes:
+	// a size byte below 200 is itself mod 64; 200..239 take one more byte
+	// (x4); 240 and up take two more and land around 4 KiB. A read size byte
+	// c gives c*Len/251, and 252..255 ask for more than Len.
+	f.Add([]byte{0, 0, fzMalloc, 10, fzFlush, fzNext, 251, fzRelease})
+	f.Add([]byte{1, 0, fzWriteString, 30, fzWriteByte, 7, fzMalloc, 220, 100, fzFlush,
+		fzPeek, 200, fzNext, 150, fzReadString, 251, fzRelease})
+	f.Add([]byte{0, 0, fzWriteBinary, 250, 40, 5, fzMalloc, 40, fzWriteDirect, 20, 5, fzFlush,
+		fzBytes, fzGetBytes, 0, fzGetBytes, 2, fzUntil, 3, fzNext, 251, fzRelease})
+	f.Add([]byte{4, 1, fzMalloc, 220, 100, fzMallocAck, 120, fzFlush, fzReadBinary, 200, fzRelease,
+		fzMalloc, 220, 90, fzFlush, fzReadBinary, 251, fzRelease})
+	f.Add([]byte{3, 0, fzMalloc, 40, fzFlush, fzSlice, 120, fzSliceOp, 0, 1, 128, fzRelease,
+		fzMalloc, 60, fzFlush, fzSlice, 251, fzSliceOp, 0, 0, 200, fzSliceOp, 1, 2, 255,
+		fzSliceOp, 0, 3, 0})
+	f.Add([]byte{7, 0, fzMalloc, 20, fzAppend, 10, 30, 100, 1, 12, fzWriteBuffer, 0, 50, 251, 0, 40,
+		fzFlush, fzSkip, 100, fzReadByte, fzNext, 251, fzRelease})
+	f.Add([]byte{4, 0, fzBook, 60, 200, fzReadString, 128, fzBook, 30, 255, fzNext, 251, fzRelease,
+		fzBook, 10, 100, fzPeek, 251})
+	f.Add([]byte{200, 1, fzWriteString, 245, 50, 50, fzMalloc, 63, fzWriteDirect, 20, 7,
+		fzMallocAck, 200, fzWriteBinary, 241, 1, 2, fzFlush, fzSlice, 100, fzSliceOp, 0, 0, 128,
+		fzReadBinary, 251, fzRelease})
+	f.Add([]byte{1, 0, fzMalloc, 9, fzWriteDirect, 5, 9, fzWriteDirect, 3, 3, fzMallocAck, 0,
+		fzMalloc, 5, fzWriteDirect, 4, 2, fzFlush, fzNext, 251, fzRelease})
+	f.Add([]byte{0, 0, fzNext, 255, fzReadByte, fzUntil, 9, fzMalloc, 5, fzFlush, fzPeek, 253,
+		fzSkip, 254, fzSlice, 255, fzReadString, 252, fzMallocAck, 255, fzWriteDirect, 3, 255})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := &fuzzInput{data: data}
+		saved, savedNoCopy := LinkBufferCap, noCopyRead.Load()
+		defer func() { LinkBufferCap = saved; noCopyRead.Store(savedNoCopy) }()
+		if c := in.u8(); c < 192 {
+			LinkBufferCap = 1 + int(c%64)
+		}
+		noCopyRead.Store(in.u8()&1 == 1)
+
+		m := &lbModel{t: t, b: NewLinkBuffer(), rng: 0x9e3779b9 ^ uint32(len(data))}
+		defer m.cleanup()
+		for ops := 0; ops < 400 && !in.done(); ops++ {
+			m.step(in)
+			m.checkLens()
+		}
+		m.finish()
+	})
+}
+
+// Opcodes of FuzzLinkBufferModel; the opcode byte is taken modulo fzOps.
+const (
+	fzMalloc = iota
+	fzMallocAck
+	fzWriteString
+	fzWriteBinary
+	fzWriteByte
+	fzWriteDirect
+	fzAppend
+	fzWriteBuffer
+	fzFlush
+	fzNext
+	fzPeek
+	fzSkip
+	fzUntil
+	fzReadString
+	fzReadBinary
+	fzReadByte
+	fzSlice
+	fzRelease
+	fzBytes
+	fzGetBytes
+	fzSliceOp
+	fzBook
+	fzOps
+)
+
+type fuzzInput struct {
+	data []byte
+	pos  int
+}
+
+func (in *fuzzInput) done() bool { return in.pos >= len(in.data) }
+
+func (in *fuzzInput) u8() byte {
+	if in.done() {
+		return 0
+	}
+	in.pos++
+	return in.data[in.pos-1]
+}
+
+// size decodes a write size: mostly small, sometimes up to 1 KiB, and
+// sometimes above BinaryInplaceThreshold.
+func (in *fuzzInput) size() int {
+	switch c := in.u8(); {
+	case c < 200:
+		return int(c % 64)
+	case c < 240:
+		return int(in.u8()) * 4
+	default:
+		return BinaryInplaceThreshold - 100 + int(in.u8())*24 + int(in.u8())
+	}
+}
+
+// upTo decodes a read size in [0, limit], or limit+1..limit+4 (not enough)
+// for the top few byte values.
+func (in *fuzzInput) upTo(limit int) int {
+	c := int(in.u8())
+	if c >= 252 {
+		return limit + c - 251
+	}
+	return c * limit / 251
+}
+
+// held is a slice the buffer returned and the bytes it must still show.
+type held struct {
+	got, want []byte
+	what      string
+}
+
+// heldSlice is a Slice result and the bytes it must still yield.
+type heldSlice struct {
+	r    *LinkBuffer
+	want []byte
+}
+
+type lbModel struct {
+	t        *testing.T
+	b        *LinkBuffer
+	readable []byte
+	pending  []byte
+	lastRun  int         // trailing pending bytes known to lie in the tail node
+	nexts    []held      // Next results: intact until Release
+	owned    []held      // ReadString, ReadBinary, Until results: intact forever
+	slices   []heldSlice // Slice results: intact after the parent's Release and Close
+	rng      uint32
+	trace    []string
+}
+
+func (m *lbModel) fatalf(format string, args ...any) {
+	m.t.Helper()
+	tail := m.trace
+	if len(tail) > 40 {
+		tail = tail[len(tail)-40:]
+	}
+	m.t.Fatalf("%s\nLinkBufferCap=%d noCopyRead=%v; last ops:\n  %s",
+		fmt.Sprintf(format, args...), LinkBufferCap, noCopyRead.Load(), strings.Join(tail, "\n  "))
+}
+
+func (m *lbModel) log(format string, args ...any) {
+	m.trace = append(m.trace, fmt.Sprintf(format, args...))
+}
+
+// fresh returns n new bytes of pseudo-random content.
+func (m *lbModel) fresh(n int) []byte {
+	p := make([]byte, n)
+	m.fill(p)
+	return p
+}
+
+func (m *lbModel) fill(p []byte) {
+	for i := range p {
+		m.rng ^= m.rng << 13
+		m.rng ^= m.rng >> 17
+		m.rng ^= m.rng << 5
+		p[i] = byte(m.rng)
+	}
+}
+
+func (m *lbModel) noErr(err error, op string) {
+	m.t.Helper()
+	if err != nil {
+		m.fatalf("%s: unexpected error %v", op, err)
+	}
+}
+
+// tight checks cap == len, so that append never writes into the buffer.
+func (m *lbModel) tight(p []byte, op string) {
+	m.t.Helper()
+	if cap(p) != len(p) {
+		m.fatalf("%s: cap %d != len %d", op, cap(p), len(p))
+	}
+}
+
+func (m *lbModel) same(got, want []byte, op string) {
+	m.t.Helper()
+	if !bytes.Equal(got, want) {
+		m.fatalf("%s: got %d bytes %x..., want %d bytes %x...", op, len(got), head(got), len(want), head(want))
+	}
+}
+
+func head(p []byte) []byte {
+	if len(p) > 16 {
+		return p[:16]
+	}
+	return p
+}
+
+func (m *lbModel) checkLens() {
+	m.t.Helper()
+	if m.b.Len() != len(m.readable) || m.b.MallocLen() != len(m.pending) {
+		m.fatalf("Len %d MallocLen %d, model %d %d", m.b.Len(), m.b.MallocLen(), len(m.readable), len(m.pending))
+	}
+	if m.b.IsEmpty() != (len(m.readable) == 0) {
+		m.fatalf("IsEmpty %v with %d readable", m.b.IsEmpty(), len(m.readable))
+	}
+}
+
+func (m *lbModel) checkHeld(list []held, when string) {
+	m.t.Helper()
+	for i, h := range list {
+		if !bytes.Equal(h.got, h.want) {
+			m.fatalf("%s #%d changed %s", h.what, i, when)
+		}
+	}
+}
+
+// consume removes n readable bytes from the model and returns them.
+func (m *lbModel) consume(n int) []byte {
+	p := append([]byte(nil), m.readable[:n]...)
+	m.readable = m.readable[n:]
+	return p
+}
+
+// notEnough checks the §2.3.1 error of a read of n > Len bytes.
+func (m *lbModel) notEnough(err error, op string, n int) {
+	m.t.Helper()
+	if err == nil {
+		m.fatalf("%s(%d) with %d readable: no error", op, n, len(m.readable))
+	}
+	if want := fmt.Sprintf("link buffer %s[%d] not enough", op, n); op != "slice" && err.Error() != want {
+		m.fatalf("%s(%d): error %q, want %q", op, n, err, want)
+	}
+}
+
+func (m *lbModel) keepOwned(got, want []byte, what string) {
+	if len(m.owned) >= 64 {
+		m.owned = m.owned[1:]
+	}
+	m.owned = append(m.owned, held{got: got, want: want, what: what})
+}
+
+func (m *lbModel) step(in *fuzzInput) {
+	switch op := in.u8() % fzOps; op {
+	case fzMalloc, fzMallocAck, fzWriteString, fzWriteBinary, fzWriteByte, fzWriteDirect, fzFlush, fzBook:
+		m.stepWrite(op, in)
+	case fzAppend, fzWriteBuffer:
+		m.stepAppend(op == fzAppend, in)
+	case fzNext, fzPeek, fzSkip, fzReadString, fzReadBinary, fzReadByte, fzUntil:
+		m.stepRead(op, in)
+	default:
+		m.stepOther(op, in)
+	}
+}
+
+func (m *lbModel) stepWrite(op byte, in *fuzzInput) {
+	switch op {
+	case fzMalloc:
+		n := in.size()
+		m.log("Malloc(%d)", n)
+		p, err := m.b.Malloc(n)
+		m.noErr(err, "Malloc")
+		if len(p) != n {
+			m.fatalf("Malloc(%d) gave %d bytes", n, len(p))
+		}
+		m.tight(p, "Malloc")
+		m.fill(p)
+		m.pending = append(m.pending, p...)
+		if n > 0 {
+			m.lastRun = n
+		}
+	case fzMallocAck:
+		n := in.upTo(len(m.pending))
+		m.log("MallocAck(%d) of %d", n, len(m.pending))
+		err := m.b.MallocAck(n)
+		if n > len(m.pending) {
+			if err == nil {
+				m.fatalf("MallocAck(%d) over %d pending: no error", n, len(m.pending))
+			}
+			return
+		}
+		m.noErr(err, "MallocAck")
+		m.lastRun = max(0, m.lastRun-(len(m.pending)-n))
+		m.pending = m.pending[:n]
+	case fzWriteString, fzWriteBinary, fzWriteByte:
+		m.stepWriteBytes(op, in)
+	case fzWriteDirect:
+		m.stepWriteDirect(in)
+	case fzFlush:
+		m.log("Flush")
+		m.noErr(m.b.Flush(), "Flush")
+		m.readable = append(m.readable, m.pending...)
+		m.pending = m.pending[:0]
+		m.lastRun = 0
+	case fzBook:
+		m.stepBook(in)
+	}
+}
+
+func (m *lbModel) stepWriteBytes(op byte, in *fuzzInput) {
+	if op == fzWriteByte {
+		c := in.u8()
+		m.log("WriteByte(%d)", c)
+		m.noErr(m.b.WriteByte(c), "WriteByte")
+		m.pending = append(m.pending, c)
+		m.lastRun = 1
+		return
+	}
+	p := m.fresh(in.size())
+	var n int
+	var err error
+	if op == fzWriteString {
+		m.log("WriteString(%d)", len(p))
+		n, err = m.b.WriteString(string(p))
+	} else {
+		m.log("WriteBinary(%d)", len(p))
+		n, err = m.b.WriteBinary(p)
+	}
+	m.noErr(err, "WriteString/WriteBinary")
+	if n != len(p) {
+		m.fatalf("wrote %d of %d", n, len(p))
+	}
+	m.pending = append(m.pending, p...)
+	if len(p) > 0 {
+		m.lastRun = len(p)
+	}
+}
+
+// stepWriteDirect splices fresh bytes before the last r pending bytes, with r
+// within the trailing run known to lie in the tail node (§2.4.5), or checks
+// that r beyond every pending byte is refused.
+func (m *lbModel) stepWriteDirect(in *fuzzInput) {
+	x := m.fresh(in.size())
+	c := int(in.u8())
+	if c == 255 || m.lastRun == 0 {
+		r := len(m.pending) + 1 + c%4
+		m.log("WriteDirect(%d, %d) over %d pending", len(x), r, len(m.pending))
+		err := m.b.WriteDirect(x, r)
+		if len(x) > 0 && err == nil {
+			m.fatalf("WriteDirect(%d, %d) with %d pending: no error", len(x), r, len(m.pending))
+		}
+		return
+	}
+	r := c % (m.lastRun + 1)
+	m.log("WriteDirect(%d, %d)", len(x), r)
+	m.noErr(m.b.WriteDirect(x, r), "WriteDirect")
+	if len(x) == 0 {
+		return
+	}
+	cut := len(m.pending) - r
+	np := make([]byte, 0, len(m.pending)+len(x))
+	np = append(append(append(np, m.pending[:cut]...), x...), m.pending[cut:]...)
+	m.pending = np
+	m.lastRun = r
+}
+
+// stepBook is the poller's path: book, fill, bookAck. The owner writes
+// nothing meanwhile, so it runs only with nothing pending.
+func (m *lbModel) stepBook(in *fuzzInput) {
+	size := max(1, in.size())
+	c := int(in.u8())
+	if len(m.pending) > 0 {
+		return
+	}
+	m.log("book(%d)", size)
+	p := m.b.book(size)
+	if p == nil || len(p) < max(size/2, 1) {
+		m.fatalf("book(%d) gave %d bytes", size, len(p))
+	}
+	m.tight(p, "book")
+	if m.b.book(size) != nil {
+		m.fatalf("book while booked gave memory")
+	}
+	k := c * len(p) / 255
+	m.fill(p[:k])
+	m.log("bookAck(%d) of %d", k, len(p))
+	m.noErr(m.b.bookAck(k), "bookAck")
+	m.readable = append(m.readable, p[:k]...)
+}
+
+// stepAppend builds another buffer with readable, partly consumed and
+// pending bytes, and moves it over with Append or WriteBuffer (§2.4.6).
+func (m *lbModel) stepAppend(viaAppend bool, in *fuzzInput) {
+	w := NewLinkBuffer(in.size())
+	first := m.fresh(in.size())
+	_, err := w.WriteBinary(first)
+	m.noErr(err, "other.WriteBinary")
+	m.noErr(w.Flush(), "other.Flush")
+	skip := in.upTo(len(first))
+	skip = min(skip, len(first))
+	m.noErr(w.Skip(skip), "other.Skip")
+	if in.u8()&1 == 1 {
+		m.noErr(w.Release(), "other.Release")
+	}
+	second, err := w.Malloc(in.size())
+	m.noErr(err, "other.Malloc")
+	m.fill(second)
+	moved := append(append([]byte(nil), first[skip:]...), second...)
+	m.log("Append=%v(%d readable, %d pending)", viaAppend, len(first)-skip, len(second))
+	if viaAppend {
+		err = m.b.Append(w)
+	} else {
+		err = m.b.WriteBuffer(w)
+	}
+	m.noErr(err, "Append/WriteBuffer")
+	m.pending = append(m.pending, moved...)
+	m.lastRun = 0
+	if w.Len() != 0 || w.MallocLen() != 0 {
+		m.fatalf("appended buffer still has %d readable, %d pending", w.Len(), w.MallocLen())
+	}
+	if _, err := w.Malloc(1); !errors.Is(err, ErrConnClosed) {
+		m.fatalf("appended buffer: Malloc gave %v, want ErrConnClosed", err)
+	}
+}
+
+func (m *lbModel) stepRead(op byte, in *fuzzInput) {
+	switch op {
+	case fzNext:
+		n := in.upTo(len(m.readable))
+		m.log("Next(%d) of %d", n, len(m.readable))
+		p, err := m.b.Next(n)
+		if n > len(m.readable) {
+			m.notEnough(err, "next", n)
+			return
+		}
+		m.noErr(err, "Next")
+		m.tight(p, "Next")
+		want := m.consume(n)
+		m.same(p, want, "Next")
+		m.nexts = append(m.nexts, held{got: p, want: want, what: "Next"})
+	case fzPeek:
+		n := in.upTo(len(m.readable))
+		m.log("Peek(%d) of %d", n, len(m.readable))
+		p, err := m.b.Peek(n)
+		if n > len(m.readable) {
+			m.notEnough(err, "peek", n)
+			return
+		}
+		m.noErr(err, "Peek")
+		m.tight(p, "Peek")
+		m.same(p, m.readable[:n], "Peek")
+	case fzSkip:
+		n := in.upTo(len(m.readable))
+		m.log("Skip(%d) of %d", n, len(m.readable))
+		err := m.b.Skip(n)
+		if n > len(m.readable) {
+			m.notEnough(err, "skip", n)
+			return
+		}
+		m.noErr(err, "Skip")
+		m.consume(n)
+	case fzReadString, fzReadBinary:
+		m.stepReadOwned(op == fzReadString, in)
+	case fzReadByte:
+		m.log("ReadByte of %d", len(m.readable))
+		c, err := m.b.ReadByte()
+		if len(m.readable) == 0 {
+			if err == nil || err.Error() != "link buffer read byte is empty" {
+				m.fatalf("ReadByte on empty: %v", err)
+			}
+			return
+		}
+		m.noErr(err, "ReadByte")
+		if want := m.consume(1)[0]; c != want {
+			m.fatalf("ReadByte %d, want %d", c, want)
+		}
+	case fzUntil:
+		m.stepUntil(in)
+	}
+}
+
+func (m *lbModel) stepReadOwned(asString bool, in *fuzzInput) {
+	n := in.upTo(len(m.readable))
+	if asString {
+		m.log("ReadString(%d) of %d", n, len(m.readable))
+		s, err := m.b.ReadString(n)
+		if n > len(m.readable) {
+			m.notEnough(err, "read string", n)
+			return
+		}
+		m.noErr(err, "ReadString")
+		want := m.consume(n)
+		m.same([]byte(s), want, "ReadString")
+		if len(s) > 0 {
+			// Keep the string's own memory to see that it never changes.
+			m.keepOwned(unsafe.Slice(unsafe.StringData(s), len(s)), want, "ReadString")
+		}
+		return
+	}
+	m.log("ReadBinary(%d) of %d", n, len(m.readable))
+	p, err := m.b.ReadBinary(n)
+	if n > len(m.readable) {
+		m.notEnough(err, "read binary", n)
+		return
+	}
+	m.noErr(err, "ReadBinary")
+	m.tight(p, "ReadBinary")
+	want := m.consume(n)
+	m.same(p, want, "ReadBinary")
+	m.keepOwned(p, want, "ReadBinary")
+}
+
+func (m *lbModel) stepUntil(in *fuzzInput) {
+	c := int(in.u8())
+	delim := byte(c)
+	if len(m.readable) > 0 && c < 200 {
+		delim = m.readable[c*len(m.readable)/200]
+	}
+	m.log("Until(%d) of %d", delim, len(m.readable))
+	p, err := m.b.Until(delim)
+	i := bytes.IndexByte(m.readable, delim)
+	if i < 0 {
+		if err == nil || err.Error() != "link buffer read slice cannot find delim" {
+			m.fatalf("Until without delim: %v", err)
+		}
+		return
+	}
+	m.noErr(err, "Until")
+	m.tight(p, "Until")
+	want := m.consume(i + 1)
+	m.same(p, want, "Until")
+	m.keepOwned(p, want, "Until")
+}
+
+func (m *lbModel) stepOther(op byte, in *fuzzInput) {
+	switch op {
+	case fzSlice:
+		n := in.upTo(len(m.readable))
+		m.log("Slice(%d) of %d", n, len(m.readable))
+		m.checkHeld(m.nexts, "before the Release of Slice")
+		r, err := m.b.Slice(n)
+		if n > len(m.readable) {
+			m.notEnough(err, "slice", n)
+			return
+		}
+		m.noErr(err, "Slice")
+		if n > 0 {
+			m.nexts = m.nexts[:0]
+		}
+		m.addSlice(r, m.consume(n))
+	case fzRelease:
+		m.log("Release")
+		m.checkHeld(m.nexts, "before Release")
+		m.noErr(m.b.Release(), "Release")
+		m.nexts = m.nexts[:0]
+		m.checkHeld(m.owned, "after Release")
+		m.checkSlices("after Release")
+	case fzBytes:
+		m.log("Bytes")
+		p := m.b.Bytes()
+		m.tight(p, "Bytes")
+		m.same(p, m.readable, "Bytes")
+	case fzGetBytes:
+		m.stepGetBytes(in)
+	case fzSliceOp:
+		m.stepSliceOp(in)
+	}
+}
+
+func (m *lbModel) stepGetBytes(in *fuzzInput) {
+	k := int(in.u8() % 8)
+	m.log("GetBytes(%d)", k)
+	segs := m.b.GetBytes(make([][]byte, k))
+	if k > 0 && len(segs) > k {
+		m.fatalf("GetBytes(%d) gave %d segments", k, len(segs))
+	}
+	var all []byte
+	for _, s := range segs {
+		m.tight(s, "GetBytes")
+		if len(s) == 0 {
+			m.fatalf("GetBytes gave an empty segment")
+		}
+		all = append(all, s...)
+	}
+	if k == 0 || len(segs) < k {
+		m.same(all, m.readable, "GetBytes (all)")
+	} else if !bytes.HasPrefix(m.readable, all) {
+		m.fatalf("GetBytes(%d) is not a prefix of the readable bytes", k)
+	}
+}
+
+func (m *lbModel) addSlice(r Reader, want []byte) {
+	lb, ok := r.(*LinkBuffer)
+	if !ok {
+		m.fatalf("Slice returned %T, not *LinkBuffer", r)
+	}
+	if lb.Len() != len(want) {
+		m.fatalf("Slice of %d bytes has Len %d", len(want), lb.Len())
+	}
+	m.slices = append(m.slices, heldSlice{r: lb, want: want})
+}
+
+// checkSlices reads every kept Slice through Bytes, without consuming.
+func (m *lbModel) checkSlices(when string) {
+	m.t.Helper()
+	for i, s := range m.slices {
+		if got := s.r.Bytes(); !bytes.Equal(got, s.want) || s.r.Len() != len(s.want) {
+			m.fatalf("Slice #%d changed %s: %d bytes, want %d", i, when, len(got), len(s.want))
+		}
+	}
+}
+
+// stepSliceOp reads from, slices or closes one kept Slice result.
+func (m *lbModel) stepSliceOp(in *fuzzInput) {
+	idx, act, c := int(in.u8()), in.u8()%4, int(in.u8())
+	if len(m.slices) == 0 {
+		return
+	}
+	i := idx % len(m.slices)
+	s := &m.slices[i]
+	n := c * len(s.want) / 255
+	m.log("slice #%d act %d n %d of %d", i, act, n, len(s.want))
+	switch act {
+	case 0: // Next, then Release
+		p, err := s.r.Next(n)
+		m.noErr(err, "slice.Next")
+		m.tight(p, "slice.Next")
+		m.same(p, s.want[:n], "slice.Next")
+		s.want = s.want[n:]
+		m.noErr(s.r.Release(), "slice.Release")
+	case 1: // slice of a slice
+		r, err := s.r.Slice(n)
+		m.noErr(err, "slice.Slice")
+		want := s.want[:n]
+		s.want = s.want[n:]
+		m.addSlice(r, want)
+	case 2: // ReadString
+		str, err := s.r.ReadString(n)
+		m.noErr(err, "slice.ReadString")
+		m.same([]byte(str), s.want[:n], "slice.ReadString")
+		s.want = s.want[n:]
+	default: // Close
+		m.noErr(s.r.Close(), "slice.Close")
+		m.slices = append(m.slices[:i], m.slices[i+1:]...)
+	}
+}
+
+// finish drains the buffer and checks the give-back: with nothing readable
+// and nothing pending, Release leaves no memory held. Then Close, after
+// which the kept Slices must still be intact.
+func (m *lbModel) finish() {
+	m.log("finish")
+	m.checkHeld(m.nexts, "at the end")
+	m.noErr(m.b.MallocAck(0), "MallocAck(0)")
+	m.pending = nil
+	m.noErr(m.b.Skip(len(m.readable)), "Skip(all)")
+	m.readable = nil
+	m.noErr(m.b.Release(), "Release")
+	m.nexts = nil
+	m.checkLens()
+	if r := m.b.retained(); r != 0 {
+		m.fatalf("an empty buffer retains %d bytes after Release", r)
+	}
+	m.checkHeld(m.owned, "at the end")
+	m.checkSlices("before the parent's Close")
+	m.noErr(m.b.Close(), "Close")
+	m.checkSlices("after the parent's Close")
+	m.checkHeld(m.owned, "after Close")
+}
+
+func (m *lbModel) cleanup() {
+	for _, s := range m.slices {
+		_ = s.r.Close()
+	}
+	m.slices = nil
+	_ = m.b.Close()
+}

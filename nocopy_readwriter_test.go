@@ -263,7 +263,7 @@ func TestNewReadWriter(t *testing.T) {
 // ioReadable is a Reader that is also an io.Reader, as a Connection is.
 type ioReadable struct{ *LinkBuffer }
 
-func (ioReadable) Read(p []byte) (int, error) { return 0, nil }
+func (ioReadable) Read(p []byte) (int, error)  { return 0, nil }
 func (ioReadable) Write(p []byte) (int, error) { return 0, nil }
 
 // §2.13.3: NewIOReader returns r itself when it is an io.Reader. Otherwise

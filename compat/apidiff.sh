@@ -29,7 +29,7 @@ cache=${APIDIFF_CACHE:-${TMPDIR:-/tmp}/netpoll-apidiff}
 export GOWORK=off GOFLAGS=-mod=mod
 unset GOOS GOARCH
 
-log() { printf 'apidiff: %s\n' "$*" >&2; }
+log() { printf 'apidiff: %s\n' "$*"; }
 
 # apidiff itself, built once per pinned version into its own GOBIN.
 bin=$cache/bin-$APIDIFF_VERSION
@@ -101,14 +101,14 @@ for goos in $GOOSES; do
 		fi
 		if ! out=$(cd "$new/mod" && GOOS=$goos "$apidiff" -w "$new/$name" "$p" 2>&1); then
 			log "FAIL $p (GOOS=$goos): cannot load this repository's package"
-			printf '%s\n' "$out" >&2
+			printf '%s\n' "$out" | sed 's/^/    /'
 			failed=1
 			continue
 		fi
 		incompatible=$("$apidiff" -incompatible "$ref" "$new/$name")
 		if [ -n "$incompatible" ]; then
 			log "FAIL $p (GOOS=$goos): incompatible with $REF_VERSION"
-			printf '%s\n' "$incompatible"
+			printf '%s\n' "$incompatible" | sed 's/^/    /'
 			failed=1
 			continue
 		fi

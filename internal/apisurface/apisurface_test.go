@@ -29,6 +29,8 @@ method (*Base) TryLock() bool (promoted via Mutex)
 method (*Base) Unlock() (promoted via Mutex)
 method (Base) Value() string
 method (Base) ValueMethod() int (promoted via Inner)
+type Funcs struct, has unexported fields, not comparable
+type Grid [2][]int, not comparable
 var Hook func(context.Context, func())
 type Iface interface, has unexported methods
 embed Iface net.Conn
@@ -48,7 +50,7 @@ method (Inner) ValueMethod() int
 func Keys[K comparable, V interface{}](map[K]V) []K
 type Kind int
 method (Kind) String() string
-type Pair[T interface{}] struct
+type Pair[T interface{}] struct, not comparable
 field Pair.A T
 field Pair.B T
 method (Pair) Swap() Pair[T]
@@ -69,14 +71,14 @@ func TestEnumerateFixture(t *testing.T) {
 	assert.Equal(t, want, s.Lines)
 
 	c := s.Counts
-	assert.Equal(t, 11, c.PackageLevel())
+	assert.Equal(t, 13, c.PackageLevel())
 	assert.Equal(t, map[string]int{"Base": 3, "Inner": 2, "Kind": 1, "Pair": 1}, c.Methods)
 	assert.Equal(t, map[string]int{"Iface": 1}, c.InterfaceMethods)
 	assert.Equal(t, map[string]int{"Base": 5, "Inner": 1, "Pair": 2}, c.Fields)
 	assert.Equal(t, 5, c.PromotedMethods)
 	assert.Equal(t, 8, c.EmbeddedInterfaceMethods)
 	assert.Equal(t, 1, c.PromotedFields)
-	assert.Equal(t, 11+7+1+8, c.Total())
+	assert.Equal(t, 13+7+1+8, c.Total())
 }
 
 func TestLoadBuildError(t *testing.T) {
@@ -98,7 +100,7 @@ func TestWriteToReadFileRoundTrip(t *testing.T) {
 	var b strings.Builder
 	_, err := s.WriteTo(&b)
 	require.NoError(t, err)
-	require.Contains(t, b.String(), "# package level: 11 (2 const, 1 var, 2 func, 6 type)\n")
+	require.Contains(t, b.String(), "# package level: 13 (2 const, 1 var, 2 func, 8 type)\n")
 	require.NoError(t, writeFile(path, "\n# a comment\n"+b.String()+"\n"))
 	lines, err := ReadFile(path)
 	require.NoError(t, err)

@@ -15,8 +15,12 @@ import (
 // Aliases are resolved, so *LinkBuffer and *UnsafeLinkBuffer print alike.
 // Types of the package being listed are unqualified; all others carry their
 // full import path.
+//
+// With names set, signatures keep their parameter and result names: that
+// form is for reading (apisurface -names), never for the gate.
 type typeWriter struct {
 	local *types.Package
+	names bool
 }
 
 func (w typeWriter) qualify(pkg *types.Package) string {
@@ -95,38 +99,40 @@ func (w typeWriter) writeNamed(b *strings.Builder, t *types.Named) {
 	}
 }
 
-// writeSignature prints "(params) results" without names; a method's
-// receiver is not printed.
+// writeSignature prints "(params) results", without names unless w.names;
+// a method's receiver is not printed.
 func (w typeWriter) writeSignature(b *strings.Builder, sig *types.Signature) {
 	b.WriteByte('(')
-	params := sig.Params()
-	for i := 0; i < params.Len(); i++ {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		pt := params.At(i).Type()
-		if sig.Variadic() && i == params.Len()-1 {
-			b.WriteString("...")
-			pt = pt.(*types.Slice).Elem()
-		}
-		w.write(b, pt)
-	}
+	w.writeTuple(b, sig.Params(), sig.Variadic())
 	b.WriteByte(')')
 	results := sig.Results()
-	switch results.Len() {
-	case 0:
-	case 1:
+	switch {
+	case results.Len() == 0:
+	case results.Len() == 1 && (!w.names || results.At(0).Name() == ""):
 		b.WriteByte(' ')
 		w.write(b, results.At(0).Type())
 	default:
 		b.WriteString(" (")
-		for i := 0; i < results.Len(); i++ {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			w.write(b, results.At(i).Type())
-		}
+		w.writeTuple(b, results, false)
 		b.WriteByte(')')
+	}
+}
+
+func (w typeWriter) writeTuple(b *strings.Builder, tuple *types.Tuple, variadic bool) {
+	for i := 0; i < tuple.Len(); i++ {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		v := tuple.At(i)
+		if w.names && v.Name() != "" {
+			b.WriteString(v.Name() + " ")
+		}
+		t := v.Type()
+		if variadic && i == tuple.Len()-1 {
+			b.WriteString("...")
+			t = t.(*types.Slice).Elem()
+		}
+		w.write(b, t)
 	}
 }
 

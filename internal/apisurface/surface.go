@@ -17,7 +17,8 @@ import (
 //	var Name T
 //	func Name(params) results
 //	type Name = T                       (alias)
-//	type Name struct                    (", has unexported fields" when it has any)
+//	type Name struct                    (", has unexported fields" when it has any;
+//	                                     ", not comparable" when == does not apply)
 //	type Name interface                 (", has unexported methods" when it has any)
 //	type Name T                         (any other defined type: T is its underlying type)
 //	field Type.Name T                   (" (embedded)"; " (promoted via A.B)" when it
@@ -67,8 +68,20 @@ func sum(m map[string]int) int {
 
 // Enumerate lists the exported surface of pkg.
 func Enumerate(pkg *types.Package, target Target) *Surface {
+	return enumerate(pkg, target, false)
+}
+
+// EnumerateWithNames is Enumerate with parameter and result names kept in
+// signatures, for reading. Names are no part of a type's identity, and the
+// reference names one parameter differently in an interface and in its
+// implementations, so the gate compares Enumerate's lines.
+func EnumerateWithNames(pkg *types.Package, target Target) *Surface {
+	return enumerate(pkg, target, true)
+}
+
+func enumerate(pkg *types.Package, target Target, names bool) *Surface {
 	e := &enumerator{
-		w: typeWriter{local: pkg},
+		w: typeWriter{local: pkg, names: names},
 		s: &Surface{Path: pkg.Path(), Target: target, Counts: Counts{
 			Methods: map[string]int{}, InterfaceMethods: map[string]int{}, Fields: map[string]int{},
 		}},
@@ -134,12 +147,24 @@ func (e *enumerator) typeName(obj *types.TypeName) {
 		e.interfaceMethods(name, u)
 		return
 	case *types.Struct:
-		e.add("type %s struct%s", decl, hiddenFields(u))
+		e.add("type %s struct%s%s", decl, hiddenFields(u), notComparable(named))
 		e.fields(name, named, u)
+	case *types.Array:
+		e.add("type %s %s%s", decl, e.w.typ(u), notComparable(named))
 	default:
 		e.add("type %s %s", decl, e.w.typ(u))
 	}
 	e.methods(name, named)
+}
+
+// notComparable marks a struct or array type whose values cannot be compared
+// with == (or used as map keys). Whether a struct is comparable depends on
+// its unexported fields too, so it would not show in the field lines.
+func notComparable(t types.Type) string {
+	if types.Comparable(t) {
+		return ""
+	}
+	return ", not comparable"
 }
 
 func hiddenFields(s *types.Struct) string {

@@ -7,7 +7,8 @@
 // reference, the directory `go mod download -json github.com/cloudwego/netpoll@v0.7.2`
 // reports as Dir; compat/apisurface-ref.sh does all of it). The surface is
 // that of GOOS=linux GOARCH=amd64 without -race unless -goos, -goarch or
-// -race say otherwise. -counts prints only the counts.
+// -race say otherwise. -counts prints only the counts; -names keeps parameter
+// and result names in signatures, for reading.
 package main
 
 import (
@@ -28,20 +29,25 @@ func main() {
 	race := flag.Bool("race", false, "list the -race build instead")
 	counts := flag.Bool("counts", false, "print only the counts")
 	note := flag.String("note", "", "a comment line for the header (where the package came from)")
+	names := flag.Bool("names", false, "keep parameter and result names in signatures (for reading; the gate compares without)")
 	flag.Parse()
 
-	if err := run(*dir, *pkg, *out, *note, *counts, apisurface.Target{GOOS: *goos, GOARCH: *goarch, Race: *race}); err != nil {
+	target := apisurface.Target{GOOS: *goos, GOARCH: *goarch, Race: *race}
+	if err := run(*dir, *pkg, *out, *note, *counts, *names, target); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }
 
-func run(dir, pkg, out, note string, counts bool, target apisurface.Target) error {
+func run(dir, pkg, out, note string, counts, names bool, target apisurface.Target) error {
 	p, err := apisurface.Load(dir, pkg, target)
 	if err != nil {
 		return err
 	}
 	s := apisurface.Enumerate(p, target)
+	if names {
+		s = apisurface.EnumerateWithNames(p, target)
+	}
 	var buf bytes.Buffer
 	if counts {
 		for _, line := range s.Counts.Summary() {

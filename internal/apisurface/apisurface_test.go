@@ -50,12 +50,18 @@ method (Inner) ValueMethod() int
 func Keys[K comparable, V interface{}](map[K]V) []K
 type Kind int
 method (Kind) String() string
+func Make() *secret
 type Pair[T interface{}] struct, not comparable
 field Pair.A T
 field Pair.B T
 method (Pair) Swap() Pair[T]
 const Typed Kind = 2
 func Variadic(string, ...int) (int, error)
+type secret struct, has unexported fields, unexported
+field secret.Visible *deeper
+method (*secret) Do()
+type deeper struct, unexported
+field deeper.Z int
 `
 
 func loadFixture(t *testing.T) *Surface {
@@ -71,14 +77,15 @@ func TestEnumerateFixture(t *testing.T) {
 	assert.Equal(t, want, s.Lines)
 
 	c := s.Counts
-	assert.Equal(t, 13, c.PackageLevel())
+	assert.Equal(t, 14, c.PackageLevel())
 	assert.Equal(t, map[string]int{"Base": 3, "Inner": 2, "Kind": 1, "Pair": 1}, c.Methods)
 	assert.Equal(t, map[string]int{"Iface": 1}, c.InterfaceMethods)
 	assert.Equal(t, map[string]int{"Base": 5, "Inner": 1, "Pair": 2}, c.Fields)
 	assert.Equal(t, 5, c.PromotedMethods)
 	assert.Equal(t, 8, c.EmbeddedInterfaceMethods)
 	assert.Equal(t, 1, c.PromotedFields)
-	assert.Equal(t, 13+7+1+8, c.Total())
+	assert.Equal(t, 14+7+1+8, c.Total())
+	assert.Equal(t, 2, c.Unexported)
 }
 
 func TestLoadBuildError(t *testing.T) {
@@ -100,7 +107,7 @@ func TestWriteToReadFileRoundTrip(t *testing.T) {
 	var b strings.Builder
 	_, err := s.WriteTo(&b)
 	require.NoError(t, err)
-	require.Contains(t, b.String(), "# package level: 13 (2 const, 1 var, 2 func, 8 type)\n")
+	require.Contains(t, b.String(), "# package level: 14 (2 const, 1 var, 3 func, 8 type)\n")
 	require.NoError(t, writeFile(path, "\n# a comment\n"+b.String()+"\n"))
 	lines, err := ReadFile(path)
 	require.NoError(t, err)

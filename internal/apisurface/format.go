@@ -18,9 +18,14 @@ import (
 //
 // With names set, signatures keep their parameter and result names: that
 // form is for reading (apisurface -names), never for the gate.
+//
+// Every unexported type of the local package that it prints is recorded in
+// reached: such a type is part of the surface even though it has no name
+// outside (its exported fields and methods can be used).
 type typeWriter struct {
-	local *types.Package
-	names bool
+	local   *types.Package
+	names   bool
+	reached map[*types.TypeName]bool
 }
 
 func (w typeWriter) qualify(pkg *types.Package) string {
@@ -83,6 +88,9 @@ func (w typeWriter) write(b *strings.Builder, t types.Type) {
 
 func (w typeWriter) writeNamed(b *strings.Builder, t *types.Named) {
 	obj := t.Obj()
+	if w.reached != nil && obj.Pkg() == w.local && !obj.Exported() {
+		w.reached[obj] = true
+	}
 	if q := w.qualify(obj.Pkg()); q != "" {
 		b.WriteString(q + ".")
 	}

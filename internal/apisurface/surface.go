@@ -21,6 +21,8 @@ import (
 //	                                     ", not comparable" when == does not apply)
 //	type Name interface                 (", has unexported methods" when it has any)
 //	type Name T                         (any other defined type: T is its underlying type)
+//	type name ..., unexported           (an unexported type that other lines mention,
+//	                                     followed by its exported fields and methods)
 //	field Type.Name T                   (" (embedded)"; " (promoted via A.B)" when it
 //	                                     comes through an exported embedded field)
 //	embed Iface T                       (a type embedded in interface Iface)
@@ -47,6 +49,22 @@ type Counts struct {
 	PromotedMethods            int
 	EmbeddedInterfaceMethods   int
 	PromotedFields             int
+	Unexported                 int // unexported types the surface mentions
+}
+
+func (c Counts) clone() Counts {
+	c.Methods = cloneMap(c.Methods)
+	c.InterfaceMethods = cloneMap(c.InterfaceMethods)
+	c.Fields = cloneMap(c.Fields)
+	return c
+}
+
+func cloneMap(m map[string]int) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 // PackageLevel is the number of exported package-level identifiers.
@@ -81,7 +99,7 @@ func EnumerateWithNames(pkg *types.Package, target Target) *Surface {
 
 func enumerate(pkg *types.Package, target Target, names bool) *Surface {
 	e := &enumerator{
-		w: typeWriter{local: pkg, names: names},
+		w: typeWriter{local: pkg, names: names, reached: map[*types.TypeName]bool{}},
 		s: &Surface{Path: pkg.Path(), Target: target, Counts: Counts{
 			Methods: map[string]int{}, InterfaceMethods: map[string]int{}, Fields: map[string]int{},
 		}},
@@ -94,7 +112,37 @@ func enumerate(pkg *types.Package, target Target, names bool) *Surface {
 		}
 		e.object(obj)
 	}
+	e.reachable()
 	return e.s
+}
+
+// reachable lists the unexported types that the lines so far mention (such
+// as *epollevent in EpollCtl's signature), and in turn those their lines
+// mention, marking each type line ", unexported". They do not enter the
+// spec's counts; Counts.Unexported counts them.
+func (e *enumerator) reachable() {
+	counts := e.s.Counts.clone()
+	done := map[*types.TypeName]bool{}
+	for {
+		var next []*types.TypeName
+		for obj := range e.w.reached {
+			if !done[obj] {
+				next = append(next, obj)
+			}
+		}
+		if len(next) == 0 {
+			break
+		}
+		sort.Slice(next, func(i, j int) bool { return next[i].Name() < next[j].Name() })
+		for _, obj := range next {
+			done[obj] = true
+			counts.Unexported++
+			start := len(e.s.Lines)
+			e.typeName(obj)
+			e.s.Lines[start] += ", unexported"
+		}
+	}
+	e.s.Counts = counts
 }
 
 type enumerator struct {

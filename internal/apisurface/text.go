@@ -40,6 +40,7 @@ func (c Counts) Summary() []string {
 		fmt.Sprintf("fields: %d declared (%s); %d promoted", sum(c.Fields), perType(c.Fields), c.PromotedFields),
 		fmt.Sprintf("total (package level + declared methods + explicit interface methods + declared fields): %d",
 			c.Total()),
+		fmt.Sprintf("unexported types mentioned (listed, not counted above): %d", c.Unexported),
 	}
 }
 

@@ -50,7 +50,8 @@ func Load(dir, importPath string, target Target) (*types.Package, error) {
 		return nil, err
 	}
 	if _, ok := exports[importPath]; !ok {
-		return nil, fmt.Errorf("apisurface: go list gave no export data for %s", importPath)
+		return nil, fmt.Errorf("apisurface: go list gave no export data for %s (has it any non-test Go files for %s/%s?)",
+			importPath, target.GOOS, target.GOARCH)
 	}
 	lookup := func(path string) (io.ReadCloser, error) {
 		file, ok := exports[path]

@@ -20,7 +20,8 @@ import (
 //	type Name struct                    (", has unexported fields" when it has any;
 //	                                     ", not comparable" when == does not apply)
 //	type Name interface                 (", has unexported methods" when it has any)
-//	type Name T                         (any other defined type: T is its underlying type)
+//	type Name T                         (any other defined type: T is its underlying type;
+//	                                     an array type can be ", not comparable")
 //	type name ..., unexported           (an unexported type that other lines mention,
 //	                                     followed by its exported fields and methods)
 //	field Type.Name T                   (" (embedded)"; " (promoted via A.B)" when it
@@ -39,8 +40,10 @@ type Surface struct {
 	Counts Counts
 }
 
-// Counts are the figures the spec gives for a surface. Declared counts leave
-// out what is promoted or embedded, as the spec does.
+// Counts are the figures the spec gives for a surface. As in the spec, a
+// type's methods and fields include those promoted through unexported
+// embedded fields but not those promoted through exported ones, and an
+// interface's methods are its explicit ones.
 type Counts struct {
 	Consts, Vars, Funcs, Types int
 	Methods                    map[string]int // declared methods per type

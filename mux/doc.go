@@ -23,10 +23,12 @@
 //   - Order: if one Add returns before another starts, its bytes are sent
 //     first. The getters of one Add are sent in argument order. Adds that run
 //     at the same time are sent in some order, never interleaved.
-//   - Errors: if an Append or the Flush fails, the flusher closes the
-//     connection and drops the rest of that batch. A dropped getter is still
+//   - Errors: if an Append or the Flush fails (or a getter panics), the
+//     queue closes the connection, on a Runner task so that a close callback
+//     may call the queue's Close, and drops the rest of that batch and every
+//     later one: nothing is sent after a gap. A dropped getter is still
 //     called, and the *netpoll.LinkBuffer it returns is closed, so its memory
-//     is released. Later batches fail on the closed connection the same way.
+//     is released.
 //   - Close stops new Adds, waits for the flusher to drain what was queued
 //     and leaves the connection open: closing it is the caller's job.
 //

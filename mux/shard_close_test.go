@@ -124,7 +124,7 @@ func TestAppendErrorClosesConn(t *testing.T) {
 	)
 	close(g.open)
 	require.NoError(t, q.Close())
-	require.False(t, conn.IsActive(), "a failed Append must close the connection")
+	eventually(t, func() bool { return !conn.IsActive() }, "a failed Append closes the connection")
 	require.EqualValues(t, 1, after.Load(), "the dropped getter still runs once")
 	// Only the first batch (the gate's frame) reached the server.
 	time.Sleep(20 * time.Millisecond)
@@ -142,11 +142,11 @@ func TestFlushErrorClosesConn(t *testing.T) {
 	q.Add(gt)
 	require.NoError(t, q.Close())
 	require.EqualValues(t, 1, cc.flushes.Load())
-	require.False(t, conn.IsActive(), "a failed Flush must close the connection")
+	eventually(t, func() bool { return !conn.IsActive() }, "a failed Flush closes the connection")
 }
 
-// Later batches on a connection closed by an error fail too, without
-// sending or blocking; Close still returns promptly.
+// After an error every later batch is dropped (its getters still run), so
+// nothing is sent after a gap; Close still returns promptly.
 func TestBatchesAfterErrorAreDropped(t *testing.T) {
 	conn, got := dialPair(t)
 	q := NewShardQueue(2, conn)
@@ -169,7 +169,7 @@ func TestGetterPanicClosesConn(t *testing.T) {
 	q := NewShardQueue(1, conn)
 	q.Add(func() (netpoll.Writer, bool) { panic("getter exploded") })
 	require.NoError(t, q.Close())
-	require.False(t, conn.IsActive())
+	eventually(t, func() bool { return !conn.IsActive() }, "a getter panic closes the connection")
 }
 
 // Stress for the race detector: producers Add while the queue is closed.
@@ -215,4 +215,27 @@ func TestRaceAddAndClose(t *testing.T) {
 	require.Equal(t, 1, ok, "exactly one Close succeeds")
 	require.EqualValues(t, producers*perProducer, calls.Load())
 	require.True(t, conn.IsActive())
+}
+
+// A close callback may close the queue, both when the queue's own error
+// closes the connection and when the user does.
+func TestCloseFromCloseCallback(t *testing.T) {
+	for _, byError := range []bool{true, false} {
+		conn, _ := dialPair(t)
+		q := NewShardQueue(2, conn)
+		closed := make(chan error, 1)
+		require.NoError(t, conn.AddCloseCallback(func(netpoll.Connection) error {
+			closed <- q.Close()
+			return nil
+		}))
+		gt, _ := frameGetter(7, 0)
+		q.Add(gt)
+		if byError {
+			q.Add(func() (netpoll.Writer, bool) { return foreignWriter{}, false })
+		} else {
+			require.NoError(t, conn.Close())
+		}
+		require.NoError(t, recvErr(t, closed), "byError=%v", byError)
+		require.EqualError(t, q.Close(), "shardQueue has been closed")
+	}
 }

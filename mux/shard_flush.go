@@ -12,9 +12,9 @@ import (
 // so the next flusher's start happens after this one's last use of
 // q.batch.
 
-// flush sends batches until the queue is empty. A panic in a getter closes
-// the connection, drops the rest of the queue and is raised again once the
-// queue is idle, so Close never waits forever and the Runner still sees it.
+// flush sends batches until the queue is empty. A panic in a getter breaks
+// the queue like a send error (see send) and is raised again once the queue
+// is idle, so Close never waits forever and the Runner still sees it.
 func (q *ShardQueue) flush() {
 	var panicked interface{}
 	for {
@@ -64,21 +64,23 @@ func reuse(s []entry) []entry {
 }
 
 // send appends every buffer of batch to the connection and flushes once.
-// After the first error (or getter panic) it closes the connection and
-// drops the rest of the batch. The error itself has nowhere to go: the
-// producers have moved on, and the closed connection is how its users
-// learn of it. send returns the value of the first getter panic.
+// After the first error (or getter panic) the queue is broken: the rest of
+// the batch, and every later one, is dropped. The error itself has nowhere
+// to go (the producers have moved on); closing the connection is how its
+// users learn of it. send returns the value of the first getter panic.
 func (q *ShardQueue) send(batch []entry) (panicked interface{}) {
-	failed := false
+	failed := q.broken.Load()
 	abort := func() {
 		if !failed {
 			failed = true
-			_ = q.conn.Close()
+			q.breakConn()
 		}
 	}
-	w := q.conn.Writer()
-	if w == nil {
-		abort()
+	var w netpoll.Writer
+	if !failed {
+		if w = q.conn.Writer(); w == nil {
+			abort()
+		}
 	}
 	appended := 0
 	for i := range batch {
@@ -108,6 +110,16 @@ func (q *ShardQueue) send(batch []entry) (panicked interface{}) {
 		abort()
 	}
 	return panicked
+}
+
+// breakConn marks the queue broken and closes the connection on a Runner
+// task. Not closing it inline matters: the first Close of a connection may
+// run its close callbacks at once, and a callback that calls this queue's
+// Close would then wait for the very flusher that is running it.
+func (q *ShardQueue) breakConn() {
+	if q.broken.CompareAndSwap(false, true) {
+		netpollRun(func() { _ = q.conn.Close() })
+	}
 }
 
 // call runs gt and returns, instead of raising, the value of its panic.

@@ -43,6 +43,8 @@ type ShardQueue struct {
 	// closed is guarded by every shard lock: Close sets it holding them all,
 	// Add reads it holding its own.
 	closed bool
+	// broken is set by the first send error; later batches are dropped.
+	broken atomic.Bool
 
 	idleMu sync.Mutex
 	idle   *sync.Cond // broadcast (under idleMu) each time pending reaches 0

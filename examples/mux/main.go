@@ -9,7 +9,6 @@
 package main
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"flag"
@@ -160,7 +159,9 @@ func readFrames(r netpoll.Reader, f func(id uint64, body []byte)) error {
 		if err != nil {
 			return err
 		}
-		f(binary.BigEndian.Uint64(frame[4:]), append([]byte(nil), frame[headLen:]...))
+		body := make([]byte, n-8) // never nil, even when empty
+		copy(body, frame[headLen:])
+		f(binary.BigEndian.Uint64(frame[4:]), body)
 	}
 	return nil
 }

@@ -17,6 +17,9 @@
 //     Runner (the one set with netpoll.Configure or netpoll.SetRunner). It
 //     is started by the Add that finds the queue empty and it exits once the
 //     queue is empty again, so an idle queue costs no goroutine.
+//   - The flusher yields once (runtime.Gosched) when it starts, so that
+//     producers already runnable can join its first batch; on a loaded
+//     server that turns one write per response into one per dozens.
 //   - The flusher takes everything queued, calls the getters in the order of
 //     their Adds, Appends each buffer to conn.Writer() and Flushes once. The
 //     connection owns an appended buffer from then on.

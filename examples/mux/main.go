@@ -1,3 +1,5 @@
+//go:build !windows
+
 // Command mux runs a multiplexing server and client on loopback. The client
 // keeps hundreds of requests in flight over a few connections; each frame is
 // a 4-byte big-endian length (of what follows), an 8-byte request id and a

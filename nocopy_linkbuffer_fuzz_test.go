@@ -44,6 +44,8 @@ func FuzzLinkBufferModel(f *testing.F) {
 		fzMalloc, 5, fzWriteDirect, 4, 2, fzFlush, fzNext, 251, fzRelease})
 	f.Add([]byte{0, 0, fzNext, 255, fzReadByte, fzUntil, 9, fzMalloc, 5, fzFlush, fzPeek, 253,
 		fzSkip, 254, fzSlice, 255, fzReadString, 252, fzMallocAck, 255, fzWriteDirect, 3, 255})
+	f.Add([]byte{3, 0, fzMalloc, 40, fzFlush, fzPeek, 200, fzMalloc, 20, fzGetBytes, 0, fzSlice, 150,
+		fzReset, 30, fzWriteString, 10, fzAppendSlice, 0, fzFlush, fzNext, 251, fzRelease})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := &fuzzInput{data: data}
 		saved, savedNoCopy := LinkBufferCap, noCopyRead.Load()
@@ -87,6 +89,8 @@ const (
 	fzGetBytes
 	fzSliceOp
 	fzBook
+	fzReset
+	fzAppendSlice
 	fzOps
 )
 
@@ -146,7 +150,8 @@ type lbModel struct {
 	readable []byte
 	pending  []byte
 	lastRun  int         // trailing pending bytes known to lie in the tail node
-	nexts    []held      // Next results: intact until Release
+	nexts    []held      // Next, GetBytes, Bytes results: intact until Release
+	peeks    []held      // Peek results: intact until the next consuming read
 	owned    []held      // ReadString, ReadBinary, Until results: intact forever
 	slices   []heldSlice // Slice results: intact after the parent's Release and Close
 	rng      uint32
@@ -263,6 +268,9 @@ func (m *lbModel) step(in *fuzzInput) {
 	case fzAppend, fzWriteBuffer:
 		m.stepAppend(op == fzAppend, in)
 	case fzNext, fzPeek, fzSkip, fzReadString, fzReadBinary, fzReadByte, fzUntil:
+		if op != fzPeek {
+			m.consuming()
+		}
 		m.stepRead(op, in)
 	default:
 		m.stepOther(op, in)
@@ -455,6 +463,7 @@ func (m *lbModel) stepRead(op byte, in *fuzzInput) {
 		m.noErr(err, "Peek")
 		m.tight(p, "Peek")
 		m.same(p, m.readable[:n], "Peek")
+		m.peeks = append(m.peeks, held{got: p, want: append([]byte(nil), p...), what: "Peek"})
 	case fzSkip:
 		n := in.upTo(len(m.readable))
 		m.log("Skip(%d) of %d", n, len(m.readable))
@@ -543,6 +552,7 @@ func (m *lbModel) stepOther(op byte, in *fuzzInput) {
 	case fzSlice:
 		n := in.upTo(len(m.readable))
 		m.log("Slice(%d) of %d", n, len(m.readable))
+		m.consuming()
 		m.checkHeld(m.nexts, "before the Release of Slice")
 		r, err := m.b.Slice(n)
 		if n > len(m.readable) {
@@ -556,6 +566,7 @@ func (m *lbModel) stepOther(op byte, in *fuzzInput) {
 		m.addSlice(r, m.consume(n))
 	case fzRelease:
 		m.log("Release")
+		m.consuming()
 		m.checkHeld(m.nexts, "before Release")
 		m.noErr(m.b.Release(), "Release")
 		m.nexts = m.nexts[:0]
@@ -566,10 +577,15 @@ func (m *lbModel) stepOther(op byte, in *fuzzInput) {
 		p := m.b.Bytes()
 		m.tight(p, "Bytes")
 		m.same(p, m.readable, "Bytes")
+		m.nexts = append(m.nexts, held{got: p, want: append([]byte(nil), p...), what: "Bytes"})
 	case fzGetBytes:
 		m.stepGetBytes(in)
 	case fzSliceOp:
 		m.stepSliceOp(in)
+	case fzReset:
+		m.stepReset(in)
+	case fzAppendSlice:
+		m.stepAppendSlice(in)
 	}
 }
 
@@ -587,12 +603,62 @@ func (m *lbModel) stepGetBytes(in *fuzzInput) {
 			m.fatalf("GetBytes gave an empty segment")
 		}
 		all = append(all, s...)
+		m.nexts = append(m.nexts, held{got: s, want: append([]byte(nil), s...), what: "GetBytes segment"})
 	}
 	if k == 0 || len(segs) < k {
 		m.same(all, m.readable, "GetBytes (all)")
 	} else if !bytes.HasPrefix(m.readable, all) {
 		m.fatalf("GetBytes(%d) is not a prefix of the readable bytes", k)
 	}
+}
+
+// consuming checks, before a consuming read or a Release, that the Peek
+// results are intact; they may be reused from then on.
+func (m *lbModel) consuming() {
+	m.t.Helper()
+	m.checkHeld(m.peeks, "before a consuming read")
+	m.peeks = m.peeks[:0]
+}
+
+// stepReset Closes the buffer mid-sequence (every method must then fail
+// with ErrConnClosed) and goes on with a new one. Kept Slices and owned
+// results must survive.
+func (m *lbModel) stepReset(in *fuzzInput) {
+	size := in.size()
+	m.log("Close, NewLinkBuffer(%d)", size)
+	m.consuming()
+	m.checkHeld(m.nexts, "before Close")
+	m.nexts = m.nexts[:0]
+	m.noErr(m.b.Close(), "Close")
+	if _, err := m.b.Malloc(1); !errors.Is(err, ErrConnClosed) {
+		m.fatalf("Malloc after Close: %v", err)
+	}
+	if _, err := m.b.Next(0); !errors.Is(err, ErrConnClosed) {
+		m.fatalf("Next after Close: %v", err)
+	}
+	if m.b.Len() != 0 || m.b.MallocLen() != 0 || m.b.retained() != 0 {
+		m.fatalf("after Close: Len %d MallocLen %d retained %d", m.b.Len(), m.b.MallocLen(), m.b.retained())
+	}
+	m.checkSlices("after the parent's Close")
+	m.checkHeld(m.owned, "after Close")
+	m.b = NewLinkBuffer(size)
+	m.readable, m.pending, m.lastRun = nil, nil, 0
+}
+
+// stepAppendSlice forwards a kept Slice result into the buffer with Append,
+// as a proxy forwards a payload (§2.2.8 with §2.4.6).
+func (m *lbModel) stepAppendSlice(in *fuzzInput) {
+	idx := int(in.u8())
+	if len(m.slices) == 0 {
+		return
+	}
+	i := idx % len(m.slices)
+	s := m.slices[i]
+	m.log("Append(slice #%d of %d)", i, len(s.want))
+	m.noErr(m.b.Append(s.r), "Append(slice)")
+	m.pending = append(m.pending, s.want...)
+	m.lastRun = 0
+	m.slices = append(m.slices[:i], m.slices[i+1:]...)
 }
 
 func (m *lbModel) addSlice(r Reader, want []byte) {
@@ -656,6 +722,7 @@ func (m *lbModel) stepSliceOp(in *fuzzInput) {
 // which the kept Slices must still be intact.
 func (m *lbModel) finish() {
 	m.log("finish")
+	m.consuming()
 	m.checkHeld(m.nexts, "at the end")
 	m.noErr(m.b.MallocAck(0), "MallocAck(0)")
 	m.pending = nil

@@ -190,6 +190,35 @@ func TestLinkBufferWriteReference(t *testing.T) {
 	})
 }
 
+// §2.4.2 with Release: the owner reads and Releases while bytes are pending
+// in later nodes; those stay pending, Flush publishes them, and when all is
+// read the buffer gives every node back.
+func TestLinkBufferReleaseWithPending(t *testing.T) {
+	setLinkBufferCap(t, 16)
+	b := NewLinkBuffer()
+	defer b.Close()
+	for round := 0; round < 3; round++ {
+		_, err := b.WriteString("0123456789")
+		require.NoError(t, err)
+		require.NoError(t, b.Flush())
+		p, err := b.Malloc(40) // a new node: the readable one is full enough
+		require.NoError(t, err)
+		copy(p, pattern(40, byte(round)))
+		got, err := b.Next(10)
+		require.NoError(t, err)
+		require.Equal(t, "0123456789", string(got))
+		require.NoError(t, b.Release())
+		require.Equal(t, 40, b.MallocLen())
+		require.Zero(t, b.Len())
+		require.NoError(t, b.Flush())
+		got, err = b.Next(40)
+		require.NoError(t, err)
+		require.Equal(t, pattern(40, byte(round)), got)
+		require.NoError(t, b.Release())
+		require.Zero(t, b.retained(), "an emptied buffer keeps memory")
+	}
+}
+
 // §2.4.5: Malloc(32) then WriteDirect(x, 30) gives [buf0..1][x][buf2..31],
 // with x by reference.
 func TestLinkBufferWriteDirectLayout(t *testing.T) {
@@ -239,6 +268,33 @@ func TestLinkBufferWriteDirectChain(t *testing.T) {
 			require.Equal(t, want+"end", got)
 		})
 	}
+}
+
+// §2.4.5 says WriteDirect splices p "just before the last remainCap bytes of
+// the pending region". Ours refuses a remainCap beyond the pending bytes of
+// the last node (a splice point in an earlier node), and a remainCap of 0
+// when the buffer has no node (fresh, or after Release gave every node
+// back), although the same call works once a node exists. Kitex's use (one
+// Malloc, then WriteDirect within it) is not affected. Skipped until fixed.
+func TestLinkBufferWriteDirectAnywhereInPending(t *testing.T) {
+	t.Skip("known bug: WriteDirect only splices inside the last node (see the buftest report)")
+	setLinkBufferCap(t, 8)
+	b := NewLinkBuffer()
+	defer b.Close()
+	p, err := b.Malloc(6)
+	require.NoError(t, err)
+	copy(p, "abcdef")
+	p, err = b.Malloc(6) // does not fit: a second node
+	require.NoError(t, err)
+	copy(p, "ghijkl")
+	require.NoError(t, b.WriteDirect([]byte("XY"), 10))
+	require.NoError(t, b.Flush())
+	require.Equal(t, "abXYcdefghijkl", string(b.Bytes()))
+
+	fresh := NewLinkBuffer()
+	defer fresh.Close()
+	require.NoError(t, fresh.WriteDirect([]byte("x"), 0))
+	require.Equal(t, 1, fresh.MallocLen())
 }
 
 // §2.4.5 and §2.4.4: MallocAck after WriteDirect cuts through the spliced
@@ -294,6 +350,7 @@ func TestLinkBufferAppend(t *testing.T) {
 				}
 				require.Equal(t, len("pending|")+movedLen, b.MallocLen())
 				require.Equal(t, len("readable|"), b.Len(), "appended bytes became readable before Flush")
+				require.Equal(t, "readable|", string(b.Bytes()), "appended bytes became readable before Flush")
 				require.Zero(t, w.Len())
 				require.Zero(t, w.MallocLen())
 				_, err = w.Malloc(1)
@@ -308,6 +365,9 @@ func TestLinkBufferAppend(t *testing.T) {
 					sawMalloc = sawMalloc || overlaps(s, wp)
 				}
 				require.True(t, sawPeek && sawMalloc, "Append copied the bytes")
+				require.NoError(t, b.Skip(b.Len()))
+				require.NoError(t, b.Release())
+				require.Zero(t, b.retained(), "an emptied buffer keeps memory after Append")
 			})
 		}
 	}

@@ -2,6 +2,8 @@ package netpoll
 
 import (
 	"errors"
+	"runtime"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -247,4 +249,100 @@ func TestLinkBufferGiveBackBooked(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, b.Release())
 	require.LessOrEqual(t, b.retained(), max(base, giveBackLimit))
+}
+
+// The connection's concurrency: a poller goroutine books under the lock,
+// fills the booked memory without it, and acknowledges under the lock, while
+// the owner reads, checks and Releases under the lock and Len is read with
+// no lock at all. The race detector watches that the two never touch the
+// same memory; the owner checks every byte of the stream. At the end the
+// owner Closes while the poller may hold a booking.
+func TestLinkBufferBookConcurrent(t *testing.T) {
+	setLinkBufferCap(t, 64)
+	const total = 1 << 20
+	streamByte := func(i int) byte { return byte(i % 251) }
+	var mu sync.Mutex
+	b := NewLinkBuffer()
+	pollerDone := make(chan error, 1)
+	go func() {
+		size := 1
+		for sent := 0; ; {
+			mu.Lock()
+			p := b.book(size)
+			mu.Unlock()
+			if p == nil {
+				pollerDone <- nil // closed
+				return
+			}
+			n := min(len(p), total-sent)
+			if sent >= total {
+				n = 0
+			}
+			for i := 0; i < n; i++ {
+				p[i] = streamByte(sent + i)
+			}
+			mu.Lock()
+			err := b.bookAck(n)
+			mu.Unlock()
+			if err != nil {
+				if !errors.Is(err, ErrConnClosed) {
+					pollerDone <- err
+					return
+				}
+				pollerDone <- nil
+				return
+			}
+			sent += n
+			size = size%5000 + 97
+			if n == 0 {
+				runtime.Gosched()
+			}
+		}
+	}()
+
+	check := func(p []byte, from int) {
+		for i, c := range p {
+			if c != streamByte(from+i) {
+				t.Fatalf("byte %d of the stream is %d, want %d", from+i, c, streamByte(from+i))
+			}
+		}
+	}
+	for got, step := 0, 0; got < total; step++ {
+		want := min(1+step*37%3000, total-got)
+		if b.Len() < want { // Len needs no lock
+			runtime.Gosched()
+			continue
+		}
+		mu.Lock()
+		switch step % 4 {
+		case 0:
+			p, err := b.Next(want)
+			require.NoError(t, err)
+			check(p, got)
+		case 1:
+			p, err := b.Peek(want)
+			require.NoError(t, err)
+			check(p, got)
+			require.NoError(t, b.Skip(want))
+		case 2:
+			p, err := b.ReadBinary(want)
+			require.NoError(t, err)
+			check(p, got)
+		default:
+			r, err := b.Slice(want)
+			require.NoError(t, err)
+			check(r.(*LinkBuffer).Bytes(), got)
+			require.NoError(t, r.(*LinkBuffer).Close())
+		}
+		got += want
+		if step%3 == 0 {
+			require.NoError(t, b.Release())
+		}
+		mu.Unlock()
+	}
+	mu.Lock()
+	require.NoError(t, b.Release())
+	require.NoError(t, b.Close())
+	mu.Unlock()
+	require.NoError(t, <-pollerDone)
 }

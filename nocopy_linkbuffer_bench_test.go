@@ -27,8 +27,12 @@ func linkBufferCycle(b *LinkBuffer, msg []byte) error {
 }
 
 func BenchmarkLinkBufferWriteRead(b *testing.B) {
-	for _, size := range []int{1 << 10, 64 << 10, 4 << 20} {
-		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		size int
+	}{{"1KiB", 1 << 10}, {"64KiB", 64 << 10}, {"4MiB", 4 << 20}} {
+		size := c.size
+		b.Run(c.name, func(b *testing.B) {
 			msg := pattern(size, 1)
 			buf := NewLinkBuffer()
 			defer buf.Close()

@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"testing"
 	"time"
+
+	"github.com/cloudwego/netpoll/benchmark/internal/report"
 )
 
 func main() {
@@ -66,7 +68,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	env := describeEnv()
+	env := report.Environment()
 	fmt.Fprintf(os.Stderr, "%s\n%d scenarios x 2 implementations x %d rounds of ~%v each\n",
 		env, len(list), *rounds, *benchtime)
 	res := make(results)

@@ -4,13 +4,11 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"runtime"
-	"runtime/debug"
-	"sort"
 	"strings"
 	"testing"
 	"text/tabwriter"
+
+	"github.com/cloudwego/netpoll/benchmark/internal/report"
 )
 
 // measurement is one testing.Benchmark result, per operation.
@@ -44,36 +42,13 @@ func (r results) add(scenario, impl string, m measurement) {
 	r[scenario][impl] = append(r[scenario][impl], m)
 }
 
-// median returns the median of one field over ms.
-func median(ms []measurement, field func(measurement) float64) float64 {
+// field returns one field of every measurement in ms.
+func field(ms []measurement, f func(measurement) float64) []float64 {
 	v := make([]float64, len(ms))
 	for i, m := range ms {
-		v[i] = field(m)
+		v[i] = f(m)
 	}
-	sort.Float64s(v)
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
-}
-
-// spread is (max-min)/median of ns/op: how noisy the rounds were.
-func spread(ms []measurement) float64 {
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for _, m := range ms {
-		lo, hi = math.Min(lo, m.ns), math.Max(hi, m.ns)
-	}
-	return (hi - lo) / median(ms, func(m measurement) float64 { return m.ns })
-}
-
-func ratio(ours, ref float64) string {
-	switch {
-	case ours == 0 && ref == 0:
-		return "="
-	case ref == 0:
-		return "inf"
-	}
-	return fmt.Sprintf("%.2f", ours/ref)
+	return v
 }
 
 // round keeps 0 decimals of B/op (field 1) and 2 of allocs/op (field 2).
@@ -103,45 +78,14 @@ func printTable(w io.Writer, list []scenario, res results) {
 		// Rounded before the ratio: an amortised 0.004 B/op against 0.003
 		// is no difference worth a ratio of 1.33.
 		for i, f := range []func(measurement) float64{ns, by, al} {
-			mo, mr := median(o, f), median(r, f)
+			mo, mr := report.Median(field(o, f)), report.Median(field(r, f))
 			if i > 0 {
 				mo, mr = round(mo, i), round(mr, i)
 			}
-			cols = append(cols, num(mo), num(mr), ratio(mo, mr))
+			cols = append(cols, num(mo), num(mr), report.Ratio(mo, mr))
 		}
-		cols = append(cols, fmt.Sprintf("%.0f%%", 100*math.Max(spread(o), spread(r))))
+		cols = append(cols, fmt.Sprintf("%.0f%%", 100*math.Max(report.Spread(field(o, ns)), report.Spread(field(r, ns)))))
 		fmt.Fprintln(tw, strings.Join(cols, "\t")+"\t")
 	}
 	tw.Flush()
-}
-
-// describeEnv names the toolchain, machine and dependency versions in one line.
-func describeEnv() string {
-	parts := []string{runtime.Version(), runtime.GOOS + "/" + runtime.GOARCH,
-		fmt.Sprintf("GOMAXPROCS=%d", runtime.GOMAXPROCS(0))}
-	if cpu := cpuModel(); cpu != "" {
-		parts = append(parts, cpu)
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			if d.Path == "github.com/bytedance/gopkg" {
-				parts = append(parts, "bytedance/gopkg "+d.Version+" (both)")
-			}
-		}
-	}
-	parts = append(parts, "ref=cloudwego/netpoll v0.7.2")
-	return strings.Join(parts, ", ")
-}
-
-func cpuModel() string {
-	data, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return ""
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
 }

@@ -9,6 +9,11 @@
 //
 //	go run ./cmd/buffer            # LinkBuffer: ours vs reference
 //	go run ./cmd/buffer -h         # flags: rounds, benchtime, scenario filter
+//	go run ./cmd/server            # echo server: Go net vs reference vs ours
+//	go run ./cmd/server -h         # flags: rounds, connections, durations, GOMAXPROCS
+//
+// Both interleave the implementations round by round and report medians,
+// because the machines they run on are small and noisy.
 package benchmark
 
 //go:generate go run ./cmd/refprep

@@ -91,6 +91,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "round %d/%d done\n", r+1, *rounds)
 	}
 	fmt.Println(env)
-	fmt.Printf("rounds=%d benchtime=%v; medians; ratio = ours/ref (lower is better); spread = (max-min)/median of ns/op, worse of the two\n\n", *rounds, *benchtime)
+	fmt.Printf("rounds=%d benchtime=%v; medians over rounds; ratio = ours/ref of the medians (lower is better);\n"+
+		"paired = median over rounds of ours/ref ns/op measured back to back; spread = (max-min)/median of ns/op, worse of the two\n\n",
+		*rounds, *benchtime)
 	printTable(os.Stdout, list, res)
 }

@@ -51,6 +51,18 @@ func field(ms []measurement, f func(measurement) float64) []float64 {
 	return v
 }
 
+// pairedRatio is the median over rounds of ours/ref ns/op, each pair measured
+// back to back: it cancels load that drifts over the run.
+func pairedRatio(ours, ref []measurement) string {
+	v := make([]float64, 0, len(ours))
+	for i := range ours {
+		if i < len(ref) && ref[i].ns > 0 {
+			v = append(v, ours[i].ns/ref[i].ns)
+		}
+	}
+	return fmt.Sprintf("%.2f", report.Median(v))
+}
+
 // round keeps 0 decimals of B/op (field 1) and 2 of allocs/op (field 2).
 func round(v float64, field int) float64 {
 	if field == 1 {
@@ -68,7 +80,7 @@ func num(v float64) string {
 
 func printTable(w io.Writer, list []scenario, res results) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tns/op ours\tns/op ref\tratio\tB/op ours\tB/op ref\tratio\tallocs ours\tallocs ref\tratio\tspread\t")
+	fmt.Fprintln(tw, "scenario\tns/op ours\tns/op ref\tratio\tpaired\tB/op ours\tB/op ref\tratio\tallocs ours\tallocs ref\tratio\tspread\t")
 	ns := func(m measurement) float64 { return m.ns }
 	by := func(m measurement) float64 { return m.bytes }
 	al := func(m measurement) float64 { return m.allocs }
@@ -83,6 +95,9 @@ func printTable(w io.Writer, list []scenario, res results) {
 				mo, mr = round(mo, i), round(mr, i)
 			}
 			cols = append(cols, num(mo), num(mr), report.Ratio(mo, mr))
+			if i == 0 {
+				cols = append(cols, pairedRatio(o, r))
+			}
 		}
 		cols = append(cols, fmt.Sprintf("%.0f%%", 100*math.Max(report.Spread(field(o, ns)), report.Spread(field(r, ns)))))
 		fmt.Fprintln(tw, strings.Join(cols, "\t")+"\t")

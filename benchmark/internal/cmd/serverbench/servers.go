@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -192,10 +194,19 @@ func serveGoNet(c net.Conn) {
 }
 
 // runServe is the server process: it starts one implementation, prints
-// "listening ADDR" and serves until its standard input closes.
+// "listening ADDR" and serves until its standard input closes. With
+// $SERVERBENCH_CPUPROFILE set to a directory it writes a CPU profile there,
+// named after the implementation and the process id.
 func runServe(args []string) error {
 	if len(args) != 1 || servers[args[0]] == nil {
 		return fmt.Errorf("usage: serve gonet|ref|ours")
+	}
+	if dir := os.Getenv("SERVERBENCH_CPUPROFILE"); dir != "" {
+		stop, err := startCPUProfile(dir, args[0])
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	s, err := servers[args[0]]()
 	if err != nil {
@@ -207,4 +218,16 @@ func runServe(args []string) error {
 		return err
 	}
 	return s.stop()
+}
+
+func startCPUProfile(dir, impl string) (stop func(), err error) {
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", impl, os.Getpid())))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

@@ -92,7 +92,8 @@ func main() {
 	}
 	fmt.Println(env)
 	fmt.Printf("rounds=%d benchtime=%v; medians over rounds; ratio = ours/ref of the medians (lower is better);\n"+
-		"paired = median over rounds of ours/ref ns/op measured back to back; spread = (max-min)/median of ns/op, worse of the two\n\n",
+		"paired = median over rounds of ours/ref ns/op measured back to back; best = ours/ref of the fastest rounds\n"+
+		"(load from other processes only adds time, so under heavy load trust paired and best); spread = (max-min)/median of ns/op, worse of the two\n\n",
 		*rounds, *benchtime)
 	printTable(os.Stdout, list, res)
 }

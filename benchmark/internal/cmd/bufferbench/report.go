@@ -63,6 +63,14 @@ func pairedRatio(ours, ref []measurement) string {
 	return fmt.Sprintf("%.2f", report.Median(v))
 }
 
+func minimum(v []float64) float64 {
+	m := math.Inf(1)
+	for _, x := range v {
+		m = math.Min(m, x)
+	}
+	return m
+}
+
 // round keeps 0 decimals of B/op (field 1) and 2 of allocs/op (field 2).
 func round(v float64, field int) float64 {
 	if field == 1 {
@@ -80,7 +88,7 @@ func num(v float64) string {
 
 func printTable(w io.Writer, list []scenario, res results) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tns/op ours\tns/op ref\tratio\tpaired\tB/op ours\tB/op ref\tratio\tallocs ours\tallocs ref\tratio\tspread\t")
+	fmt.Fprintln(tw, "scenario\tns/op ours\tns/op ref\tratio\tpaired\tbest\tB/op ours\tB/op ref\tratio\tallocs ours\tallocs ref\tratio\tspread\t")
 	ns := func(m measurement) float64 { return m.ns }
 	by := func(m measurement) float64 { return m.bytes }
 	al := func(m measurement) float64 { return m.allocs }
@@ -96,7 +104,7 @@ func printTable(w io.Writer, list []scenario, res results) {
 			}
 			cols = append(cols, num(mo), num(mr), report.Ratio(mo, mr))
 			if i == 0 {
-				cols = append(cols, pairedRatio(o, r))
+				cols = append(cols, pairedRatio(o, r), report.Ratio(minimum(field(o, f)), minimum(field(r, f))))
 			}
 		}
 		cols = append(cols, fmt.Sprintf("%.0f%%", 100*math.Max(report.Spread(field(o, ns)), report.Spread(field(r, ns)))))

@@ -201,54 +201,63 @@ func TestLinkBufferGiveBack(t *testing.T) {
 // The connection's path: the poller books growing reads (as readSize
 // doubles up to 8 MiB), the owner waits for the whole 64 MiB message, reads
 // it and Releases. Afterwards the buffer gives the memory back, also when
-// the poller had booked its next read at the time of the Release.
+// the poller had booked its next read at the time of the Release. A lean
+// buffer (a connection's) then holds nothing at all.
 func TestLinkBufferGiveBackBooked(t *testing.T) {
-	b := NewLinkBuffer()
-	defer b.Close()
 	src := pattern(8<<20, 3)
-	arrive := func(total int) {
-		size := 4096
-		for got := 0; got < total; {
-			p := b.book(size)
-			require.NotNil(t, p)
-			n := min(len(p), total-got)
-			copy(p[:n], src)
-			require.NoError(t, b.bookAck(n))
-			got += n
-			if n == len(p) && size < 8<<20 {
-				size *= 2
+	for _, lean := range []bool{false, true} {
+		t.Run(map[bool]string{false: "NewLinkBuffer", true: "lean"}[lean], func(t *testing.T) {
+			b := &LinkBuffer{lean: lean}
+			defer b.Close()
+			arrive := func(total int) {
+				size := 4096
+				for got := 0; got < total; {
+					p := b.book(size)
+					require.NotNil(t, p)
+					n := min(len(p), total-got)
+					copy(p[:n], src)
+					require.NoError(t, b.bookAck(n))
+					got += n
+					if n == len(p) && size < 8<<20 {
+						size *= 2
+					}
+				}
 			}
-		}
+			idle := func() {
+				t.Helper()
+				require.LessOrEqual(t, b.retained(), giveBackLimit)
+				require.LessOrEqual(t, b.retained(), idleRetained(b))
+			}
+			arrive(100)
+			_, err := b.Next(100)
+			require.NoError(t, err)
+			require.NoError(t, b.Release())
+			idle()
+
+			arrive(giveBackMessage)
+			require.Equal(t, giveBackMessage, b.Len())
+			_, err = b.Next(giveBackMessage)
+			require.NoError(t, err)
+			require.NoError(t, b.Release())
+			idle()
+
+			// This time the poller is waiting in a read when the owner Releases.
+			arrive(giveBackMessage)
+			require.NoError(t, b.Skip(giveBackMessage))
+			p := b.book(8 << 20)
+			require.NoError(t, b.Release())
+			require.NoError(t, b.bookAck(0)) // EAGAIN
+			require.LessOrEqual(t, b.retained(), len(p)+giveBackLimit)
+			require.NoError(t, b.Release())
+			idle()
+
+			arrive(100)
+			_, err = b.Next(100)
+			require.NoError(t, err)
+			require.NoError(t, b.Release())
+			idle()
+		})
 	}
-	arrive(100)
-	_, err := b.Next(100)
-	require.NoError(t, err)
-	require.NoError(t, b.Release())
-	base := b.retained()
-	require.LessOrEqual(t, base, giveBackLimit)
-
-	arrive(giveBackMessage)
-	require.Equal(t, giveBackMessage, b.Len())
-	_, err = b.Next(giveBackMessage)
-	require.NoError(t, err)
-	require.NoError(t, b.Release())
-	require.LessOrEqual(t, b.retained(), max(base, giveBackLimit))
-
-	// This time the poller is waiting in a read when the owner Releases.
-	arrive(giveBackMessage)
-	require.NoError(t, b.Skip(giveBackMessage))
-	p := b.book(8 << 20)
-	require.NoError(t, b.Release())
-	require.NoError(t, b.bookAck(0)) // EAGAIN
-	require.LessOrEqual(t, b.retained(), len(p)+giveBackLimit)
-	require.NoError(t, b.Release())
-	require.LessOrEqual(t, b.retained(), max(base, giveBackLimit))
-
-	arrive(100)
-	_, err = b.Next(100)
-	require.NoError(t, err)
-	require.NoError(t, b.Release())
-	require.LessOrEqual(t, b.retained(), max(base, giveBackLimit))
 }
 
 // The connection's concurrency: a poller goroutine books under the lock,

@@ -61,6 +61,17 @@ func readable(t testing.TB, p []byte, chunk int) *LinkBuffer {
 	return b
 }
 
+// idleRetained is the most memory an emptied and Released buffer may keep:
+// one small node (of at most LinkBufferCap, or the size given to
+// NewLinkBuffer) that is written again from its start. A lean buffer, a
+// connection's, keeps nothing.
+func idleRetained(b *LinkBuffer) int {
+	if b.lean {
+		return 0
+	}
+	return max(LinkBufferCap, b.minSize)
+}
+
 func addr(p []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(p))) }
 
 // overlaps tells whether p and q share memory.

@@ -298,7 +298,7 @@ func TestNewIOReader(t *testing.T) {
 	all, err := io.ReadAll(r)
 	require.NoError(t, err)
 	require.Equal(t, data[30:], all)
-	require.Zero(t, b.retained(), "Read does not Release")
+	require.LessOrEqual(t, b.retained(), idleRetained(b), "Read does not Release")
 }
 
 // §2.13.3: NewIOWriter returns w itself when it is an io.Writer. Otherwise

@@ -29,7 +29,7 @@ func FuzzLinkBufferModel(f *testing.F) {
 		fzPeek, 200, fzNext, 150, fzReadString, 251, fzRelease})
 	f.Add([]byte{0, 0, fzWriteBinary, 250, 40, 5, fzMalloc, 40, fzWriteDirect, 20, 5, fzFlush,
 		fzBytes, fzGetBytes, 0, fzGetBytes, 2, fzUntil, 3, fzNext, 251, fzRelease})
-	f.Add([]byte{4, 1, fzMalloc, 220, 100, fzMallocAck, 120, fzFlush, fzReadBinary, 200, fzRelease,
+	f.Add([]byte{200, 1, fzMalloc, 220, 100, fzMallocAck, 120, fzFlush, fzReadBinary, 200, fzRelease,
 		fzMalloc, 220, 90, fzFlush, fzReadBinary, 251, fzRelease})
 	f.Add([]byte{3, 0, fzMalloc, 40, fzFlush, fzSlice, 120, fzSliceOp, 0, 1, 128, fzRelease,
 		fzMalloc, 60, fzFlush, fzSlice, 251, fzSliceOp, 0, 0, 200, fzSliceOp, 1, 2, 255,
@@ -47,12 +47,13 @@ func FuzzLinkBufferModel(f *testing.F) {
 		fzSkip, 254, fzSlice, 255, fzReadString, 252, fzMallocAck, 255, fzWriteDirect, 3, 255})
 	f.Add([]byte{3, 0, fzMalloc, 40, fzFlush, fzPeek, 200, fzMalloc, 20, fzGetBytes, 0, fzSlice, 150,
 		fzReset, 30, fzWriteString, 10, fzAppendSlice, 0, fzFlush, fzNext, 251, fzRelease})
+	f.Add([]byte{200, 0, fzMalloc, 10, fzFlush, fzSlice, 245, fzMalloc, 10, fzFlush, fzSliceOp, 0, 2, 255})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := &fuzzInput{data: data}
 		saved, savedNoCopy := LinkBufferCap, noCopyRead.Load()
 		defer func() { LinkBufferCap = saved; noCopyRead.Store(savedNoCopy) }()
 		if c := in.u8(); c < 192 {
-			LinkBufferCap = 1 + int(c%64)
+			LinkBufferCap = fuzzCaps[int(c)%len(fuzzCaps)]
 		}
 		flags := in.u8()
 		noCopyRead.Store(flags&1 == 1)
@@ -63,10 +64,15 @@ func FuzzLinkBufferModel(f *testing.F) {
 		for ops := 0; ops < 400 && !in.done(); ops++ {
 			m.step(in)
 			m.checkLens()
+			m.checkKept()
 		}
 		m.finish()
 	})
 }
+
+// fuzzCaps are the lowered LinkBufferCap values: powers of two (the pool's
+// sizes, so that a node can be exactly LinkBufferCap) and their neighbours.
+var fuzzCaps = []int{1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 100, 128, 256}
 
 // Opcodes of FuzzLinkBufferModel; the opcode byte is taken modulo fzOps.
 const (
@@ -125,14 +131,17 @@ func (in *fuzzInput) size() int {
 	}
 }
 
-// upTo decodes a read size in [0, limit], or limit+1..limit+4 (not enough)
-// for the top few byte values.
+// upTo decodes a read size in [0, limit] (exactly limit for 240..251), or
+// limit+1..limit+4 (not enough) for the top few byte values.
 func (in *fuzzInput) upTo(limit int) int {
-	c := int(in.u8())
-	if c >= 252 {
+	switch c := int(in.u8()); {
+	case c >= 252:
 		return limit + c - 251
+	case c >= 240:
+		return limit // all of it, often: that empties nodes
+	default:
+		return c * limit / 240
 	}
-	return c * limit / 251
 }
 
 // held is a slice the buffer returned and the bytes it must still show.
@@ -656,6 +665,17 @@ func (m *lbModel) stepAppendSlice(in *fuzzInput) {
 	m.slices = append(m.slices[:i], m.slices[i+1:]...)
 }
 
+// checkKept checks, after every operation, everything handed out that must
+// still be intact: Peek results (until a consuming read), Next, Bytes and
+// GetBytes results (until Release), owned results and Slices (for good).
+func (m *lbModel) checkKept() {
+	m.t.Helper()
+	m.checkHeld(m.peeks, "before a consuming read")
+	m.checkHeld(m.nexts, "before Release")
+	m.checkHeld(m.owned, "")
+	m.checkSlices("")
+}
+
 func (m *lbModel) addSlice(r Reader, want []byte) {
 	lb, ok := r.(*LinkBuffer)
 	if !ok {
@@ -663,6 +683,11 @@ func (m *lbModel) addSlice(r Reader, want []byte) {
 	}
 	if lb.Len() != len(want) {
 		m.fatalf("Slice of %d bytes has Len %d", len(want), lb.Len())
+	}
+	if len(m.slices) >= 16 { // bound the work: check and drop the oldest
+		m.checkSlices("")
+		m.noErr(m.slices[0].r.Close(), "slice.Close")
+		m.slices = m.slices[1:]
 	}
 	m.slices = append(m.slices, heldSlice{r: lb, want: want})
 }
@@ -713,12 +738,14 @@ func (m *lbModel) stepSliceOp(in *fuzzInput) {
 }
 
 // finish drains the buffer and checks the give-back: with nothing readable
-// and nothing pending, Release leaves no memory held. Then Close, after
-// which the kept Slices must still be intact.
+// and nothing pending, Release leaves at most one small node (none in a lean
+// buffer). Then it writes over whatever memory the buffer reuses, and
+// checks that nothing handed out for good (owned results, Slices) changed:
+// memory still referenced must never be reused. Last, Close, after which
+// the Slices must still be intact.
 func (m *lbModel) finish() {
 	m.log("finish")
 	m.consuming()
-	m.checkHeld(m.nexts, "at the end")
 	m.noErr(m.b.MallocAck(0), "MallocAck(0)")
 	m.pending = nil
 	m.noErr(m.b.Skip(len(m.readable)), "Skip(all)")
@@ -729,8 +756,14 @@ func (m *lbModel) finish() {
 	if r := m.b.retained(); r > idleRetained(m.b) {
 		m.fatalf("an empty buffer retains %d bytes after Release (at most %d)", r, idleRetained(m.b))
 	}
-	m.checkHeld(m.owned, "at the end")
-	m.checkSlices("before the parent's Close")
+	for _, n := range []int{1, 15, 64, 500, BinaryInplaceThreshold} {
+		p, err := m.b.Malloc(n)
+		m.noErr(err, "Malloc")
+		m.fill(p)
+		m.noErr(m.b.Flush(), "Flush")
+	}
+	m.checkHeld(m.owned, "when the buffer is written again")
+	m.checkSlices("when the parent is written again")
 	m.noErr(m.b.Close(), "Close")
 	m.checkSlices("after the parent's Close")
 	m.checkHeld(m.owned, "after Close")

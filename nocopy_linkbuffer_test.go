@@ -428,6 +428,29 @@ func TestLinkBufferSlice(t *testing.T) {
 	}
 }
 
+// §2.2.8: a Slice that takes every byte of a node survives the parent's
+// next writes, even though Release may reuse an emptied node.
+func TestLinkBufferSliceOfWholeNode(t *testing.T) {
+	for _, lean := range []bool{false, true} {
+		b := &LinkBuffer{lean: lean}
+		_, err := b.WriteString("0123456789")
+		require.NoError(t, err)
+		require.NoError(t, b.Flush())
+		r, err := b.Slice(10)
+		require.NoError(t, err)
+		for i := 0; i < 3; i++ {
+			_, err = b.WriteString("abcdefghij")
+			require.NoError(t, err)
+			require.NoError(t, b.Flush())
+			require.NoError(t, b.Skip(10))
+			require.NoError(t, b.Release())
+		}
+		require.Equal(t, "0123456789", string(r.(*LinkBuffer).Bytes()), "lean=%v", lean)
+		require.NoError(t, r.(*LinkBuffer).Close())
+		require.NoError(t, b.Close())
+	}
+}
+
 // §2.2.8: Slice Releases the parent: the parent's Next results die, its
 // consumed memory goes back.
 func TestLinkBufferSliceReleasesParent(t *testing.T) {
@@ -499,7 +522,7 @@ func TestLinkBufferOwnedReads(t *testing.T) {
 					require.NoError(t, err)
 					copy(buf, bytes.Repeat([]byte{byte(i)}, 1000))
 					require.NoError(t, b.Flush())
-					require.NoError(t, b.Skip(1000))
+					require.NoError(t, b.Skip(b.Len())) // empties the nodes: they are reused or freed
 					require.NoError(t, b.Release())
 				}
 				require.NoError(t, b.Close())

@@ -1,3 +1,5 @@
+//go:build !windows
+
 // Command echo runs an echo server and a few clients on loopback, each
 // client sending length-prefixed messages and checking every reply, then
 // prints how many requests it did and their latency percentiles.

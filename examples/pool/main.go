@@ -1,3 +1,5 @@
+//go:build !windows
+
 // Command pool shows a client connection pool that checks IsActive before
 // reusing a connection, against a server that closes connections idle for
 // longer than a limit. It prints how many connections were reused and how

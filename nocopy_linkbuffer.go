@@ -1,0 +1,389 @@
+package netpoll
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/bytedance/gopkg/lang/mcache"
+)
+
+// BinaryInplaceThreshold is the length above which WriteBinary and
+// WriteString keep a reference to the caller's memory instead of copying it.
+const BinaryInplaceThreshold = 4096
+
+// LinkBufferCap is the smallest capacity of a node a LinkBuffer allocates.
+// Tests lower it to make messages span many nodes; change it only before any
+// buffer is in use.
+var LinkBufferCap = 4096
+
+// LinkBuffer is the buffer of this package. The race build uses the same
+// type: there is no separate locked variant.
+type LinkBuffer = UnsafeLinkBuffer
+
+// UnsafeLinkBuffer is a linked list of byte segments with a nocopy Reader
+// and Writer. Bytes written become readable at Flush; reads never block.
+//
+// It is not safe for concurrent use, with one exception: Len and IsEmpty may
+// be called while another goroutine writes or reads.
+//
+// Ownership: slices from Next and Peek, and the slices in GetBytes and a
+// one-node Bytes, alias the buffer and stay valid until the next Release
+// (a Peek result until the next consuming read). Slices from Malloc are the
+// caller's to fill until Flush. ReadString, ReadBinary and Until results are
+// the caller's for good. Every slice handed out has cap == len, so append
+// never writes into the buffer. After Close every method returns an error
+// matching ErrConnClosed.
+type UnsafeLinkBuffer struct {
+	length  atomic.Int64 // readable bytes
+	pending int          // written, not yet flushed (MallocLen)
+
+	head *node // first node not yet released
+	read *node // node the next read starts in
+	pend *node // first node that may hold pending bytes
+	tail *node // last node; Malloc writes here
+
+	copies  [][]byte // pooled copies made by reads across nodes, freed at Release
+	peeks   [][]byte // pooled copies made by Peek, freed at the next consuming read
+	minSize int      // capacity of the first node
+	booked  bool     // a poller is filling the tail's free space (see book)
+	closed  bool
+}
+
+// NewLinkBuffer returns an empty buffer. With a positive size the first node
+// is allocated at once with capacity max(size, LinkBufferCap); otherwise
+// nothing is allocated until the first write.
+func NewLinkBuffer(size ...int) *LinkBuffer {
+	b := &LinkBuffer{}
+	if len(size) > 0 && size[0] > 0 {
+		b.minSize = min(size[0], maxNodeSize)
+		b.grow(0)
+	}
+	return b
+}
+
+// errBufferClosed is returned by every method of a closed LinkBuffer.
+var errBufferClosed error = bufferClosedError{}
+
+type bufferClosedError struct{}
+
+func (bufferClosedError) Error() string { return "link buffer has been closed" }
+
+// Is makes errors.Is(err, ErrConnClosed) true.
+func (bufferClosedError) Is(target error) bool { return target == error(ErrConnClosed) }
+
+// check validates a read of n bytes named op.
+func (b *UnsafeLinkBuffer) check(n int, op string) error {
+	switch {
+	case b.closed:
+		return errBufferClosed
+	case n < 0:
+		return fmt.Errorf("link buffer %s[%d] invalid size", op, n)
+	case int64(n) > b.length.Load():
+		return fmt.Errorf("link buffer %s[%d] not enough", op, n)
+	}
+	return nil
+}
+
+// Len returns the number of readable bytes. It is safe to call concurrently.
+func (b *UnsafeLinkBuffer) Len() int { return int(b.length.Load()) }
+
+// IsEmpty reports whether nothing is readable.
+func (b *UnsafeLinkBuffer) IsEmpty() (ok bool) { return b.Len() == 0 }
+
+// seek moves the read node past exhausted nodes; something must be readable.
+func (b *UnsafeLinkBuffer) seek() {
+	for b.read.off == b.read.end && b.read != b.pend {
+		b.read = b.read.next
+	}
+}
+
+// consumed is called by every consuming read: Peek copies may be reused.
+func (b *UnsafeLinkBuffer) consumed(n int) {
+	b.length.Add(-int64(n))
+	freeAll(&b.peeks)
+	b.seek()
+}
+
+// copyOut consumes len(p) readable bytes into p.
+func (b *UnsafeLinkBuffer) copyOut(p []byte) {
+	for done := 0; done < len(p); {
+		b.seek()
+		r := b.read
+		m := copy(p[done:], r.buf[r.off:r.end])
+		r.off += m
+		done += m
+	}
+}
+
+// alias consumes n bytes if they lie in one node and returns them by
+// reference; otherwise it returns nil and consumes nothing.
+func (b *UnsafeLinkBuffer) alias(n int) []byte {
+	r := b.read
+	if r.end-r.off < n {
+		return nil
+	}
+	p := r.buf[r.off : r.off+n : r.off+n]
+	r.off += n
+	return p
+}
+
+// Next consumes n bytes and returns them. The slice is valid until Release.
+// n == 0 gives (nil, nil); a negative n or fewer than n readable bytes give
+// an error and consume nothing.
+func (b *UnsafeLinkBuffer) Next(n int) (p []byte, err error) {
+	if err = b.check(n, "next"); err != nil || n == 0 {
+		return nil, err
+	}
+	b.consumed(n)
+	if p = b.alias(n); p != nil {
+		return p, nil
+	}
+	p = pooled(&b.copies, n)
+	b.copyOut(p)
+	return p, nil
+}
+
+// Peek returns the next n bytes without consuming them. The slice is valid
+// until the next consuming read or Release. Errors as Next.
+func (b *UnsafeLinkBuffer) Peek(n int) (p []byte, err error) {
+	if err = b.check(n, "peek"); err != nil || n == 0 {
+		return nil, err
+	}
+	r := b.read
+	for r.off == r.end && r != b.pend {
+		r = r.next
+	}
+	if r.end-r.off >= n {
+		return r.buf[r.off : r.off+n : r.off+n], nil
+	}
+	p = pooled(&b.peeks, n)
+	for done := 0; done < n; r = r.next {
+		done += copy(p[done:], r.buf[r.off:r.end])
+	}
+	return p, nil
+}
+
+// Skip consumes n bytes. Errors as Next.
+func (b *UnsafeLinkBuffer) Skip(n int) (err error) {
+	if err = b.check(n, "skip"); err != nil || n == 0 {
+		return err
+	}
+	b.consumed(n)
+	for n > 0 {
+		b.seek()
+		r := b.read
+		m := min(n, r.end-r.off)
+		r.off += m
+		n -= m
+	}
+	return nil
+}
+
+// ReadBinary consumes n bytes and returns them in memory the caller owns for
+// good: a copy, or with Config.AlwaysNoCopyRead and n >= 64 in one node, the
+// node's own memory, which then never returns to the pool. Errors as Next.
+func (b *UnsafeLinkBuffer) ReadBinary(n int) (p []byte, err error) {
+	if err = b.check(n, "read binary"); err != nil || n == 0 {
+		return nil, err
+	}
+	return b.readOwned(n), nil
+}
+
+// ReadString is ReadBinary returning a string.
+func (b *UnsafeLinkBuffer) ReadString(n int) (s string, err error) {
+	if err = b.check(n, "read string"); err != nil || n == 0 {
+		return "", err
+	}
+	p := b.readOwned(n)
+	return unsafe.String(&p[0], n), nil
+}
+
+func (b *UnsafeLinkBuffer) readOwned(n int) []byte {
+	b.consumed(n)
+	if n >= 64 && noCopyRead.Load() {
+		r := b.read
+		if p := b.alias(n); p != nil {
+			r.pin()
+			return p
+		}
+	}
+	p := make([]byte, n)
+	b.copyOut(p)
+	return p
+}
+
+// ReadByte consumes one byte. An empty buffer gives an error.
+func (b *UnsafeLinkBuffer) ReadByte() (p byte, err error) {
+	if b.closed {
+		return 0, errBufferClosed
+	}
+	if b.Len() < 1 {
+		return 0, errors.New("link buffer read byte is empty")
+	}
+	b.consumed(1)
+	r := b.read
+	p = r.buf[r.off]
+	r.off++
+	return p, nil
+}
+
+// Until consumes and returns the bytes up to and including the first delim,
+// in memory the caller owns. Without delim it fails and consumes nothing.
+func (b *UnsafeLinkBuffer) Until(delim byte) (line []byte, err error) {
+	if b.closed {
+		return nil, errBufferClosed
+	}
+	seen := 0
+	for r := b.read; r != nil && b.Len() > 0; r = r.next {
+		if i := bytes.IndexByte(r.buf[r.off:r.end], delim); i >= 0 {
+			return b.ReadBinary(seen + i + 1)
+		}
+		seen += r.end - r.off
+		if r == b.pend {
+			break
+		}
+	}
+	return nil, errors.New("link buffer read slice cannot find delim")
+}
+
+// Slice consumes n bytes into a new read-only LinkBuffer that shares their
+// memory, then Releases this buffer. The result outlives this buffer's
+// Release and Close; Release or Close it when done. n == 0 gives an empty
+// buffer and releases nothing. Errors as Next.
+func (b *UnsafeLinkBuffer) Slice(n int) (r Reader, err error) {
+	if err = b.check(n, "slice"); err != nil {
+		return nil, err
+	}
+	s := NewLinkBuffer()
+	if n == 0 {
+		return s, nil
+	}
+	b.consumed(n)
+	for left := n; left > 0; {
+		b.seek()
+		src := b.read
+		m := min(left, src.end-src.off)
+		v := newView(src, src.buf[src.off:src.off+m:src.off+m], true)
+		v.end, v.malloc = m, m
+		s.link(v)
+		src.off += m
+		left -= m
+	}
+	s.pend = s.tail
+	s.length.Store(int64(n))
+	return s, b.Release()
+}
+
+// Release frees the memory of everything consumed: slices from Next and Peek
+// die here. Unconsumed and pending bytes stay.
+func (b *UnsafeLinkBuffer) Release() (err error) {
+	if b.closed {
+		return errBufferClosed
+	}
+	freeAll(&b.copies)
+	freeAll(&b.peeks)
+	for b.head != b.read {
+		h := b.head
+		b.head = h.next
+		h.free()
+	}
+	for r := b.read; r != nil && r.off == r.malloc; r = b.read {
+		if r == b.tail {
+			if b.booked {
+				break
+			}
+			b.head, b.read, b.pend, b.tail = nil, nil, nil, nil
+		} else {
+			if b.pend == r {
+				b.pend = r.next
+			}
+			b.head, b.read = r.next, r.next
+		}
+		r.free()
+	}
+	return nil
+}
+
+// Bytes returns every readable byte without consuming it: an alias when they
+// lie in one node (valid until Release), otherwise a copy. A closed buffer
+// gives nil.
+func (b *UnsafeLinkBuffer) Bytes() []byte {
+	if b.closed || b.Len() == 0 {
+		return nil
+	}
+	segs := b.GetBytes(nil)
+	if len(segs) == 1 {
+		return segs[0]
+	}
+	p := make([]byte, 0, b.Len())
+	for _, s := range segs {
+		p = append(p, s...)
+	}
+	return p
+}
+
+// GetBytes fills p with aliases of the readable segments, in order, without
+// consuming them, and returns the filled part; an empty p gets all segments.
+func (b *UnsafeLinkBuffer) GetBytes(p [][]byte) (vs [][]byte) {
+	if b.closed || b.Len() == 0 {
+		return p[:0]
+	}
+	all := len(p) == 0
+	vs = p[:0]
+	for r := b.read; r != nil; r = r.next {
+		if r.end > r.off {
+			if !all && len(vs) == len(p) {
+				break
+			}
+			vs = append(vs, r.buf[r.off:r.end:r.end])
+		}
+		if r == b.pend {
+			break
+		}
+	}
+	return vs
+}
+
+// Close frees every node and makes the buffer unusable; slices handed out
+// by reference die with it, except those of a Slice result. A second Close
+// returns nil.
+func (b *UnsafeLinkBuffer) Close() (err error) {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	freeAll(&b.copies)
+	freeAll(&b.peeks)
+	for n := b.head; n != nil; {
+		next := n.next
+		if n != b.tail || !b.booked {
+			n.free()
+		}
+		n = next
+	}
+	b.head, b.read, b.pend = nil, nil, nil
+	if !b.booked {
+		b.tail = nil
+	}
+	b.length.Store(0)
+	b.pending = 0
+	return nil
+}
+
+// pooled appends a pooled slice of n bytes to list and returns it.
+func pooled(list *[][]byte, n int) []byte {
+	p := mcache.Malloc(n)
+	*list = append(*list, p)
+	return p[:n:n]
+}
+
+func freeAll(list *[][]byte) {
+	for i, p := range *list {
+		mcache.Free(p)
+		(*list)[i] = nil
+	}
+	*list = (*list)[:0]
+}

@@ -1,0 +1,57 @@
+package netpoll
+
+// The poller's side of an input buffer: it books free space, reads into it
+// without holding the owner's lock, then acknowledges what it read. The
+// owner must not write to the buffer (its pending count stays 0).
+
+// book returns free space of at least size/2 bytes (all the free space of
+// the last node if it has that much, else a new node of size bytes). It
+// returns nil if the buffer is closed or already booked.
+func (b *UnsafeLinkBuffer) book(size int) []byte {
+	if b.closed || b.booked {
+		return nil
+	}
+	t := b.tail
+	if t == nil || t.readonly || len(t.buf)-t.malloc < max(size/2, 1) {
+		t = b.grow(size)
+		b.pend = t
+	}
+	b.booked = true
+	return t.buf[t.malloc:len(t.buf):len(t.buf)]
+}
+
+// bookAck makes the first n booked bytes readable and ends the booking. On a
+// buffer closed meanwhile it frees the booked node instead.
+func (b *UnsafeLinkBuffer) bookAck(n int) error {
+	if !b.booked {
+		return nil
+	}
+	b.booked = false
+	t := b.tail
+	if b.closed {
+		b.tail = nil
+		t.free()
+		return errBufferClosed
+	}
+	n = max(0, min(n, len(t.buf)-t.malloc))
+	t.malloc += n
+	t.end += n
+	b.length.Add(int64(n))
+	return nil
+}
+
+// retained returns the bytes of memory the buffer holds: its nodes' pooled
+// memory and the copies made by reads.
+func (b *UnsafeLinkBuffer) retained() int {
+	total := 0
+	for nd := b.head; nd != nil; nd = nd.next {
+		total += cap(nd.raw)
+	}
+	for _, p := range b.copies {
+		total += cap(p)
+	}
+	for _, p := range b.peeks {
+		total += cap(p)
+	}
+	return total
+}

@@ -1,0 +1,225 @@
+package netpoll
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+)
+
+// The Writer of a LinkBuffer. Written bytes are pending until Flush makes
+// them readable; MallocAck trims them.
+
+// checkWrite validates a write of n bytes named op.
+func (b *UnsafeLinkBuffer) checkWrite(n int, op string) error {
+	switch {
+	case b.closed:
+		return errBufferClosed
+	case n < 0 || n > maxNodeSize:
+		return fmt.Errorf("link buffer %s[%d] invalid size", op, n)
+	}
+	return nil
+}
+
+// link appends nd to the list.
+func (b *UnsafeLinkBuffer) link(nd *node) {
+	if b.tail == nil {
+		b.head, b.read, b.pend = nd, nd, nd
+	} else {
+		b.tail.next = nd
+	}
+	b.tail = nd
+}
+
+// grow links a new writable node with room for at least n bytes.
+func (b *UnsafeLinkBuffer) grow(n int) *node {
+	size := max(n, LinkBufferCap)
+	if b.head == nil {
+		size = max(size, b.minSize)
+	}
+	nd := newNode(size)
+	b.link(nd)
+	return nd
+}
+
+// Malloc reserves n pending bytes and returns them (cap == len) for the
+// caller to fill before Flush. n == 0 gives (nil, nil); a negative n or one
+// over 1 GiB gives an error.
+func (b *UnsafeLinkBuffer) Malloc(n int) (buf []byte, err error) {
+	if err = b.checkWrite(n, "malloc"); err != nil || n == 0 {
+		return nil, err
+	}
+	t := b.tail
+	if t == nil || t.readonly || len(t.buf)-t.malloc < n {
+		t = b.grow(n)
+	}
+	buf = t.buf[t.malloc : t.malloc+n : t.malloc+n]
+	t.malloc += n
+	b.pending += n
+	return buf, nil
+}
+
+// MallocLen returns the number of pending bytes.
+func (b *UnsafeLinkBuffer) MallocLen() (length int) { return b.pending }
+
+// MallocAck keeps the first n pending bytes and drops the rest. n < 0 or n
+// over MallocLen gives an error and changes nothing.
+func (b *UnsafeLinkBuffer) MallocAck(n int) (err error) {
+	if err = b.checkWrite(n, "malloc ack"); err != nil {
+		return err
+	}
+	if n > b.pending {
+		return fmt.Errorf("link buffer malloc ack[%d] over %d pending bytes", n, b.pending)
+	}
+	if b.pend == nil {
+		return nil
+	}
+	last := b.pend
+	for keep := n; ; last = last.next {
+		if p := last.malloc - last.end; keep <= p {
+			last.malloc = last.end + keep
+			break
+		} else {
+			keep -= p
+		}
+	}
+	for x := last.next; x != nil; {
+		next := x.next
+		x.free()
+		x = next
+	}
+	last.next = nil
+	b.tail = last
+	b.pending = n
+	return nil
+}
+
+// Flush makes every pending byte readable.
+func (b *UnsafeLinkBuffer) Flush() (err error) {
+	if b.closed {
+		return errBufferClosed
+	}
+	if b.pending == 0 {
+		return nil
+	}
+	for nd := b.pend; nd != nil; nd = nd.next {
+		nd.end = nd.malloc
+	}
+	b.length.Add(int64(b.pending))
+	b.pending = 0
+	b.pend = b.tail
+	return nil
+}
+
+// WriteBinary appends p as pending bytes. Above BinaryInplaceThreshold bytes
+// it keeps a reference to p: do not change p until the bytes are consumed.
+func (b *UnsafeLinkBuffer) WriteBinary(p []byte) (n int, err error) {
+	if err = b.checkWrite(len(p), "write binary"); err != nil || len(p) == 0 {
+		return 0, err
+	}
+	if len(p) > BinaryInplaceThreshold {
+		b.link(newRefNode(p))
+		b.pending += len(p)
+		return len(p), nil
+	}
+	buf, _ := b.Malloc(len(p))
+	return copy(buf, p), nil
+}
+
+// WriteString is WriteBinary for a string (referenced, never written to).
+func (b *UnsafeLinkBuffer) WriteString(s string) (n int, err error) {
+	if len(s) == 0 {
+		return 0, b.checkWrite(0, "write string")
+	}
+	return b.WriteBinary(unsafe.Slice(unsafe.StringData(s), len(s)))
+}
+
+// WriteByte appends one pending byte.
+func (b *UnsafeLinkBuffer) WriteByte(p byte) (err error) {
+	buf, err := b.Malloc(1)
+	if err == nil {
+		buf[0] = p
+	}
+	return err
+}
+
+// WriteDirect splices extra, by reference, in front of the last remainLen
+// pending bytes of the last node: after Malloc(32), WriteDirect(x, 30) gives
+// buf[0:2], x, buf[2:32]. Empty extra or a negative remainLen does nothing;
+// remainLen over the last node's pending bytes gives an error. Do not change
+// extra until the bytes are consumed.
+func (b *UnsafeLinkBuffer) WriteDirect(extra []byte, remainLen int) error {
+	if b.closed {
+		return errBufferClosed
+	}
+	if len(extra) == 0 || remainLen < 0 {
+		return nil
+	}
+	t := b.tail
+	if t == nil || t.malloc-t.end < remainLen {
+		return fmt.Errorf("link buffer write direct: remainLen %d over the pending bytes of the last node", remainLen)
+	}
+	cut := t.malloc - remainLen
+	ref := newRefNode(extra)
+	var rest *node
+	if len(t.buf) > cut {
+		rest = newView(t, t.buf[cut:], t.readonly)
+		rest.malloc = remainLen
+	}
+	t.buf = t.buf[:cut:cut]
+	t.malloc = cut
+	b.link(ref)
+	if rest != nil {
+		b.link(rest)
+	}
+	b.pending += len(extra)
+	return nil
+}
+
+var errNotLinkBuffer = errors.New("unsupported writer which is not LinkBuffer")
+
+// Append moves every byte of w, readable and pending, behind this buffer's
+// pending bytes without copying; they all become pending here, and w becomes
+// unusable. w must be a *LinkBuffer; a nil one does nothing.
+func (b *UnsafeLinkBuffer) Append(w Writer) (err error) {
+	lb, ok := w.(*LinkBuffer)
+	if !ok {
+		return errNotLinkBuffer
+	}
+	return b.WriteBuffer(lb)
+}
+
+// WriteBuffer is Append for a *LinkBuffer.
+func (b *UnsafeLinkBuffer) WriteBuffer(buf *LinkBuffer) (err error) {
+	switch {
+	case b.closed:
+		return errBufferClosed
+	case buf == nil:
+		return nil
+	case buf == b:
+		return errors.New("link buffer write buffer: cannot append a buffer to itself")
+	case buf.closed:
+		return errBufferClosed
+	case buf.booked:
+		return errors.New("link buffer write buffer: the buffer is being filled")
+	}
+	moved := buf.Len() + buf.pending
+	_ = buf.Release()
+	first := buf.read
+	if first != nil {
+		for nd := first; nd != nil; nd = nd.next {
+			nd.end = nd.off
+		}
+		if b.tail == nil {
+			b.head, b.read, b.pend = first, first, first
+		} else {
+			b.tail.next = first
+		}
+		b.tail = buf.tail
+		b.pending += moved
+	}
+	buf.head, buf.read, buf.pend, buf.tail = nil, nil, nil, nil
+	buf.length.Store(0)
+	buf.pending = 0
+	buf.closed = true
+	return nil
+}

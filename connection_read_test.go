@@ -54,6 +54,9 @@ var blockingReads = []blockingRead{
 		if s.Len() != max(n, 0) {
 			return nil, errors.New("Slice has the wrong length")
 		}
+		if n <= 0 {
+			return nil, nil
+		}
 		p, err := s.Next(n)
 		p = append([]byte(nil), p...)
 		_ = s.Release()

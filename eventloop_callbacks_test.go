@@ -26,7 +26,8 @@ func logFrom(t testing.TB, ctx context.Context, where string) *callLog {
 	return l
 }
 
-// echoAll answers with every buffered byte.
+// echoAll answers with every buffered byte. WriteBinary may keep a
+// reference to the Next slice, so it is flushed before the Release.
 func echoAll(c Connection) error {
 	r, w := c.Reader(), c.Writer()
 	p, err := r.Next(r.Len())
@@ -36,10 +37,10 @@ func echoAll(c Connection) error {
 	if _, err = w.WriteBinary(p); err != nil {
 		return err
 	}
-	if err = r.Release(); err != nil {
+	if err = w.Flush(); err != nil {
 		return err
 	}
-	return w.Flush()
+	return r.Release()
 }
 
 // §2.8.1, §2.8.2, §2.8.5, §2.8.6: the callbacks run in the order OnPrepare →

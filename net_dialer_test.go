@@ -263,3 +263,43 @@ func TestDialUnix(t *testing.T) {
 	_, err = DialUnix("unix", nil, nil)
 	require.True(t, errors.As(err, &oe), "nil raddr: %v (%T)", err, err)
 }
+
+// §1.6, §4.3: NewFDConnection wraps one end of GetSysFdPairs in a working
+// Connection; a read timeout on it fails cleanly (the reference panics), and
+// Close closes the fd. A negative fd is an error.
+func TestNewFDConnection(t *testing.T) {
+	checkFDs(t)
+	r, w := GetSysFdPairs()
+	require.Greater(t, r, 2)
+	require.Greater(t, w, 2)
+	defer unix.Close(w)
+	c, err := NewFDConnection(r)
+	require.NoError(t, err)
+	np := asNP(t, c)
+
+	_, err = unix.Write(w, []byte("pair"))
+	require.NoError(t, err)
+	p, err := np.Next(4)
+	require.NoError(t, err)
+	require.Equal(t, "pair", string(p))
+	_, err = np.WriteString("back")
+	require.NoError(t, err)
+	require.NoError(t, np.Flush())
+	var buf [4]byte
+	n, err := unix.Read(w, buf[:])
+	require.NoError(t, err)
+	require.Equal(t, "back", string(buf[:n]))
+
+	require.NoError(t, c.SetReadTimeout(50*time.Millisecond))
+	got := within(t, "Next with a timeout", func() result { _, err := np.Next(1); return result{err: err} })
+	requireErrIs(t, got.err, ErrReadTimeout)
+	require.True(t, c.IsActive())
+
+	require.NoError(t, c.Close())
+	_, err = unix.FcntlInt(uintptr(r), unix.F_GETFD, 0)
+	require.Error(t, err, "Close must close the wrapped fd")
+
+	bad, err := NewFDConnection(-1)
+	require.Error(t, err)
+	require.True(t, bad == nil, "NewFDConnection(-1) returned %T", bad)
+}

@@ -166,7 +166,7 @@ func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
 	setEventTag(&ev, op.FD, atomic.LoadUint32(&op.gen))
 	if err := unix.EpollCtl(p.epfd, ctl, op.FD, &ev); err != nil {
 		if ctl == unix.EPOLL_CTL_ADD {
-			opDrop(op)
+			_ = opDrop(op)
 		}
 		return wrapSyscall("epoll_ctl", err)
 	}
@@ -178,7 +178,9 @@ func (p *defaultPoll) detach(op *FDOperator) error {
 	if !atomic.CompareAndSwapInt32(&op.detached, 0, 1) {
 		return nil
 	}
-	opDrop(op)
+	if !opDrop(op) {
+		return nil
+	}
 	err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, op.FD, nil)
 	if err != nil && err != unix.ENOENT && err != unix.EBADF {
 		return wrapSyscall("epoll_ctl del", err)

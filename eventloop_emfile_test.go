@@ -66,6 +66,9 @@ func cpuTime(t testing.TB) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// setLimit sets an rlimit field, whose type differs between systems.
+func setLimit[T int64 | uint64](field *T, n int) { *field = T(n) }
+
 func emfileChild(t *testing.T) {
 	checkFDs(t)
 	logs := &lineCounter{}
@@ -87,7 +90,7 @@ func emfileChild(t *testing.T) {
 	saved := lim
 	t.Cleanup(func() { _ = unix.Setrlimit(unix.RLIMIT_NOFILE, &saved) })
 	open := len(openFDs(t))
-	lim.Cur = uint64(open + 64)
+	setLimit(&lim.Cur, open+64)
 	require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &lim))
 
 	// Exhaust the table with /dev/null descriptors.
@@ -116,8 +119,9 @@ func emfileChild(t *testing.T) {
 	// descriptor left for them.
 	var clientFds []int
 	for i := 0; i < 3; i++ {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 		require.NoError(t, err)
+		unix.CloseOnExec(fd)
 		clientFds = append(clientFds, fd)
 	}
 	t.Cleanup(func() {

@@ -315,3 +315,60 @@ func TestConnWriterStagingReachesPeer(t *testing.T) {
 		require.Equal(t, "hello world!", string(readFull(t, peer, 12)))
 	})
 }
+
+// §2.7.2, §2.5.1: a Flush blocked on a full socket wakes with an error
+// matching ErrConnClosed when the connection is closed locally, and with a
+// "closed" error when the peer goes away.
+func TestConnBlockedFlushWakesOnClose(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		for _, how := range []string{"local", "peer"} {
+			t.Run(how, func(t *testing.T) {
+				c, peer := peerPair(t, network)
+				shrinkReadBuffer(peer)
+				_, err := c.WriteBinary(make([]byte, bigPayload))
+				require.NoError(t, err)
+				done := async(c.Flush)
+				notYet(t, done, 100*time.Millisecond, "Flush with a peer that does not read")
+				if how == "local" {
+					require.NoError(t, c.Close())
+					err = recv(t, done, "the blocked Flush after Close")
+					requireErrIs(t, err, ErrConnClosed)
+					return
+				}
+				require.NoError(t, peer.Close())
+				err = recv(t, done, "the blocked Flush after the peer closed")
+				require.Error(t, err)
+				closed := errors.Is(err, ErrConnClosed) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+				require.Truef(t, closed, "error %q does not mean closed", err)
+				eventually(t, func() bool { return !c.IsActive() }, "the connection to become inactive")
+			})
+		}
+	})
+}
+
+// §2.4.6: Append moves both the readable and the pending bytes of a
+// LinkBuffer (Kitex appends buffers with pending data), and they are sent in
+// order at Flush.
+func TestConnAppendPendingLinkBuffer(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		c, peer := peerPair(t, network)
+		lb := NewLinkBuffer()
+		_, err := lb.WriteString("readable,")
+		require.NoError(t, err)
+		require.NoError(t, lb.Flush())
+		_, err = lb.WriteString("pending,")
+		require.NoError(t, err)
+		big := bytes.Repeat([]byte("0123456789"), 1000)
+		_, err = lb.WriteBinary(big)
+		require.NoError(t, err)
+		_, err = c.WriteString("head,")
+		require.NoError(t, err)
+		require.NoError(t, c.Append(lb))
+		require.Equal(t, 5+9+8+len(big), c.MallocLen())
+		require.NoError(t, c.Flush())
+		want := "head,readable,pending," + string(big)
+		require.Equal(t, want, string(readFull(t, peer, len(want))))
+	})
+}

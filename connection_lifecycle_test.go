@@ -3,9 +3,12 @@
 package netpoll
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -287,5 +290,113 @@ func TestConnCloseInsideOnRequest(t *testing.T) {
 		expectEOF(t, cl)
 		time.Sleep(20 * time.Millisecond)
 		require.Equal(t, []string{"request", "request returns", "close callback"}, l.get())
+	})
+}
+
+// §2.8.3, §2.8.8, §2.7.4: on a dialed connection, SetOnRequest with input
+// already buffered starts the handler at once, later input runs it again,
+// and because it now has a handler, a peer close runs OnDisconnect and the
+// close callbacks without the user's Close.
+func TestConnDialedSetOnRequest(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		c, peer := peerPair(t, network)
+		l := newCallLog()
+		feed(t, peer, c, []byte("abc"), 3)
+		require.NoError(t, c.SetOnRequest(nil)) // ignored
+		require.NoError(t, c.SetOnRequest(func(ctx context.Context, c Connection) error {
+			r := c.Reader()
+			p, err := r.Next(r.Len())
+			if err != nil {
+				return err
+			}
+			l.add("request %s", p)
+			return r.Release()
+		}))
+		type onDisconnectSetter interface{ SetOnDisconnect(OnDisconnect) error }
+		od, ok := c.(onDisconnectSetter)
+		require.True(t, ok, "%T has no SetOnDisconnect", c)
+		require.NoError(t, od.SetOnDisconnect(func(ctx context.Context, c Connection) {
+			l.add("disconnect active=%v", c.IsActive())
+		}))
+		require.NoError(t, c.AddCloseCallback(func(Connection) error { l.add("close"); return nil }))
+		l.waitFor(t, "request abc")
+		_, err := peer.Write([]byte("def"))
+		require.NoError(t, err)
+		l.waitFor(t, "request def")
+		require.NoError(t, peer.Close())
+		l.waitFor(t, "close")
+		time.Sleep(20 * time.Millisecond)
+		require.Equal(t, []string{"request abc", "request def", "disconnect active=false", "close"}, l.get())
+	})
+}
+
+// §2.8.3, §2.2.2, §3 (Kitex gRPC client): an OnRequest that blocks reading
+// for the connection's whole life sees every message, wakes with ErrEOF when
+// the peer closes, and the close callbacks run once, after it returned.
+func TestConnLifetimeOnRequest(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		c, peer := peerPair(t, network)
+		l := newCallLog()
+		var calls atomic.Int64
+		require.NoError(t, c.AddCloseCallback(func(Connection) error { l.add("close"); return nil }))
+		require.NoError(t, c.SetOnRequest(func(ctx context.Context, c Connection) error {
+			calls.Add(1)
+			r := c.Reader()
+			for {
+				line, err := r.Until('\n')
+				if err != nil {
+					l.add("handler ends: EOF=%v", errors.Is(err, ErrEOF))
+					return err
+				}
+				l.add("line %s", bytes.TrimSpace(line))
+				_ = r.Release()
+			}
+		}))
+		for _, m := range []string{"one\n", "two\nthr", "ee\n"} {
+			_, err := peer.Write([]byte(m))
+			require.NoError(t, err)
+			time.Sleep(5 * time.Millisecond)
+		}
+		l.waitFor(t, "line three")
+		require.NoError(t, peer.Close())
+		l.waitFor(t, "close")
+		time.Sleep(20 * time.Millisecond)
+		require.Equal(t, []string{"line one", "line two", "line three", "handler ends: EOF=true", "close"}, l.get())
+		require.Equal(t, int64(1), calls.Load(), "the blocking handler must not be started twice")
+	})
+}
+
+// §2.7.2: Close on an accepted connection with no handler running runs the
+// close callbacks before it returns.
+func TestEventLoopCloseIdleIsSynchronous(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		s, recs := recordingServer(t, network, true)
+		cl := dialStd(t, network, s.addr)
+		// Nothing is sent, so no handler ever runs on the connection.
+		rec := recv(t, recs, "the accepted connection")
+		require.NoError(t, rec.conn.Close())
+		require.Equal(t, int64(1), rec.closeRuns.Load(), "close callbacks must have run when Close returned")
+		expectEOF(t, cl)
+		rec.check(t)
+	})
+}
+
+// §2.2.2: a read waiting for bytes ends with ErrConnClosed when the
+// connection is detached.
+func TestConnReadWakesOnDetach(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		c, _ := peerPair(t, network)
+		fd := c.(Conn).Fd()
+		done := async(func() error { _, err := c.Next(4); return err })
+		notYet(t, done, 20*time.Millisecond, "Next")
+		require.NoError(t, c.(interface{ Detach() error }).Detach())
+		err := recv(t, done, "Next after Detach")
+		requireErrIs(t, err, ErrConnClosed)
+		require.False(t, errors.Is(err, ErrEOF))
+		require.NoError(t, unix.Close(fd))
 	})
 }

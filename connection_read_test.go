@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math/rand"
 	"net"
 	"strings"
 	"testing"
@@ -457,5 +458,74 @@ func TestConnLenCountsArrivals(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, bytes.Equal(all, p))
 		require.NoError(t, c.Release())
+	})
+}
+
+// §2.2.7, §2.2.5: ReadString, ReadBinary and Until return memory the caller
+// owns: it keeps its contents after Release and after the buffer is reused.
+func TestConnReadCopiesStayValid(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		rng := newRand(t)
+		c, peer := peerPair(t, network)
+		a := randomBytes(rng, 100)
+		b := randomBytes(rng, 20000)
+		line := append(randomBytesWithout(rng, 3000, '\n'), '\n')
+		msg := append(append(append([]byte(nil), a...), b...), line...)
+		feed(t, peer, c, msg, len(msg))
+		s, err := c.ReadString(len(a))
+		require.NoError(t, err)
+		p, err := c.ReadBinary(len(b))
+		require.NoError(t, err)
+		u, err := c.Until('\n')
+		require.NoError(t, err)
+		require.NoError(t, c.Release())
+		for i := 0; i < 4; i++ {
+			more := randomBytes(rng, 40000)
+			feed(t, peer, c, more, len(more))
+			got, err := c.Next(len(more))
+			require.NoError(t, err)
+			require.Equal(t, more, got)
+			require.NoError(t, c.Release())
+		}
+		require.Equal(t, string(a), s)
+		require.Equal(t, b, p)
+		require.Equal(t, line, u)
+	})
+}
+
+// randomBytesWithout returns n random bytes none of which is not.
+func randomBytesWithout(rng *rand.Rand, n int, not byte) []byte {
+	p := randomBytes(rng, n)
+	for i := range p {
+		if p[i] == not {
+			p[i] = not + 1
+		}
+	}
+	return p
+}
+
+// §2.2.2, §2.12.5: one read can wait for far more than a read chunk: a
+// 12 MB Next completes with every byte in order.
+func TestConnReadLarge(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		rng := newRand(t)
+		c, peer := peerPair(t, network)
+		payload := randomBytes(rng, 12<<20)
+		sent := async(func() error {
+			_ = peer.SetWriteDeadline(time.Now().Add(longWait))
+			_, err := peer.Write(payload)
+			return err
+		})
+		got := within(t, "Next(12 MB)", func() result {
+			p, err := c.Next(len(payload))
+			return result{b: append([]byte(nil), p...), err: err}
+		})
+		require.NoError(t, got.err)
+		require.True(t, bytes.Equal(payload, got.b), "the 12 MB read differs from what was sent")
+		require.NoError(t, recv(t, sent, "the peer's write"))
+		require.NoError(t, c.Release())
+		require.Equal(t, 0, c.Len())
 	})
 }

@@ -4,6 +4,7 @@ package netpoll
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -222,9 +223,16 @@ func callNoPanic(t *testing.T, name string, f func() error) (err error) {
 	return f()
 }
 
-// §2.5.1–§2.5.3, §4.2: after a close (local, or by the peer) every Writer
-// method fails with an error matching ErrConnClosed, with or without bytes
-// staged before the close, and none panics; MallocLen does not panic.
+// sends tells the Writer calls that send (Flush, Write) from the ones that
+// only stage bytes.
+func (wc writerCall) sends() bool { return wc.name == "Flush" || wc.name == "Write" }
+
+// §2.5.1–§2.5.3, §4.2: after a local Close every Writer method fails with
+// an error matching ErrConnClosed, with or without bytes staged before the
+// close, and none panics. After a peer close, staging may still work
+// (§2.5.3: the reference buffers without error) or fail with ErrConnClosed,
+// but Flush and Write fail with ErrConnClosed, Flush saying "when flush"
+// (Hertz looks for it). MallocLen never panics.
 func TestConnWriterAfterClose(t *testing.T) {
 	checkFDs(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
@@ -246,10 +254,23 @@ func TestConnWriterAfterClose(t *testing.T) {
 					}
 					for _, wc := range writerCalls() {
 						err := callNoPanic(t, wc.name, func() error { return wc.call(c) })
+						if how == "peer" && !wc.sends() && err == nil {
+							continue
+						}
 						requireErrIs(t, err, ErrConnClosed, wc.name)
+						if how == "peer" && wc.name == "Flush" {
+							require.Contains(t, err.Error(), "when flush")
+						}
 					}
 					callNoPanic(t, "MallocLen", func() error { _ = c.MallocLen(); return nil })
 					require.NoError(t, c.Close(), "Close after close")
+					if how == "peer" {
+						// After the user's Close too, nothing panics and every call fails.
+						for _, wc := range writerCalls() {
+							err := callNoPanic(t, wc.name, func() error { return wc.call(c) })
+							requireErrIs(t, err, ErrConnClosed, wc.name+" after the peer close and Close")
+						}
+					}
 				})
 			}
 		}
@@ -370,5 +391,56 @@ func TestConnAppendPendingLinkBuffer(t *testing.T) {
 		require.NoError(t, c.Flush())
 		want := "head,readable,pending," + string(big)
 		require.Equal(t, want, string(readFull(t, peer, len(want))))
+	})
+}
+
+// §2.5.1, §4.2: on a connection accepted by an EventLoop, every Writer
+// method fails with ErrConnClosed after a local Close, called from outside
+// and from inside OnRequest, and none panics.
+func TestEventLoopWriterAfterClose(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		t.Run("outside", func(t *testing.T) {
+			s, recs := recordingServer(t, network, true)
+			cl := dialStd(t, network, s.addr)
+			rec := recv(t, recs, "the accepted connection")
+			require.NoError(t, rec.conn.Close())
+			for _, wc := range writerCalls() {
+				err := callNoPanic(t, wc.name, func() error { return wc.call(rec.conn.Writer()) })
+				requireErrIs(t, err, ErrConnClosed, wc.name)
+			}
+			expectEOF(t, cl)
+		})
+		t.Run("inside OnRequest", func(t *testing.T) {
+			results := make(chan string, 64)
+			s := startServer(t, network, func(ctx context.Context, c Connection) error {
+				_ = c.Close()
+				for _, wc := range writerCalls() {
+					func() {
+						defer func() {
+							if r := recover(); r != nil {
+								results <- fmt.Sprintf("%s panicked: %v", wc.name, r)
+							}
+						}()
+						if err := wc.call(c.Writer()); !errors.Is(err, ErrConnClosed) {
+							results <- fmt.Sprintf("%s: %v", wc.name, err)
+						}
+					}()
+				}
+				results <- "done"
+				return nil
+			})
+			cl := dialStd(t, network, s.addr)
+			_, err := cl.Write([]byte("x"))
+			require.NoError(t, err)
+			for {
+				r := recv(t, results, "OnRequest")
+				if r == "done" {
+					break
+				}
+				t.Error(r)
+			}
+			expectEOF(t, cl)
+		})
 	})
 }

@@ -304,3 +304,52 @@ func TestNewFDConnection(t *testing.T) {
 	require.Error(t, err)
 	require.True(t, bad == nil, "NewFDConnection(-1) returned %T", bad)
 }
+
+// §2.10.1: tcp addresses are resolved (a host name, an empty host meaning
+// the loopback) and each IP is tried in order; "tcp6" dials IPv6.
+func TestDialResolves(t *testing.T) {
+	checkFDs(t)
+	ln := listenStd(t, "tcp")
+	_, port, err := net.SplitHostPort(ln.Addr().String())
+	require.NoError(t, err)
+	accepted := make(chan net.Conn, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	for _, addr := range []string{"localhost:" + port, ":" + port, "127.0.0.1:" + port} {
+		for _, network := range []string{"tcp", "tcp4"} {
+			c, err := DialConnection(network, addr, longWait)
+			require.NoError(t, err, "%s %s", network, addr)
+			peer := recv(t, accepted, "the accept")
+			require.Equal(t, peer.RemoteAddr().String(), c.LocalAddr().String())
+			require.NoError(t, c.Close())
+			require.NoError(t, peer.Close())
+		}
+	}
+	require.NoError(t, ln.Close())
+	for range accepted {
+	}
+
+	ln6, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Logf("no IPv6 loopback here (%v): tcp6 not checked", err)
+		return
+	}
+	defer ln6.Close()
+	c, err := DialConnection("tcp6", ln6.Addr().String(), longWait)
+	require.NoError(t, err)
+	defer c.Close()
+	peer, err := ln6.Accept()
+	require.NoError(t, err)
+	defer peer.Close()
+	require.Equal(t, peer.RemoteAddr().String(), c.LocalAddr().String())
+	_, err = DialConnection("tcp4", ln6.Addr().String(), longWait)
+	require.Error(t, err, "tcp4 must not dial an IPv6 address")
+}

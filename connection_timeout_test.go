@@ -3,7 +3,9 @@
 package netpoll
 
 import (
+	"bytes"
 	"context"
+	"math/rand"
 	"testing"
 	"time"
 
@@ -204,5 +206,90 @@ func TestConnSetIdleTimeout(t *testing.T) {
 		p, err := c.Next(2)
 		require.NoError(t, err)
 		require.Equal(t, "ok", string(p))
+	})
+}
+
+// §2.6.1, §2.6.3: reads that keep timing out while bytes trickle in lose,
+// duplicate and reorder nothing, and every failure is ErrReadTimeout.
+func TestConnReadTimeoutChurn(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		rng := newRand(t)
+		c, peer := peerPair(t, network)
+		const n = 300
+		seed := rng.Int63()
+		sent := async(func() error {
+			r := rand.New(rand.NewSource(seed))
+			for i := 0; i < n; i++ {
+				if _, err := peer.Write([]byte{byte(i)}); err != nil {
+					return err
+				}
+				time.Sleep(time.Duration(r.Intn(1500)) * time.Microsecond)
+			}
+			return nil
+		})
+		require.NoError(t, c.SetReadTimeout(time.Millisecond))
+		timeouts := 0
+		end := time.Now().Add(longWait)
+		for i := 0; i < n; {
+			require.True(t, time.Now().Before(end), "only %d of %d bytes read", i, n)
+			b, err := c.ReadByte()
+			if err != nil {
+				requireErrIs(t, err, ErrReadTimeout)
+				require.True(t, c.IsActive())
+				timeouts++
+				continue
+			}
+			require.Equal(t, byte(i), b, "byte %d", i)
+			i++
+		}
+		require.NoError(t, recv(t, sent, "the writer"))
+		require.Equal(t, 0, c.Len())
+		t.Logf("%d read timeouts while reading %d bytes", timeouts, n)
+	})
+}
+
+// §2.5.1, §2.6.3: a Flush that keeps timing out while the peer reads slowly
+// keeps the unsent bytes queued; retrying delivers everything exactly once.
+func TestConnWriteTimeoutChurn(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		rng := newRand(t)
+		c, peer := peerPair(t, network)
+		shrinkReadBuffer(peer)
+		payload := randomBytes(rng, 4<<20)
+		got := async(func() result {
+			_ = peer.SetReadDeadline(time.Now().Add(longWait))
+			p := make([]byte, len(payload))
+			n := 0
+			for n < len(p) {
+				m, err := peer.Read(p[n:min(len(p), n+64<<10)])
+				n += m
+				if err != nil {
+					return result{b: p[:n], err: err}
+				}
+				time.Sleep(200 * time.Microsecond)
+			}
+			return result{b: p}
+		})
+		require.NoError(t, c.SetWriteTimeout(2*time.Millisecond))
+		_, err := c.WriteBinary(payload)
+		require.NoError(t, err)
+		timeouts := 0
+		end := time.Now().Add(longWait)
+		for {
+			require.True(t, time.Now().Before(end), "the payload was not sent within %v", longWait)
+			err = c.Flush()
+			if err == nil {
+				break
+			}
+			requireErrIs(t, err, ErrWriteTimeout)
+			require.True(t, c.IsActive())
+			timeouts++
+		}
+		r := recv(t, got, "the peer's read")
+		require.NoError(t, r.err)
+		require.True(t, bytes.Equal(payload, r.b), "bytes lost, repeated or reordered across write timeouts")
+		t.Logf("%d write timeouts while sending %d bytes", timeouts, len(payload))
 	})
 }

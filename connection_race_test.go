@@ -358,3 +358,47 @@ func TestConnCloseRacesPeerCloseDialed(t *testing.T) {
 		})
 	})
 }
+
+// §2.8.3, §2.8.8: SetOnRequest on a dialed connection racing the arrival of
+// the first bytes (the server greets at once) never loses the start: the
+// handler always sees the greeting.
+func TestConnSetOnRequestRacesArrival(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		s := startServer(t, network, nil, WithOnPrepare(func(c Connection) context.Context {
+			_, _ = c.Write([]byte("welcome"))
+			return nil
+		}))
+		parallel(t, 4, 400, func(i int) error {
+			c, err := DialConnection(network, s.addr, longWait)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if i%3 == 1 {
+				time.Sleep(time.Duration(i%50) * time.Microsecond)
+			}
+			got := make(chan string, 1)
+			_ = c.SetOnRequest(func(ctx context.Context, c Connection) error {
+				r := c.Reader()
+				if r.Len() < 7 {
+					return nil // the rest arrives later and calls again
+				}
+				p, err := r.Next(7)
+				if err == nil {
+					got <- string(p)
+				}
+				return r.Release()
+			})
+			select {
+			case g := <-got:
+				if g != "welcome" {
+					return fmt.Errorf("got %q", g)
+				}
+				return nil
+			case <-time.After(longWait):
+				return fmt.Errorf("OnRequest never saw the greeting (Len %d)", c.(npConn).Len())
+			}
+		})
+	})
+}

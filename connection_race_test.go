@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // connRecord is what the server tracks for one accepted connection.
@@ -400,5 +401,71 @@ func TestConnSetOnRequestRacesArrival(t *testing.T) {
 				return fmt.Errorf("OnRequest never saw the greeting (Len %d)", c.(npConn).Len())
 			}
 		})
+	})
+}
+
+// §2.7.5: Detach racing incoming data: once Detach returns the poller never
+// reads the fd again, so what the caller reads from the fd is exactly the
+// rest of the stream, without a hole.
+func TestConnDetachRacesArrival(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		rng := newRand(t)
+		stream := randomBytes(rng, 256<<10)
+		midStream := 0
+		defer func() { t.Logf("%d of 40 detaches happened mid-stream", midStream) }()
+		for i := 0; i < 40; i++ {
+			c, peer := peerPair(t, network)
+			fd := c.(Conn).Fd()
+			detached := make(chan struct{})
+			sent := async(func() error {
+				// Close (the end of the stream) only after Detach: Detach
+				// after a peer close fails, as the fd is already gone.
+				defer func() {
+					<-detached
+					peer.Close()
+				}()
+				_ = peer.SetWriteDeadline(time.Now().Add(longWait))
+				for off := 0; off < len(stream); off += 4096 {
+					if _, err := peer.Write(stream[off:min(len(stream), off+4096)]); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			time.Sleep(time.Duration(rng.Intn(2000)) * time.Microsecond)
+			err := c.(interface{ Detach() error }).Detach()
+			close(detached)
+			require.NoError(t, err)
+
+			var raw []byte
+			buf := make([]byte, 64<<10)
+			end := time.Now().Add(longWait)
+			for {
+				n, err := unix.Read(fd, buf)
+				if n > 0 {
+					raw = append(raw, buf[:n]...)
+					continue
+				}
+				if err == unix.EAGAIN || err == unix.EINTR {
+					require.True(t, time.Now().Before(end), "the fd did not reach the end of the stream")
+					time.Sleep(100 * time.Microsecond)
+					continue
+				}
+				require.NoError(t, err)
+				break // end of stream
+			}
+			require.NoError(t, unix.Close(fd))
+			require.NoError(t, recv(t, sent, "the peer's writes"))
+			if len(raw) == 0 {
+				continue // the poller had read everything before Detach
+			}
+			if len(raw) < len(stream) {
+				midStream++
+			}
+			start := len(stream) - len(raw)
+			require.True(t, start >= 0 && bytes.Equal(stream[start:], raw),
+				"iteration %d: the %d bytes read after Detach are not the end of the stream: the poller read after Detach", i, len(raw))
+		}
 	})
 }

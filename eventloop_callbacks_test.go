@@ -4,6 +4,7 @@ package netpoll
 
 import (
 	"context"
+	"errors"
 	"math/rand"
 	"strings"
 	"sync"
@@ -396,5 +397,53 @@ func TestEventLoopOnRequestPanic(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "still serving", string(readFull(t, good, 13)))
 		require.True(t, strings.HasPrefix(l.get()[0], "close"))
+	})
+}
+
+// §2.8.3: the error OnRequest returns is ignored: the connection stays open
+// and the next input calls OnRequest again.
+func TestEventLoopOnRequestErrorIgnored(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		s := startServer(t, network, func(ctx context.Context, c Connection) error {
+			if err := echoAll(c); err != nil {
+				return err
+			}
+			return errors.New("ignored handler error")
+		})
+		cl := dialStd(t, network, s.addr)
+		for _, m := range []string{"one", "two", "three"} {
+			roundTrip(t, cl, m)
+		}
+	})
+}
+
+// §2.8.7: a panic in OnConnect closes the connection: the client sees the
+// close, OnRequest never runs, the close callbacks do, and the server goes on.
+func TestEventLoopOnConnectPanic(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		l := newCallLog()
+		var first atomic.Bool
+		s := startServer(t, network, func(ctx context.Context, c Connection) error {
+			l.add("request")
+			return echoAll(c)
+		}, WithOnConnect(func(ctx context.Context, c Connection) context.Context {
+			if first.CompareAndSwap(false, true) {
+				panic("test panic in OnConnect (expected)")
+			}
+			return ctx
+		}), WithOnPrepare(func(c Connection) context.Context {
+			_ = c.AddCloseCallback(func(Connection) error { l.add("close"); return nil })
+			return nil
+		}))
+		bad := dialStd(t, network, s.addr)
+		_, _ = bad.Write([]byte("never handled"))
+		expectEOF(t, bad)
+		l.waitFor(t, "close")
+		require.Equal(t, []string{"close"}, l.get())
+
+		good := dialStd(t, network, s.addr)
+		roundTrip(t, good, "after the panic")
 	})
 }

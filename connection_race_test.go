@@ -469,3 +469,39 @@ func TestConnDetachRacesArrival(t *testing.T) {
 		}
 	})
 }
+
+// §2.7.3, §2.7.4, §2.8.5: many short connections (connect, maybe send,
+// close at once, sometimes with a reset) are each accepted, and each one's
+// close callbacks run exactly once, with OnDisconnect at most once before them.
+func TestEventLoopShortConnections(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		s, recs := recordingServer(t, network, true)
+		const n = 600
+		parallel(t, 8, n, func(i int) error {
+			c, err := net.DialTimeout(network, s.addr, longWait)
+			if err != nil {
+				return err
+			}
+			switch i % 4 {
+			case 1:
+				_, _ = c.Write([]byte("short"))
+			case 2:
+				_, _ = c.Write([]byte("short"))
+				if tc, ok := c.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0)
+				}
+			case 3:
+				_, _ = c.Write([]byte("echo"))
+				_ = c.SetReadDeadline(time.Now().Add(longWait))
+				var b [4]byte
+				_, _ = c.Read(b[:])
+			}
+			return c.Close()
+		})
+		for i := 0; i < n; i++ {
+			rec := recv(t, recs, "an accepted connection")
+			require.NoError(t, checkClosedOnce(rec), "connection %d", i)
+		}
+	})
+}

@@ -1,0 +1,181 @@
+package mux
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cloudwego/netpoll"
+	"github.com/cloudwego/netpoll/internal/runner"
+)
+
+// ShardSize is the number of shards NewShardQueue uses when it is given a
+// size <= 0. It is runtime.GOMAXPROCS(0) at package init; a value <= 0 set
+// later counts as 1.
+var ShardSize int
+
+func init() { ShardSize = runtime.GOMAXPROCS(0) }
+
+// maxShards bounds the shard count so a huge size cannot exhaust memory.
+const maxShards = 1024
+
+// WriterGetter returns the bytes to send: buf is usually a
+// *netpoll.LinkBuffer whose content (readable and not yet flushed) is sent
+// as a whole. isNil true, or a nil buf, means there is nothing to send. A
+// getter runs once, on the flusher task, and must not call Close on its own
+// queue (Close would wait for the getter).
+type WriterGetter func() (buf netpoll.Writer, isNil bool)
+
+// ShardQueue sends the buffers of many producers over one connection,
+// batching whatever is ready into a single Flush. See the package
+// documentation for the model. Its methods are safe for concurrent use, and
+// on a nil *ShardQueue they behave as on a closed queue.
+type ShardQueue struct {
+	conn   netpoll.Connection
+	shards []shard
+	ticket atomic.Uint64 // the next Add's position in the global order
+	// pending counts queued Adds. The Add that raises it from 0 starts the
+	// flusher; the flusher exits when it brings it back to 0.
+	pending atomic.Int64
+	// closed is guarded by every shard lock: Close sets it holding them all,
+	// Add reads it holding its own.
+	closed bool
+	// broken is set by the first send error; later batches are dropped.
+	broken atomic.Bool
+
+	idleMu sync.Mutex
+	idle   *sync.Cond // broadcast (under idleMu) each time pending reaches 0
+
+	batch []entry // the flusher's scratch space; only the flusher touches it
+}
+
+// entry is one Add call: its getters and its place in the global order.
+type entry struct {
+	ticket uint64
+	gts    []WriterGetter
+}
+
+// shard is one lock stripe of the queue, padded to its own cache line.
+type shard struct {
+	mu    sync.Mutex
+	items []entry
+	_     [32]byte
+}
+
+// errClosed is what a second Close returns.
+var errClosed = errors.New("shardQueue has been closed")
+
+// errNoConn is what Close returns on a queue built without a connection.
+var errNoConn = errors.New("mux: shardQueue has no connection")
+
+// NewShardQueue returns an open queue that sends over conn. size is the
+// number of shards Adds are spread over: <= 0 means ShardSize, and it is
+// capped at 1024. A nil conn (or one holding a nil pointer) gives a queue that drops every Add and whose
+// Close returns an error. The queue never closes conn except after a failed
+// Append or Flush.
+func NewShardQueue(size int, conn netpoll.Connection) (queue *ShardQueue) {
+	if size <= 0 {
+		size = ShardSize
+	}
+	if size <= 0 {
+		size = 1
+	}
+	if size > maxShards {
+		size = maxShards
+	}
+	if isNil(conn) {
+		conn = nil
+	}
+	q := &ShardQueue{conn: conn, shards: make([]shard, size)}
+	q.idle = sync.NewCond(&q.idleMu)
+	q.closed = conn == nil
+	return q
+}
+
+// Add queues gts to be sent, in argument order, after everything queued by
+// Adds that returned before this one started. It does not block on the
+// network: a flusher task on the netpoll Runner does the sending. nil
+// getters are skipped.
+//
+// After Close (or on a queue without a connection) Add sends nothing: it
+// calls each getter at once and closes any *netpoll.LinkBuffer returned, so
+// that dropping it leaks nothing.
+func (q *ShardQueue) Add(gts ...WriterGetter) {
+	if len(gts) == 0 {
+		return
+	}
+	if q == nil || len(q.shards) == 0 {
+		drop(gts)
+		return
+	}
+	t := q.ticket.Add(1) - 1
+	s := &q.shards[t%uint64(len(q.shards))]
+	s.mu.Lock()
+	if q.closed {
+		s.mu.Unlock()
+		drop(gts)
+		return
+	}
+	s.items = append(s.items, entry{ticket: t, gts: gts})
+	// Counting under the shard lock keeps pending >= the entries the
+	// flusher can see, since it takes them holding every shard lock.
+	start := q.pending.Add(1) == 1
+	s.mu.Unlock()
+	if start {
+		netpollRun(q.flush)
+	}
+}
+
+// Close stops the queue: later Adds are dropped. The first call blocks until
+// everything queued before it has been flushed (or dropped after an error),
+// then returns nil; it does not close the connection. If the flusher is
+// stuck in Flush (a peer that does not read), Close waits for the
+// connection's write timeout or for the connection to be closed. Any later
+// call returns an error whose text is "shardQueue has been closed"; on a
+// queue without a connection Close returns an error too. Close must not be
+// called from a WriterGetter.
+func (q *ShardQueue) Close() error {
+	if q == nil || q.conn == nil {
+		return errNoConn
+	}
+	q.lockAll()
+	wasClosed := q.closed
+	q.closed = true
+	q.unlockAll()
+	if wasClosed {
+		return errClosed
+	}
+	q.idleMu.Lock()
+	for q.pending.Load() != 0 {
+		q.idle.Wait()
+	}
+	q.idleMu.Unlock()
+	return nil
+}
+
+// isNil reports whether conn is nil or holds a nil pointer.
+func isNil(conn netpoll.Connection) bool {
+	if conn == nil {
+		return true
+	}
+	v := reflect.ValueOf(conn)
+	return v.Kind() == reflect.Pointer && v.IsNil()
+}
+
+func (q *ShardQueue) lockAll() {
+	for i := range q.shards {
+		q.shards[i].mu.Lock()
+	}
+}
+
+func (q *ShardQueue) unlockAll() {
+	for i := range q.shards {
+		q.shards[i].mu.Unlock()
+	}
+}
+
+// netpollRun starts f on the netpoll Runner with a real context.
+func netpollRun(f func()) { runner.Run(context.Background(), f) }

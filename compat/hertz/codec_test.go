@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/cloudwego/hertz/pkg/common/test/mock"
 	"github.com/cloudwego/hertz/pkg/protocol"
 	"github.com/cloudwego/hertz/pkg/protocol/http1/req"
 	"github.com/cloudwego/netpoll"
@@ -51,4 +52,41 @@ func patterned(n int, seed byte) []byte {
 		p[i] = byte(i*31+i/251) ^ seed*97
 	}
 	return p
+}
+
+// Hertz's mock connection (pkg/common/test/mock.NewConn, used throughout
+// Hertz's tests) records what is written through NewReadWriter over one
+// bytes.Buffer and reads it back through the same ReadWriter. A read that
+// finds the buffer empty gets ErrEOF, but the end of the wrapped reader is
+// not final: once more bytes have been written, later reads must pull them
+// (the reference reads the io.Reader again on every fill; API.md §2.13.1).
+func TestReadWriterReadsAgainAfterEOF(t *testing.T) {
+	rw := netpoll.NewReadWriter(&bytes.Buffer{})
+	_, err := rw.ReadBinary(3)
+	require.ErrorIs(t, err, netpoll.ErrEOF)
+
+	_, err = rw.WriteBinary([]byte("abc"))
+	require.NoError(t, err)
+	require.NoError(t, rw.Flush())
+	p, err := rw.ReadBinary(3)
+	require.NoError(t, err, "the bytes written after the first EOF")
+	require.Equal(t, "abc", string(p))
+}
+
+// The same through Hertz's mock, as its TestConn/TestReadWriter does.
+func TestHertzMockRecorder(t *testing.T) {
+	conn := mock.NewConn("abcdef4343")
+	p, err := conn.ReadBinary(10)
+	require.NoError(t, err)
+	require.Equal(t, "abcdef4343", string(p))
+
+	wr := conn.WriterRecorder()
+	_, err = conn.WriteBinary([]byte("efghljk"))
+	require.NoError(t, err)
+	p, _ = wr.ReadBinary(7)
+	require.Empty(t, p, "nothing is readable before Flush")
+	require.NoError(t, conn.Flush())
+	p, err = wr.ReadBinary(7)
+	require.NoError(t, err)
+	require.Equal(t, "efghljk", string(p))
 }

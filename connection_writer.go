@@ -10,6 +10,15 @@ package netpoll
 
 func (c *connection) closedWrite(op string) error { return Exception(ErrConnClosed, op) }
 
+// outErr reports a failure of the output buffer because it was recycled by
+// a close that raced the call as the connection's ErrConnClosed.
+func (c *connection) outErr(err error, op string) error {
+	if err == errBufferClosed {
+		return c.closedWrite(op)
+	}
+	return err
+}
+
 // Malloc reserves n bytes of output and returns them (cap == len); fill them before Flush.
 func (c *connection) Malloc(n int) (buf []byte, err error) {
 	if !c.IsActive() {
@@ -18,7 +27,7 @@ func (c *connection) Malloc(n int) (buf []byte, err error) {
 	c.outMu.Lock()
 	buf, err = c.out.Malloc(n)
 	c.outMu.Unlock()
-	return buf, err
+	return buf, c.outErr(err, "when malloc")
 }
 
 // MallocLen returns the number of staged, unflushed bytes.
@@ -37,7 +46,7 @@ func (c *connection) MallocAck(n int) (err error) {
 	c.outMu.Lock()
 	err = c.out.MallocAck(n)
 	c.outMu.Unlock()
-	return err
+	return c.outErr(err, "when malloc ack")
 }
 
 // WriteString stages s (by reference above BinaryInplaceThreshold bytes).
@@ -48,7 +57,7 @@ func (c *connection) WriteString(s string) (n int, err error) {
 	c.outMu.Lock()
 	n, err = c.out.WriteString(s)
 	c.outMu.Unlock()
-	return n, err
+	return n, c.outErr(err, "when write string")
 }
 
 // WriteBinary stages b (by reference above BinaryInplaceThreshold bytes: do
@@ -60,7 +69,7 @@ func (c *connection) WriteBinary(b []byte) (n int, err error) {
 	c.outMu.Lock()
 	n, err = c.out.WriteBinary(b)
 	c.outMu.Unlock()
-	return n, err
+	return n, c.outErr(err, "when write binary")
 }
 
 // WriteByte stages one byte.
@@ -71,7 +80,7 @@ func (c *connection) WriteByte(b byte) (err error) {
 	c.outMu.Lock()
 	err = c.out.WriteByte(b)
 	c.outMu.Unlock()
-	return err
+	return c.outErr(err, "when write byte")
 }
 
 // WriteDirect splices p, by reference, before the last remainCap staged bytes.
@@ -82,7 +91,7 @@ func (c *connection) WriteDirect(p []byte, remainCap int) (err error) {
 	c.outMu.Lock()
 	err = c.out.WriteDirect(p, remainCap)
 	c.outMu.Unlock()
-	return err
+	return c.outErr(err, "when write direct")
 }
 
 // Append moves every byte of w (a *LinkBuffer) to the staged output without copying.
@@ -93,7 +102,7 @@ func (c *connection) Append(w Writer) (err error) {
 	c.outMu.Lock()
 	err = c.out.Append(w)
 	c.outMu.Unlock()
-	return err
+	return c.outErr(err, "when append")
 }
 
 // Flush sends every staged byte. It blocks until all are written, the write

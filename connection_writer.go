@@ -3,12 +3,21 @@
 package netpoll
 
 // The Writer of a connection. Staging methods work on the output buffer
-// under outMu; after any close they fail with ErrConnClosed (never panic).
+// under outMu; after a local Close or Detach they fail with ErrConnClosed
+// (never panic), after a peer close they work and Flush fails.
 // Flush sends: it writes directly, and when the socket is full it asks the
 // poller to report writability and waits, holding outMu so that sends never
 // interleave.
 
 func (c *connection) closedWrite(op string) error { return Exception(ErrConnClosed, op) }
+
+// closedLocally tells whether a staging call must fail: after a local
+// Close or Detach. After a peer close the connection is inactive but staging
+// still works (the bytes can never be sent) and the error comes from Flush,
+// "when flush", which is where Hertz expects a vanished client to show.
+func (c *connection) closedLocally() bool {
+	return c.state.phase() != phaseOpen && c.state.closer() != closerPeer
+}
 
 // outErr reports a failure of the output buffer because it was recycled by
 // a close that raced the call as the connection's ErrConnClosed.
@@ -21,7 +30,7 @@ func (c *connection) outErr(err error, op string) error {
 
 // Malloc reserves n bytes of output and returns them (cap == len); fill them before Flush.
 func (c *connection) Malloc(n int) (buf []byte, err error) {
-	if !c.IsActive() {
+	if c.closedLocally() {
 		return nil, c.closedWrite("when malloc")
 	}
 	c.outMu.Lock()
@@ -40,7 +49,7 @@ func (c *connection) MallocLen() (length int) {
 
 // MallocAck keeps the first n staged bytes and drops the rest.
 func (c *connection) MallocAck(n int) (err error) {
-	if !c.IsActive() {
+	if c.closedLocally() {
 		return c.closedWrite("when malloc ack")
 	}
 	c.outMu.Lock()
@@ -51,7 +60,7 @@ func (c *connection) MallocAck(n int) (err error) {
 
 // WriteString stages s (by reference above BinaryInplaceThreshold bytes).
 func (c *connection) WriteString(s string) (n int, err error) {
-	if !c.IsActive() {
+	if c.closedLocally() {
 		return 0, c.closedWrite("when write string")
 	}
 	c.outMu.Lock()
@@ -63,7 +72,7 @@ func (c *connection) WriteString(s string) (n int, err error) {
 // WriteBinary stages b (by reference above BinaryInplaceThreshold bytes: do
 // not change b until it is flushed).
 func (c *connection) WriteBinary(b []byte) (n int, err error) {
-	if !c.IsActive() {
+	if c.closedLocally() {
 		return 0, c.closedWrite("when write binary")
 	}
 	c.outMu.Lock()
@@ -74,7 +83,7 @@ func (c *connection) WriteBinary(b []byte) (n int, err error) {
 
 // WriteByte stages one byte.
 func (c *connection) WriteByte(b byte) (err error) {
-	if !c.IsActive() {
+	if c.closedLocally() {
 		return c.closedWrite("when write byte")
 	}
 	c.outMu.Lock()
@@ -85,7 +94,7 @@ func (c *connection) WriteByte(b byte) (err error) {
 
 // WriteDirect splices p, by reference, before the last remainCap staged bytes.
 func (c *connection) WriteDirect(p []byte, remainCap int) (err error) {
-	if !c.IsActive() {
+	if c.closedLocally() {
 		return c.closedWrite("when write direct")
 	}
 	c.outMu.Lock()
@@ -96,7 +105,7 @@ func (c *connection) WriteDirect(p []byte, remainCap int) (err error) {
 
 // Append moves every byte of w (a *LinkBuffer) to the staged output without copying.
 func (c *connection) Append(w Writer) (err error) {
-	if !c.IsActive() {
+	if c.closedLocally() {
 		return c.closedWrite("when append")
 	}
 	c.outMu.Lock()

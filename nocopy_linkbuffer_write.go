@@ -209,7 +209,10 @@ var errNotLinkBuffer = errors.New("unsupported writer which is not LinkBuffer")
 // unusable. w must be a *LinkBuffer; a nil one does nothing.
 func (b *UnsafeLinkBuffer) Append(w Writer) (err error) {
 	lb, ok := w.(*LinkBuffer)
-	if !ok {
+	switch {
+	case b.closed:
+		return errBufferClosed
+	case !ok:
 		return errNotLinkBuffer
 	}
 	return b.WriteBuffer(lb)

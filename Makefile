@@ -3,7 +3,7 @@ GO ?= go
 PKGS := ./...
 FUZZTIME ?= 5m
 
-.PHONY: test fmt vet race cross bench fuzz soak apidiff api-ref
+.PHONY: test fmt vet race cross bench fuzz soak apidiff api-ref compat
 
 test: fmt vet race cross apidiff
 
@@ -43,3 +43,7 @@ apidiff:
 
 api-ref:
 	bash compat/apisurface-ref.sh
+
+# Hertz v0.10.4 on this netpoll: compat/hertz's tests and Hertz's own (needs the module proxy).
+compat:
+	bash compat/hertz/run.sh

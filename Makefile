@@ -5,7 +5,7 @@ FUZZTIME ?= 5m
 
 .PHONY: test fmt vet race cross bench fuzz soak apidiff api-ref compat
 
-test: fmt vet race cross apidiff
+test: fmt vet race cross apidiff compat
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -182,7 +182,9 @@ func (s *server) accepted(fd int, sa unix.Sockaddr) {
 		return
 	}
 	if err := c.register(); err != nil {
-		logf("register connection: %v", err)
+		if c.IsActive() { // not merely a close that raced the registration
+			logf("register connection: %v", err)
+		}
 		c.Close()
 	}
 }

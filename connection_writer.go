@@ -136,12 +136,13 @@ func (c *connection) Write(p []byte) (n int, err error) {
 	}
 	c.outMu.Lock()
 	defer c.outMu.Unlock()
-	if len(p) > 0 {
-		buf, err := c.out.Malloc(len(p))
+	for rest := p; len(rest) > 0; {
+		chunk := rest[:min(len(rest), maxNodeSize)]
+		buf, err := c.out.Malloc(len(chunk))
 		if err != nil {
-			return 0, c.closedWrite("when write")
+			return 0, c.outErr(err, "when write")
 		}
-		copy(buf, p)
+		rest = rest[copy(buf, chunk):]
 	}
 	return len(p), c.flushLocked()
 }

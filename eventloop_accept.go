@@ -252,7 +252,9 @@ func (s *server) closeIdle() (busy int) {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		if c.state.running() || c.in.Len() > 0 || c.out.Len() > 0 {
+		// Unread input of a connection the peer closed can never be
+		// consumed by a handler (none runs), so it does not keep it busy.
+		if c.state.running() || c.IsActive() && (c.in.Len() > 0 || c.out.Len() > 0) {
 			busy++
 			continue
 		}

@@ -38,19 +38,22 @@ var errServing = errors.New("netpoll: the event loop is already serving a listen
 // close of ln (the error). A second concurrent Serve on the same loop fails
 // at once. After Shutdown, Serve closes ln and returns nil at once.
 func (evl *eventLoop) Serve(ln net.Listener) error {
-	l, err := ConvertListener(ln)
-	if err != nil {
-		return err
-	}
 	evl.mu.Lock()
 	if evl.done {
 		evl.mu.Unlock()
-		_ = l.Close()
+		if ln != nil {
+			_ = ln.Close()
+		}
 		return nil
 	}
 	if evl.svr != nil {
 		evl.mu.Unlock()
 		return errServing
+	}
+	l, err := ConvertListener(ln)
+	if err != nil {
+		evl.mu.Unlock()
+		return err
 	}
 	s := newServer(l, evl.onRequest, &evl.opts)
 	evl.svr = s
@@ -76,8 +79,11 @@ func (evl *eventLoop) clear(s *server) {
 // then closes connections as they become idle (no handler running, nothing
 // buffered either way). It returns nil once none is left, or ctx.Err() when
 // ctx ends first, leaving the busy ones open. Without a running Serve, and
-// from the second call on, it returns nil at once.
+// from the second call on, it returns nil at once. A nil ctx never ends.
 func (evl *eventLoop) Shutdown(ctx context.Context) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	evl.mu.Lock()
 	s := evl.svr
 	evl.svr, evl.done = nil, true

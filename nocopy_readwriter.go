@@ -37,19 +37,26 @@ func NewReadWriter(rw io.ReadWriter) ReadWriter {
 
 // NewIOReader returns r itself if it is an io.Reader (a Connection is).
 // Otherwise Read copies what r has buffered, never blocks, Releases what it
-// copied, and returns (0, io.EOF) when r is empty.
+// copied, and returns (0, io.EOF) when r is empty. A nil r gives a reader
+// whose Read fails.
 func NewIOReader(r Reader) io.Reader {
 	if rd, ok := r.(io.Reader); ok {
 		return rd
+	}
+	if r == nil {
+		return &ioReader{r: errReadWriter{}}
 	}
 	return &ioReader{r: r}
 }
 
 // NewIOWriter returns w itself if it is an io.Writer. Otherwise Write copies
-// p into w and Flushes it.
+// p into w and Flushes it. A nil w gives a writer whose Write fails.
 func NewIOWriter(w Writer) io.Writer {
 	if wr, ok := w.(io.Writer); ok {
 		return wr
+	}
+	if w == nil {
+		return &ioWriter{w: errReadWriter{}}
 	}
 	return &ioWriter{w: w}
 }
@@ -59,8 +66,38 @@ func NewIOReadWriter(rw ReadWriter) io.ReadWriter {
 	if v, ok := rw.(io.ReadWriter); ok {
 		return v
 	}
+	if rw == nil {
+		rw = errReadWriter{}
+	}
 	return &ioReadWriter{ioReader: ioReader{r: rw}, ioWriter: ioWriter{w: rw}}
 }
+
+// errReadWriter stands in for a nil argument: every call fails.
+type errReadWriter struct{}
+
+var errNilReadWriter = errors.New("netpoll: nil Reader or Writer")
+
+func (errReadWriter) Next(int) ([]byte, error)       { return nil, errNilReadWriter }
+func (errReadWriter) Peek(int) ([]byte, error)       { return nil, errNilReadWriter }
+func (errReadWriter) Skip(int) error                 { return errNilReadWriter }
+func (errReadWriter) Until(byte) ([]byte, error)     { return nil, errNilReadWriter }
+func (errReadWriter) ReadString(int) (string, error) { return "", errNilReadWriter }
+func (errReadWriter) ReadBinary(int) ([]byte, error) { return nil, errNilReadWriter }
+func (errReadWriter) ReadByte() (byte, error)        { return 0, errNilReadWriter }
+func (errReadWriter) Slice(int) (Reader, error)      { return nil, errNilReadWriter }
+func (errReadWriter) Release() error                 { return errNilReadWriter }
+func (errReadWriter) Len() int                       { return 1 }
+func (errReadWriter) Malloc(int) ([]byte, error)     { return nil, errNilReadWriter }
+func (errReadWriter) WriteString(string) (int, error) {
+	return 0, errNilReadWriter
+}
+func (errReadWriter) WriteBinary([]byte) (int, error) { return 0, errNilReadWriter }
+func (errReadWriter) WriteByte(byte) error            { return errNilReadWriter }
+func (errReadWriter) WriteDirect([]byte, int) error   { return errNilReadWriter }
+func (errReadWriter) MallocAck(int) error             { return errNilReadWriter }
+func (errReadWriter) Append(Writer) error             { return errNilReadWriter }
+func (errReadWriter) Flush() error                    { return errNilReadWriter }
+func (errReadWriter) MallocLen() int                  { return 0 }
 
 // zcReader buffers an io.Reader in a LinkBuffer.
 type zcReader struct {

@@ -13,7 +13,8 @@ import (
 type Config struct {
 	// PollerNum, when > 0, is the number of pollers (see SetNumLoops).
 	PollerNum int
-	// BufferSize, when > 0, is the first read size of each connection (default 8192).
+	// BufferSize, when > 0, is the first read size of each connection
+	// (default 8192; at most 8 MiB, the largest read size).
 	BufferSize int
 	// Runner, when set, runs every handler task; it must accept a nil ctx.
 	Runner func(ctx context.Context, f func())

@@ -22,7 +22,7 @@ func Configure(config Config) (err error) {
 		}
 	}
 	if config.BufferSize > 0 {
-		bufferSize.Store(int64(config.BufferSize))
+		bufferSize.Store(int64(min(config.BufferSize, maxReadSize)))
 	}
 	if config.Runner != nil {
 		runner.Set(config.Runner)

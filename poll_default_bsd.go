@@ -106,6 +106,8 @@ func (p *defaultPoll) Trigger() error {
 // Control applies one change of interest for operator.
 func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
 	var changes [2]unix.Kevent_t
+	var prev *FDOperator // the fd's owner before this registration
+	put := false
 	n := 0
 	add := func(filter int16, flags uint16) {
 		changes[n] = unix.Kevent_t{Ident: uint64(op.FD), Filter: filter, Flags: flags, Udata: (*byte)(unsafe.Pointer(op))}
@@ -117,27 +119,33 @@ func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
 			op.poll = p
 		}
 		atomic.StoreInt32(&op.detached, 0)
-		if err := opPut(op); err != nil {
+		var err error
+		if prev, err = opPut(op); err != nil {
 			return err
 		}
+		put = true
 		add(unix.EVFILT_READ, unix.EV_ADD)
 	case PollWritable:
 		if op.poll == nil {
 			op.poll = p
 		}
 		atomic.StoreInt32(&op.detached, 0)
-		if err := opPut(op); err != nil {
+		var err error
+		if prev, err = opPut(op); err != nil {
 			return err
 		}
+		put = true
 		add(unix.EVFILT_WRITE, unix.EV_ADD)
 	case pollConnect:
 		if op.poll == nil {
 			op.poll = p
 		}
 		atomic.StoreInt32(&op.detached, 0)
-		if err := opPut(op); err != nil {
+		var err error
+		if prev, err = opPut(op); err != nil {
 			return err
 		}
+		put = true
 		add(unix.EVFILT_WRITE, unix.EV_ADD|unix.EV_ONESHOT)
 	case PollR2RW:
 		add(unix.EVFILT_WRITE, unix.EV_ADD)
@@ -163,6 +171,9 @@ func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
 	for i := 0; i < n; i++ {
 		_, err := unix.Kevent(p.kq, changes[i:i+1], nil, nil)
 		if err != nil && event != PollDetach && event != PollRW2R {
+			if put {
+				opUndo(op, prev)
+			}
 			return wrapSyscall("kevent", err)
 		}
 	}

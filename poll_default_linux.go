@@ -170,12 +170,14 @@ func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
 	default:
 		return Exception(ErrUnsupported, "unknown PollEvent")
 	}
+	var prev *FDOperator
 	if ctl == unix.EPOLL_CTL_ADD {
 		if op.poll == nil {
 			op.poll = p
 		}
 		atomic.StoreInt32(&op.detached, 0)
-		if err := opPut(op); err != nil {
+		var err error
+		if prev, err = opPut(op); err != nil {
 			return err
 		}
 	} else if atomic.LoadInt32(&op.detached) != 0 {
@@ -184,7 +186,7 @@ func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
 	setEventTag(&ev, op.FD, atomic.LoadUint32(&op.gen))
 	if err := unix.EpollCtl(p.epfd, ctl, op.FD, &ev); err != nil {
 		if ctl == unix.EPOLL_CTL_ADD {
-			_ = opDrop(op)
+			opUndo(op, prev) // EEXIST: the fd stays with its live owner
 		}
 		return wrapSyscall("epoll_ctl", err)
 	}

@@ -47,14 +47,22 @@ func opSlot(fd int, alloc bool) *atomic.Pointer[FDOperator] {
 }
 
 // opPut records op as the owner of its fd with a new generation.
-func opPut(op *FDOperator) error {
+func opPut(op *FDOperator) (prev *FDOperator, err error) {
 	slot := opSlot(op.FD, true)
 	if slot == nil {
-		return Exception(ErrUnsupported, "fd out of range")
+		return nil, Exception(ErrUnsupported, "fd out of range")
 	}
 	atomic.StoreUint32(&op.gen, opGen.Add(1))
-	slot.Store(op)
-	return nil
+	return slot.Swap(op), nil
+}
+
+// opUndo reverts a failed registration of op: the fd goes back to prev,
+// the operator that held it before (a refused second registration of a
+// live fd must not cut off the first).
+func opUndo(op, prev *FDOperator) {
+	if slot := opSlot(op.FD, false); slot != nil {
+		slot.CompareAndSwap(op, prev)
+	}
 }
 
 // opGet returns the operator registered for fd if it still carries gen.

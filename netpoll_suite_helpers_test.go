@@ -317,6 +317,17 @@ func suiteBody(id, seq uint64, n int) []byte {
 	return suiteBlock[off : off+n]
 }
 
+// suiteBig returns n new bytes made of rotated copies of suiteBlock, for
+// payloads larger than a body can be.
+func suiteBig(n int, seed uint64) []byte {
+	p := make([]byte, n)
+	for done, i := 0, seed; done < n; i++ {
+		off := int(i * 7919 % uint64(len(suiteBlock)/2))
+		done += copy(p[done:], suiteBlock[off:])
+	}
+	return p
+}
+
 // suitePutFrame writes the frame of (id, seq, body) into p, which must have
 // room for suiteHdr+len(body) bytes.
 func suitePutFrame(p []byte, id, seq uint64, body []byte) {

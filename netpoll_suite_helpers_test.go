@@ -85,6 +85,17 @@ func suiteServe(t testing.TB, network string, onRequest OnRequest, ops ...Option
 	}
 	s := &suiteServer{evl: evl, network: network, addr: ln.Addr().String(), done: make(chan error, 1)}
 	go func() { s.done <- evl.Serve(ln) }()
+	// Wait until Serve has registered the listener: a Shutdown before that
+	// finds nothing to stop.
+	el := evl.(*eventLoop)
+	if !suiteEventually(suiteWait, func() bool {
+		el.mu.Lock()
+		sv := el.svr
+		el.mu.Unlock()
+		return sv != nil && opCurrent(sv.op.FD) == &sv.op
+	}) {
+		t.Fatal("Serve never registered its listener")
+	}
 	t.Cleanup(func() {
 		if err := s.stop(); err != nil {
 			t.Errorf("shutdown: %v", err)
@@ -199,7 +210,18 @@ func suiteFdList() string {
 func suiteWaitFds(t testing.TB, want int) int {
 	t.Helper()
 	n := 0
-	ok := suiteEventually(suiteWait, func() bool { n = suiteFds(t); return n <= want })
+	start := time.Now()
+	first := ""
+	ok := suiteEventually(suiteWait, func() bool {
+		n = suiteFds(t)
+		if n > want && first == "" {
+			first = suiteFdList()
+		}
+		return n <= want
+	})
+	if d := time.Since(start); d > time.Second {
+		t.Logf("fds took %v to come back to %d; at first: %s", d, want, first)
+	}
 	if !ok {
 		t.Errorf("fds: %d open, want at most %d: %s", n, want, suiteFdList())
 	}

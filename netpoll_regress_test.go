@@ -732,8 +732,8 @@ func TestRegressIovecsOver2GiB(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		defer unix.Close(r)
-		f := os.NewFile(uintptr(r), "peer")
+		f := os.NewFile(uintptr(r), "peer") // owns r from here on
+		defer f.Close()
 		_ = unix.SetNonblock(r, false)
 		var res result
 		buf := make([]byte, size)

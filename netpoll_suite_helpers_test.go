@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -70,6 +71,7 @@ type suiteServer struct {
 	done    chan error
 	once    sync.Once
 	err     error
+	sv      *server // the running Serve's server, for tests that look inside
 }
 
 // suiteServe serves onRequest (may be nil) with ops on a new listener of
@@ -92,6 +94,7 @@ func suiteServe(t testing.TB, network string, onRequest OnRequest, ops ...Option
 		el.mu.Lock()
 		sv := el.svr
 		el.mu.Unlock()
+		s.sv = sv
 		return sv != nil && opCurrent(sv.op.FD) == &sv.op
 	}) {
 		t.Fatal("Serve never registered its listener")
@@ -191,6 +194,39 @@ func suiteFds(t testing.TB) int {
 		t.Fatal(err)
 	}
 	return len(names) - 1 // the directory's own fd
+}
+
+// suiteFdSet returns the numbers of the open fds.
+func suiteFdSet() map[int]bool {
+	set := map[int]bool{}
+	dir, err := os.Open(suiteFdDir())
+	if err != nil {
+		return set
+	}
+	defer dir.Close()
+	names, _ := dir.Readdirnames(-1)
+	for _, name := range names {
+		var fd int
+		if _, err := fmt.Sscan(name, &fd); err == nil && fd != int(dir.Fd()) {
+			set[fd] = true
+		}
+	}
+	return set
+}
+
+// suiteCloseNewFds closes every fd opened since before was taken, after a
+// test found a leak it reports as a bug, so that the leak check of the test
+// itself passes. It returns how many it closed.
+func suiteCloseNewFds(before map[int]bool) int {
+	n := 0
+	for fd := range suiteFdSet() {
+		if !before[fd] && fd > 2 {
+			if err := unixClose(fd); err == nil {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // suiteFdList describes the open fds, for failure messages.
@@ -493,3 +529,5 @@ func suiteHeap() uint64 {
 
 // suiteMiB formats a byte count.
 func suiteMiB(n int64) string { return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20)) }
+
+func unixClose(fd int) error { return syscall.Close(fd) }

@@ -124,4 +124,3 @@ func TestSuiteMuxRunnerCtx(t *testing.T) {
 		}
 	}
 }
-

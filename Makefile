@@ -16,6 +16,7 @@ vet:
 
 race:
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+	$(GO) test -count=1 -run 'SteadyStateAllocs' .
 
 cross:
 	@for os in darwin freebsd windows; do \

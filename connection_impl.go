@@ -69,8 +69,8 @@ func (c *connection) init(fd int, local, remote net.Addr) error {
 		return err
 	}
 	c.op = &FDOperator{FD: fd, poll: p, handler: c}
-	c.in = NewLinkBuffer()
-	c.out = NewLinkBuffer()
+	c.in = &LinkBuffer{lean: true}
+	c.out = &LinkBuffer{lean: true}
 	c.readCh = make(chan struct{}, 1)
 	c.writeCh = make(chan struct{}, 1)
 	c.readSize = defaultBufferSize()

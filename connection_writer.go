@@ -3,22 +3,40 @@
 package netpoll
 
 // The Writer of a connection. Staging methods work on the output buffer
-// under outMu; after any close they fail with ErrConnClosed (never panic).
+// under outMu; after a local Close or Detach they fail with ErrConnClosed
+// (never panic), after a peer close they work and Flush fails.
 // Flush sends: it writes directly, and when the socket is full it asks the
 // poller to report writability and waits, holding outMu so that sends never
 // interleave.
 
 func (c *connection) closedWrite(op string) error { return Exception(ErrConnClosed, op) }
 
+// closedLocally tells whether a staging call must fail: after a local
+// Close or Detach. After a peer close the connection is inactive but staging
+// still works (the bytes can never be sent) and the error comes from Flush,
+// "when flush", which is where Hertz expects a vanished client to show.
+func (c *connection) closedLocally() bool {
+	return c.state.phase() != phaseOpen && c.state.closer() != closerPeer
+}
+
+// outErr reports a failure of the output buffer because it was recycled by
+// a close that raced the call as the connection's ErrConnClosed.
+func (c *connection) outErr(err error, op string) error {
+	if err == errBufferClosed {
+		return c.closedWrite(op)
+	}
+	return err
+}
+
 // Malloc reserves n bytes of output and returns them (cap == len); fill them before Flush.
 func (c *connection) Malloc(n int) (buf []byte, err error) {
-	if !c.IsActive() {
+	if c.closedLocally() {
 		return nil, c.closedWrite("when malloc")
 	}
 	c.outMu.Lock()
 	buf, err = c.out.Malloc(n)
 	c.outMu.Unlock()
-	return buf, err
+	return buf, c.outErr(err, "when malloc")
 }
 
 // MallocLen returns the number of staged, unflushed bytes.
@@ -31,69 +49,69 @@ func (c *connection) MallocLen() (length int) {
 
 // MallocAck keeps the first n staged bytes and drops the rest.
 func (c *connection) MallocAck(n int) (err error) {
-	if !c.IsActive() {
+	if c.closedLocally() {
 		return c.closedWrite("when malloc ack")
 	}
 	c.outMu.Lock()
 	err = c.out.MallocAck(n)
 	c.outMu.Unlock()
-	return err
+	return c.outErr(err, "when malloc ack")
 }
 
 // WriteString stages s (by reference above BinaryInplaceThreshold bytes).
 func (c *connection) WriteString(s string) (n int, err error) {
-	if !c.IsActive() {
+	if c.closedLocally() {
 		return 0, c.closedWrite("when write string")
 	}
 	c.outMu.Lock()
 	n, err = c.out.WriteString(s)
 	c.outMu.Unlock()
-	return n, err
+	return n, c.outErr(err, "when write string")
 }
 
 // WriteBinary stages b (by reference above BinaryInplaceThreshold bytes: do
 // not change b until it is flushed).
 func (c *connection) WriteBinary(b []byte) (n int, err error) {
-	if !c.IsActive() {
+	if c.closedLocally() {
 		return 0, c.closedWrite("when write binary")
 	}
 	c.outMu.Lock()
 	n, err = c.out.WriteBinary(b)
 	c.outMu.Unlock()
-	return n, err
+	return n, c.outErr(err, "when write binary")
 }
 
 // WriteByte stages one byte.
 func (c *connection) WriteByte(b byte) (err error) {
-	if !c.IsActive() {
+	if c.closedLocally() {
 		return c.closedWrite("when write byte")
 	}
 	c.outMu.Lock()
 	err = c.out.WriteByte(b)
 	c.outMu.Unlock()
-	return err
+	return c.outErr(err, "when write byte")
 }
 
 // WriteDirect splices p, by reference, before the last remainCap staged bytes.
 func (c *connection) WriteDirect(p []byte, remainCap int) (err error) {
-	if !c.IsActive() {
+	if c.closedLocally() {
 		return c.closedWrite("when write direct")
 	}
 	c.outMu.Lock()
 	err = c.out.WriteDirect(p, remainCap)
 	c.outMu.Unlock()
-	return err
+	return c.outErr(err, "when write direct")
 }
 
 // Append moves every byte of w (a *LinkBuffer) to the staged output without copying.
 func (c *connection) Append(w Writer) (err error) {
-	if !c.IsActive() {
+	if c.closedLocally() {
 		return c.closedWrite("when append")
 	}
 	c.outMu.Lock()
 	err = c.out.Append(w)
 	c.outMu.Unlock()
-	return err
+	return c.outErr(err, "when append")
 }
 
 // Flush sends every staged byte. It blocks until all are written, the write

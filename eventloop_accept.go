@@ -15,16 +15,18 @@ import (
 type server struct {
 	ln        Listener
 	op        FDOperator
+	fd        fdRef // held by each accept; the Listener, not the fdRef, closes the fd
 	onRequest OnRequest
 	opts      *options
 	quit      chan error // Serve's result; the first send wins
 
-	mu      sync.Mutex
-	conns   map[*connection]struct{}
-	stopped bool
-	backoff time.Duration
-	retry   *time.Timer
-	once    atomic.Bool
+	mu         sync.Mutex
+	conns      map[*connection]struct{}
+	stopped    bool
+	registered bool
+	backoff    time.Duration
+	retry      *time.Timer
+	once       atomic.Bool
 }
 
 // acceptBatch bounds the accepts of one readiness report, so one busy
@@ -37,44 +39,67 @@ func newServer(ln Listener, onRequest OnRequest, opts *options) *server {
 	s := &server{ln: ln, onRequest: onRequest, opts: opts, quit: make(chan error, 1), conns: map[*connection]struct{}{}}
 	s.op.FD = ln.Fd()
 	s.op.handler = s
+	s.fd.fd = s.op.FD
 	return s
 }
 
-// start registers the listener with a poller.
+// start registers the listener with a poller, unless stop came first.
 func (s *server) start() error {
 	if s.op.FD < 0 {
 		return Exception(ErrUnsupported, "serve on "+s.ln.Addr().Network())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return nil
 	}
 	p, err := pollmanager.pick()
 	if err != nil {
 		return err
 	}
-	return p.Control(&s.op, PollReadable)
+	if err = p.Control(&s.op, PollReadable); err != nil {
+		return err
+	}
+	s.registered = true
+	return nil
 }
 
-// stop ends Serve with err (nil at Shutdown): unregister and close the
-// listener, and cancel a pending accept retry.
+// stop ends Serve with err (nil at Shutdown): no accept starts after it
+// and none is running when it unregisters and closes the listener, so the
+// fd number, once reused, is never accepted from by this server.
 func (s *server) stop(err error) {
 	if !s.once.CompareAndSwap(false, true) {
 		return
 	}
 	s.mu.Lock()
 	s.stopped = true
+	registered := s.registered
 	if s.retry != nil {
 		s.retry.Stop()
 	}
 	s.mu.Unlock()
-	if s.op.poll != nil {
+	s.fd.close(true)
+	s.fd.drain()
+	if registered {
 		_ = s.op.Control(PollDetach)
 	}
 	_ = s.ln.Close()
 	s.quit <- err
 }
 
+// accept takes one pending connection; EBADF once stop has begun.
+func (s *server) accept() (int, unix.Sockaddr, error) {
+	if !s.fd.acquire() {
+		return -1, nil, unix.EBADF
+	}
+	defer s.fd.release()
+	return accept(s.fd.fd)
+}
+
 // onEvent accepts what is pending, up to a batch.
 func (s *server) onEvent(_ Poll, flags pollFlags) {
 	for i := 0; i < acceptBatch; i++ {
-		fd, sa, err := accept(s.op.FD)
+		fd, sa, err := s.accept()
 		switch err {
 		case nil:
 			s.backoff = 0

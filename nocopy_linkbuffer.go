@@ -50,6 +50,10 @@ type UnsafeLinkBuffer struct {
 	minSize int      // capacity of the first node
 	booked  bool     // a poller is filling the tail's free space (see book)
 	closed  bool
+	// lean: Release frees the last node as soon as it is empty, so that an
+	// idle buffer holds no memory. Otherwise a small emptied last node is
+	// kept and written again from its start.
+	lean bool
 }
 
 // NewLinkBuffer returns an empty buffer. With a positive size the first node
@@ -295,6 +299,10 @@ func (b *UnsafeLinkBuffer) Release() (err error) {
 			if b.booked {
 				break
 			}
+			if b.reusable(r) {
+				r.off, r.end, r.malloc = 0, 0, 0
+				break
+			}
 			b.head, b.read, b.pend, b.tail = nil, nil, nil, nil
 		} else {
 			if b.pend == r {
@@ -305,6 +313,13 @@ func (b *UnsafeLinkBuffer) Release() (err error) {
 		r.free()
 	}
 	return nil
+}
+
+// reusable tells whether the emptied last node r may be written again from
+// its start: nothing else views its memory, and it is small.
+func (b *UnsafeLinkBuffer) reusable(r *node) bool {
+	return !b.lean && r.raw != nil && r.origin == nil && !r.readonly && !r.keep &&
+		len(r.buf) == len(r.raw) && len(r.raw) <= max(LinkBufferCap, b.minSize) && r.refs.Load() == 1
 }
 
 // Bytes returns every readable byte without consuming it: an alias when they

@@ -45,8 +45,8 @@ func (b *UnsafeLinkBuffer) grow(n int) *node {
 // caller to fill before Flush. n == 0 gives (nil, nil); a negative n or one
 // over 1 GiB gives an error.
 func (b *UnsafeLinkBuffer) Malloc(n int) (buf []byte, err error) {
-	if err = b.checkWrite(n, "malloc"); err != nil || n == 0 {
-		return nil, err
+	if b.closed || n <= 0 || n > maxNodeSize {
+		return nil, b.checkWrite(n, "malloc")
 	}
 	t := b.tail
 	if t == nil || t.readonly || len(t.buf)-t.malloc < n {
@@ -113,6 +113,11 @@ func (b *UnsafeLinkBuffer) Flush() (err error) {
 // WriteBinary appends p as pending bytes. Above BinaryInplaceThreshold bytes
 // it keeps a reference to p: do not change p until the bytes are consumed.
 func (b *UnsafeLinkBuffer) WriteBinary(p []byte) (n int, err error) {
+	if t := b.tail; t != nil && !t.readonly && len(p) <= len(t.buf)-t.malloc && len(p) <= BinaryInplaceThreshold && !b.closed {
+		t.malloc += copy(t.buf[t.malloc:], p)
+		b.pending += len(p)
+		return len(p), nil
+	}
 	if err = b.checkWrite(len(p), "write binary"); err != nil || len(p) == 0 {
 		return 0, err
 	}
@@ -143,10 +148,10 @@ func (b *UnsafeLinkBuffer) WriteByte(p byte) (err error) {
 }
 
 // WriteDirect splices extra, by reference, in front of the last remainLen
-// pending bytes of the last node: after Malloc(32), WriteDirect(x, 30) gives
-// buf[0:2], x, buf[2:32]. Empty extra or a negative remainLen does nothing;
-// remainLen over the last node's pending bytes gives an error. Do not change
-// extra until the bytes are consumed.
+// pending bytes: after Malloc(32), WriteDirect(x, 30) gives buf[0:2], x,
+// buf[2:32]. Empty extra or a negative remainLen does nothing; remainLen
+// over MallocLen gives an error. Do not change extra until the bytes are
+// consumed.
 func (b *UnsafeLinkBuffer) WriteDirect(extra []byte, remainLen int) error {
 	if b.closed {
 		return errBufferClosed
@@ -154,22 +159,44 @@ func (b *UnsafeLinkBuffer) WriteDirect(extra []byte, remainLen int) error {
 	if len(extra) == 0 || remainLen < 0 {
 		return nil
 	}
-	t := b.tail
-	if t == nil || t.malloc-t.end < remainLen {
-		return fmt.Errorf("link buffer write direct: remainLen %d over the pending bytes of the last node", remainLen)
+	if remainLen > b.pending {
+		return fmt.Errorf("link buffer write direct: remainLen %d over %d pending bytes", remainLen, b.pending)
 	}
-	cut := t.malloc - remainLen
+	// Find the node holding the cut: remainLen pending bytes follow it.
+	var at *node
+	after := b.pending
+	for nd := b.pend; nd != nil; nd = nd.next {
+		after -= nd.malloc - nd.end
+		if after <= remainLen {
+			at = nd
+			break
+		}
+	}
+	if at == nil { // nothing pending, remainLen == 0
+		b.link(newRefNode(extra))
+		b.pending += len(extra)
+		return nil
+	}
+	cut := at.malloc - (remainLen - after)
+	next := at.next
 	ref := newRefNode(extra)
-	var rest *node
-	if len(t.buf) > cut {
-		rest = newView(t, t.buf[cut:], t.readonly)
-		rest.malloc = remainLen
+	rest := at.buf[cut:at.malloc:at.malloc]
+	if at == b.tail {
+		rest = at.buf[cut:]
 	}
-	t.buf = t.buf[:cut:cut]
-	t.malloc = cut
-	b.link(ref)
-	if rest != nil {
-		b.link(rest)
+	at.buf = at.buf[:cut:cut]
+	at.malloc = cut
+	at.next = ref
+	tail := ref
+	if len(rest) > 0 {
+		v := newView(at, rest, at.readonly)
+		v.malloc = remainLen - after
+		ref.next = v
+		tail = v
+	}
+	tail.next = next
+	if at == b.tail {
+		b.tail = tail
 	}
 	b.pending += len(extra)
 	return nil
@@ -182,7 +209,10 @@ var errNotLinkBuffer = errors.New("unsupported writer which is not LinkBuffer")
 // unusable. w must be a *LinkBuffer; a nil one does nothing.
 func (b *UnsafeLinkBuffer) Append(w Writer) (err error) {
 	lb, ok := w.(*LinkBuffer)
-	if !ok {
+	switch {
+	case b.closed:
+		return errBufferClosed
+	case !ok:
 		return errNotLinkBuffer
 	}
 	return b.WriteBuffer(lb)

@@ -149,7 +149,9 @@ func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
 		if !atomic.CompareAndSwapInt32(&op.detached, 0, 1) {
 			return nil
 		}
-		opDrop(op)
+		if !opDrop(op) {
+			return nil
+		}
 		add(unix.EVFILT_READ, unix.EV_DELETE)
 		add(unix.EVFILT_WRITE, unix.EV_DELETE)
 	default:

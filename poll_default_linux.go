@@ -3,6 +3,7 @@
 package netpoll
 
 import (
+	"runtime"
 	"sync/atomic"
 	"unsafe"
 
@@ -53,26 +54,43 @@ func setEventTag(ev *unix.EpollEvent, fd int, gen uint32) {
 	ev.Pad = int32(gen)
 }
 
-// Wait runs the loop until Close: a non-blocking epoll_wait first, a blocking
-// one (which costs no CPU) only when nothing is ready.
+// Wait runs the loop until Close. It polls without blocking first, with a
+// raw syscall that does not leave the scheduler, and when nothing is ready
+// yields once (the handlers it woke may produce more work) and polls again.
+// Only then does it block in epoll_wait, which costs no CPU while idle.
 func (p *defaultPoll) Wait() error {
 	defer close(p.done)
-	timeout := 0
+	yielded := false
 	for {
-		n, err := unix.EpollWait(p.epfd, p.events, timeout)
+		n, err := epollPoll(p.epfd, p.events)
+		if n <= 0 && err == nil {
+			if !yielded {
+				yielded = true
+				runtime.Gosched()
+				continue
+			}
+			n, err = unix.EpollWait(p.epfd, p.events, -1)
+		}
+		yielded = false
 		if err != nil && err != unix.EINTR {
 			return wrapSyscall("epoll_wait", err)
 		}
-		if n <= 0 {
-			timeout = -1
-			continue
-		}
-		timeout = 0
-		if p.handle(p.events[:n]) {
+		if n > 0 && p.handle(p.events[:n]) {
 			p.release()
 			return nil
 		}
 	}
+}
+
+// epollPoll is epoll_wait with a zero timeout. It never blocks, so it is
+// made as a raw syscall, without the scheduler's syscall bookkeeping.
+func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
+	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd),
+		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
 
 // handle delivers one batch; it reports whether the poller was asked to close.
@@ -166,7 +184,7 @@ func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
 	setEventTag(&ev, op.FD, atomic.LoadUint32(&op.gen))
 	if err := unix.EpollCtl(p.epfd, ctl, op.FD, &ev); err != nil {
 		if ctl == unix.EPOLL_CTL_ADD {
-			opDrop(op)
+			_ = opDrop(op)
 		}
 		return wrapSyscall("epoll_ctl", err)
 	}
@@ -178,7 +196,9 @@ func (p *defaultPoll) detach(op *FDOperator) error {
 	if !atomic.CompareAndSwapInt32(&op.detached, 0, 1) {
 		return nil
 	}
-	opDrop(op)
+	if !opDrop(op) {
+		return nil
+	}
 	err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, op.FD, nil)
 	if err != nil && err != unix.ENOENT && err != unix.EBADF {
 		return wrapSyscall("epoll_ctl del", err)

@@ -78,9 +78,11 @@ func opCurrent(fd int) *FDOperator {
 	return nil
 }
 
-// opDrop forgets op, unless its fd already belongs to another operator.
-func opDrop(op *FDOperator) {
-	if slot := opSlot(op.FD, false); slot != nil {
-		slot.CompareAndSwap(op, nil)
-	}
+// opDrop forgets op and reports whether fd still belonged to it. When it
+// did not, the fd was closed and its number reused by another operator, so
+// the kernel has already forgotten op's registration and a delete would
+// remove the new owner's.
+func opDrop(op *FDOperator) bool {
+	slot := opSlot(op.FD, false)
+	return slot != nil && slot.CompareAndSwap(op, nil)
 }

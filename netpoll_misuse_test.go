@@ -961,3 +961,40 @@ func TestMisuseException(t *testing.T) {
 	}
 	suiteRunCases(t, cases)
 }
+
+// Every Listener method after Close: Accept fails, Close is a no-op, the
+// rest answer without touching the fd.
+func TestMisuseListenerAfterClose(t *testing.T) {
+	suiteCheckLeaks(t)
+	for _, network := range suiteNetworks {
+		var ln Listener
+		var err error
+		if network == "tcp" {
+			ln, err = CreateListener("tcp", "127.0.0.1:0")
+		} else {
+			ln, err = ConvertListener(suiteListen(t, "unix"))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err = ln.Close(); err != nil {
+			t.Fatal(err)
+		}
+		suiteRunCases(t, []suiteCase{
+			{network + " Accept", suiteWantErr, func() error {
+				c, err := ln.Accept()
+				if c != nil {
+					c.Close()
+				}
+				return err
+			}},
+			{network + " Close", suiteWantNil, func() error { return ln.Close() }},
+			{network + " Addr", suiteWantNil, func() error { return suiteCheck(ln.Addr() != nil, "nil Addr") }},
+			{network + " Fd", suiteWantAny, func() error { _ = ln.Fd(); return nil }},
+			{network + " Serve", suiteWantErr, func() error {
+				evl, _ := NewEventLoop(nil)
+				return evl.Serve(ln)
+			}},
+		})
+	}
+}

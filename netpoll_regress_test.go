@@ -37,6 +37,8 @@ func suiteFdOpen(fd int) bool {
 func suiteStdEcho(t testing.TB, network string) net.Listener {
 	ln := suiteListen(t, network)
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -45,6 +47,9 @@ func suiteStdEcho(t testing.TB, network string) net.Listener {
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -66,7 +71,15 @@ func suiteStdEcho(t testing.TB, network string) net.Listener {
 			}()
 		}
 	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns { // a failed test may leave its clients open
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
 	return ln
 }
 
@@ -1288,4 +1301,52 @@ func (b *suiteLockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// A detached fd handed to NewFDConnection works as a new connection: the
+// old operator's registration is gone and none of its events reach the new
+// owner.
+func TestRegressDetachThenRewrap(t *testing.T) {
+	for _, network := range suiteNetworks {
+		t.Run(network, func(t *testing.T) {
+			suiteCheckLeaks(t)
+			ln := suiteStdEcho(t, network)
+			for i := 0; i < 20; i++ {
+				c, err := DialConnection(network, ln.Addr().String(), suiteWait)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _ = c.Write([]byte("before")) // an echo may arrive around the Detach
+				d := c.(interface {
+					Detach() error
+					Fd() int
+				})
+				fd := d.Fd()
+				if err = d.Detach(); err != nil {
+					t.Fatal(err)
+				}
+				nc, err := NewFDConnection(fd)
+				if err != nil {
+					unix.Close(fd)
+					t.Fatalf("round %d: NewFDConnection on a detached fd: %v", i, err)
+				}
+				_ = nc.SetReadTimeout(suiteWait)
+				// Whatever of "before" was not read by the old connection arrives here.
+				msg := fmt.Sprintf("after %d\n", i)
+				if _, err = nc.Write([]byte(msg)); err != nil {
+					nc.Close()
+					t.Fatalf("round %d: %v", i, err)
+				}
+				got, err := nc.Reader().Until('\n')
+				if err != nil || !strings.HasSuffix(string(got), msg) || !strings.HasSuffix("before", strings.TrimSuffix(string(got), msg)) {
+					nc.Close()
+					t.Fatalf("round %d: the re-wrapped fd read %q, %v", i, got, err)
+				}
+				if !nc.IsActive() {
+					t.Fatalf("round %d: an old event closed the new owner", i)
+				}
+				nc.Close()
+			}
+		})
+	}
 }

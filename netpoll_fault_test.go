@@ -946,7 +946,10 @@ func suiteEMFILEChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	low := old
-	low.Cur = uint64(suiteFds(t) + 40)
+	low.Cur = 0 // uint64 on Linux, int64 on the BSDs: count up to the limit
+	for i := suiteFds(t) + 40; i > 0; i-- {
+		low.Cur++
+	}
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
 		t.Fatal(err)
 	}

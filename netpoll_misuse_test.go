@@ -101,7 +101,7 @@ func TestMisuseLinkBufferSizes(t *testing.T) {
 		{"ReadString(huge)", suiteWantErr, func() error { _, err := b.ReadString(huge); return err }},
 		{"ReadBinary(huge)", suiteWantErr, func() error { _, err := b.ReadBinary(huge); return err }},
 		{"Slice(huge)", suiteWantErr, func() error { _, err := b.Slice(huge); return err }},
-		{"Next(0)", suiteWantNil, func() error { p, err := b.Next(0); return firstErr(err, suiteCheck(len(p) == 0, "data")) }},
+		{"Next(0)", suiteWantNil, func() error { p, err := b.Next(0); return suiteFirstErr(err, suiteCheck(len(p) == 0, "data")) }},
 		{"Malloc(-1)", suiteWantErr, func() error { _, err := b.Malloc(-1); return err }},
 		{"Malloc(0)", suiteWantNil, func() error { _, err := b.Malloc(0); return err }},
 		{"Malloc(huge)", suiteWantErr, func() error { _, err := b.Malloc(huge); return err }},
@@ -137,7 +137,7 @@ func TestMisuseLinkBufferSizes(t *testing.T) {
 	}
 }
 
-func firstErr(errs ...error) error {
+func suiteFirstErr(errs ...error) error {
 	for _, err := range errs {
 		if err != nil {
 			return err
@@ -155,7 +155,7 @@ func TestMisuseLinkBufferAfterClose(t *testing.T) {
 	}
 	closed := func(err error) error {
 		if !errors.Is(err, ErrConnClosed) {
-			return errors.New("not ErrConnClosed: " + errString(err))
+			return errors.New("not ErrConnClosed: " + suiteErrString(err))
 		}
 		return nil
 	}
@@ -188,7 +188,7 @@ func TestMisuseLinkBufferAfterClose(t *testing.T) {
 	suiteRunCases(t, cases)
 }
 
-func errString(err error) string {
+func suiteErrString(err error) string {
 	if err == nil {
 		return "nil"
 	}
@@ -201,7 +201,7 @@ func suiteConnCases(c Connection) []suiteCase {
 	x := []byte("x")
 	var rd Reader = c.Reader()
 	var wr Writer = c.Writer()
-	zero := func(p []byte, err error) error { return firstErr(err, suiteCheck(len(p) == 0, "data for n<=0")) }
+	zero := func(p []byte, err error) error { return suiteFirstErr(err, suiteCheck(len(p) == 0, "data for n<=0")) }
 	return []suiteCase{
 		{"Next(-1)", suiteWantNil, func() error { return zero(rd.Next(-1)) }},
 		{"Peek(-1)", suiteWantNil, func() error { return zero(rd.Peek(-1)) }},
@@ -210,27 +210,27 @@ func suiteConnCases(c Connection) []suiteCase {
 		{"ReadBinary(-1)", suiteWantNil, func() error { return zero(rd.ReadBinary(-1)) }},
 		{"Slice(-1)", suiteWantNil, func() error {
 			r, err := rd.Slice(-1)
-			return firstErr(err, suiteCheck(r != nil && r.Len() == 0, "Slice(-1) not an empty Reader"))
+			return suiteFirstErr(err, suiteCheck(r != nil && r.Len() == 0, "Slice(-1) not an empty Reader"))
 		}},
 		{"Next(0)", suiteWantNil, func() error { return zero(rd.Next(0)) }},
-		{"Read(nil)", suiteWantNil, func() error { n, err := c.Read(nil); return firstErr(err, suiteCheck(n == 0, "n != 0")) }},
+		{"Read(nil)", suiteWantNil, func() error { n, err := c.Read(nil); return suiteFirstErr(err, suiteCheck(n == 0, "n != 0")) }},
 		{"Next(huge) times out", suiteWantNil, func() error {
 			_ = c.SetReadTimeout(50 * time.Millisecond)
 			defer c.SetReadTimeout(0)
 			_, err := rd.Next(huge)
-			return suiteCheck(errors.Is(err, ErrReadTimeout), "Next(huge): "+errString(err))
+			return suiteCheck(errors.Is(err, ErrReadTimeout), "Next(huge): "+suiteErrString(err))
 		}},
 		{"Peek(huge) times out", suiteWantNil, func() error {
 			_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 			defer c.SetReadDeadline(time.Time{})
 			_, err := rd.Peek(huge)
-			return suiteCheck(errors.Is(err, ErrReadTimeout), "Peek(huge): "+errString(err))
+			return suiteCheck(errors.Is(err, ErrReadTimeout), "Peek(huge): "+suiteErrString(err))
 		}},
 		{"ReadByte past deadline", suiteWantNil, func() error {
 			_ = c.SetReadDeadline(time.Now().Add(-time.Second))
 			defer c.SetReadDeadline(time.Time{})
 			_, err := rd.ReadByte()
-			return suiteCheck(errors.Is(err, ErrReadTimeout), "ReadByte: "+errString(err))
+			return suiteCheck(errors.Is(err, ErrReadTimeout), "ReadByte: "+suiteErrString(err))
 		}},
 		{"Malloc(-1)", suiteWantErr, func() error { _, err := wr.Malloc(-1); return err }},
 		{"Malloc(huge)", suiteWantErr, func() error { _, err := wr.Malloc(huge); return err }},
@@ -244,7 +244,7 @@ func suiteConnCases(c Connection) []suiteCase {
 		{"Append(nil)", suiteWantErr, func() error { return wr.Append(nil) }},
 		{"Append(other Writer)", suiteWantErr, func() error { return wr.Append(NewWriter(io.Discard)) }},
 		{"Append(closed LinkBuffer)", suiteWantErr, func() error { b := suiteFlushed("x"); b.Close(); return wr.Append(b) }},
-		{"Write(nil)", suiteWantNil, func() error { n, err := c.Write(nil); return firstErr(err, suiteCheck(n == 0, "n != 0")) }},
+		{"Write(nil)", suiteWantNil, func() error { n, err := c.Write(nil); return suiteFirstErr(err, suiteCheck(n == 0, "n != 0")) }},
 		{"Flush(empty)", suiteWantNil, func() error { return wr.Flush() }},
 		{"SetReadTimeout(-1)", suiteWantNil, func() error { return c.SetReadTimeout(-1) }},
 		{"SetWriteTimeout(-1)", suiteWantNil, func() error { return c.SetWriteTimeout(-1) }},
@@ -333,7 +333,7 @@ func TestMisuseConnectionAfterClose(t *testing.T) {
 		return nil
 	}
 	closed := func(err error) error {
-		return suiteCheck(errors.Is(err, ErrConnClosed), "want ErrConnClosed, got "+errString(err))
+		return suiteCheck(errors.Is(err, ErrConnClosed), "want ErrConnClosed, got "+suiteErrString(err))
 	}
 	cases := []suiteCase{
 		{"Next", suiteWantNil, func() error { _, err := full.Next(1); return readOK(err) }},
@@ -597,7 +597,7 @@ func TestMisuseAddresses(t *testing.T) {
 				c.Close()
 				return nil
 			}
-			return firstErr(suiteCheck(c == nil, "a failed dial returned a non-nil Connection"), err)
+			return suiteFirstErr(suiteCheck(c == nil, "a failed dial returned a non-nil Connection"), err)
 		}
 	}
 	dialTimeout := func(network, addr string) func() error {
@@ -607,7 +607,7 @@ func TestMisuseAddresses(t *testing.T) {
 				c.Close()
 				return nil
 			}
-			return firstErr(suiteCheck(c == nil, "a failed dial returned a non-nil net.Conn"), err)
+			return suiteFirstErr(suiteCheck(c == nil, "a failed dial returned a non-nil net.Conn"), err)
 		}
 	}
 	listen := func(network, addr string) func() error {
@@ -765,7 +765,7 @@ func TestMisuseFds(t *testing.T) {
 				c.(interface{ Detach() error }).Detach()
 				return nil
 			}
-			return firstErr(suiteCheck(suiteFdOpen(file), "NewFDConnection closed the fd it refused"), err)
+			return suiteFirstErr(suiteCheck(suiteFdOpen(file), "NewFDConnection closed the fd it refused"), err)
 		}},
 		{"SetKeepAlive(-1, 10)", suiteWantErr, func() error { return SetKeepAlive(-1, 10) }},
 		{"SetKeepAlive(closed fd, 10)", suiteWantErr, func() error { return SetKeepAlive(1<<20, 10) }},
@@ -893,7 +893,7 @@ func TestMisuseAdapters(t *testing.T) {
 		{"NewWriter(w).Malloc(-1)", suiteWantErr, func() error { _, err := NewWriter(io.Discard).Malloc(-1); return err }},
 		{"NewReadWriter(nil)", suiteWantErr, func() error { _, err := NewReadWriter(nil).ReadByte(); return err }},
 		{"NewReader(failing).Next", suiteWantErr, func() error {
-			_, err := NewReader(iotestErrReader{}).Next(10)
+			_, err := NewReader(suiteErrReader{}).Next(10)
 			return err
 		}},
 		{"NewReader(short).Next(huge)", suiteWantErr, func() error {
@@ -942,9 +942,9 @@ func TestMisuseIOAdaptersNil(t *testing.T) {
 	}
 }
 
-type iotestErrReader struct{}
+type suiteErrReader struct{}
 
-func (iotestErrReader) Read([]byte) (int, error) { return 0, errors.New("broken reader") }
+func (suiteErrReader) Read([]byte) (int, error) { return 0, errors.New("broken reader") }
 
 // Exception with odd input.
 func TestMisuseException(t *testing.T) {

@@ -929,7 +929,7 @@ func TestRoughEdgeFDConnectionReadTimeout(t *testing.T) {
 // suiteFullBacklog returns the address of a TCP listener whose accept queue
 // is full, so a new connect hangs until its timeout.
 func suiteFullBacklog(t testing.TB) string {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

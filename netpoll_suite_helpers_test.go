@@ -221,7 +221,7 @@ func suiteCloseNewFds(before map[int]bool) int {
 	n := 0
 	for fd := range suiteFdSet() {
 		if !before[fd] && fd > 2 {
-			if err := unixClose(fd); err == nil {
+			if err := suiteUnixClose(fd); err == nil {
 				n++
 			}
 		}
@@ -530,4 +530,4 @@ func suiteHeap() uint64 {
 // suiteMiB formats a byte count.
 func suiteMiB(n int64) string { return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20)) }
 
-func unixClose(fd int) error { return syscall.Close(fd) }
+func suiteUnixClose(fd int) error { return syscall.Close(fd) }

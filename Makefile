@@ -3,9 +3,9 @@ GO ?= go
 PKGS := ./...
 FUZZTIME ?= 5m
 
-.PHONY: test fmt vet race cross bench fuzz soak apidiff api-ref
+.PHONY: test fmt vet race cross bench fuzz soak apidiff api-ref compat
 
-test: fmt vet race cross apidiff
+test: fmt vet race cross apidiff compat
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -46,3 +46,7 @@ apidiff:
 
 api-ref:
 	bash compat/apisurface-ref.sh
+
+# Hertz v0.10.4 on this netpoll: compat/hertz's tests and Hertz's own (needs the module proxy).
+compat:
+	bash compat/hertz/run.sh

@@ -26,15 +26,13 @@ type connection struct {
 	outMu sync.Mutex
 	out   *LinkBuffer
 
-	readCh   chan struct{} // a blocked reader's wake-up; stale signals only cause a recheck
-	writeCh  chan struct{} // a blocked Flush's (or dial's) wake-up
-	waitRead atomic.Int64  // bytes the blocked reader needs; 0 when none waits
-	arrivals atomic.Uint64 // counts input arrivals and the hang-up: "is there news?"
-	readSize int           // the poller's next read size
+	wait     atomic.Pointer[waiters] // made by the first call that blocks
+	waitRead atomic.Int64            // bytes the blocked reader needs; 0 when none waits
+	arrivals atomic.Uint64           // counts input arrivals and the hang-up: "is there news?"
+	readSize int                     // the poller's next read size
 
 	readTimeout, writeTimeout   atomic.Int64 // nanoseconds; 0 is none
 	readDeadline, writeDeadline atomic.Int64 // unix nanoseconds; 0 is none
-	readTimer, writeTimer       *time.Timer  // owned by the blocked reader / the Flush
 
 	ctx          atomic.Pointer[context.Context] // handed to the handlers
 	onRequest    atomic.Pointer[OnRequest]
@@ -71,8 +69,6 @@ func (c *connection) init(fd int, local, remote net.Addr) error {
 	c.op = &FDOperator{FD: fd, poll: p, handler: c}
 	c.in = &LinkBuffer{lean: true}
 	c.out = &LinkBuffer{lean: true}
-	c.readCh = make(chan struct{}, 1)
-	c.writeCh = make(chan struct{}, 1)
 	c.readSize = defaultBufferSize()
 	c.local, c.remote = local, remote
 	c.fd.fd = fd
@@ -84,7 +80,16 @@ func (c *connection) init(fd int, local, remote net.Addr) error {
 
 func (c *connection) context() context.Context { return *c.ctx.Load() }
 
-func (c *connection) setContext(ctx context.Context) { c.ctx.Store(&ctx) }
+// background is the default handler context, shared by every connection.
+var background = context.Background()
+
+func (c *connection) setContext(ctx context.Context) {
+	if ctx == background {
+		c.ctx.Store(&background)
+		return
+	}
+	c.ctx.Store(&ctx)
+}
 
 // Reader returns the connection itself.
 func (c *connection) Reader() Reader { return c }

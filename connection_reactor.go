@@ -24,7 +24,7 @@ var errWouldBlock = errors.New("would block")
 func (c *connection) onEvent(_ Poll, flags pollFlags) {
 	if flags&pollOut != 0 {
 		_ = c.op.Control(PollRW2R)
-		wake(c.writeCh)
+		c.wakeWrite()
 	}
 	if flags&pollIn == 0 {
 		return
@@ -98,7 +98,7 @@ func (c *connection) adaptReadSize(n, booked int) {
 func (c *connection) arrived() {
 	c.arrivals.Add(1)
 	if w := c.waitRead.Load(); w > 0 && int64(c.in.Len()) >= w {
-		wake(c.readCh)
+		c.wakeRead()
 	}
 	c.startTask()
 }
@@ -140,6 +140,6 @@ func (c *connection) peerClosed() {
 func (c *connection) afterMark(keep bool) {
 	_ = c.op.Control(PollDetach)
 	c.fd.close(keep)
-	wake(c.readCh)
-	wake(c.writeCh)
+	c.wakeRead()
+	c.wakeWrite()
 }

@@ -15,6 +15,7 @@ func (c *connection) waitInput(n int) error {
 		return nil
 	}
 	dl := deadline(&c.readDeadline, &c.readTimeout)
+	w := c.waiters()
 	for {
 		c.waitRead.Store(int64(n))
 		if c.in.Len() >= n {
@@ -25,7 +26,7 @@ func (c *connection) waitInput(n int) error {
 			c.waitRead.Store(0)
 			return c.readClosedErr()
 		}
-		ok := sleep(c.readCh, &c.readTimer, dl)
+		ok := sleep(w.readCh, &w.readTimer, dl)
 		c.waitRead.Store(0)
 		if !ok {
 			if c.in.Len() >= n {

@@ -13,7 +13,7 @@ func (c *connection) register() error {
 	} else {
 		c.state.setConnected()
 	}
-	if err := c.op.Control(PollReadable); err != nil {
+	if err := c.add(); err != nil {
 		if connecting {
 			c.needConnect = false
 			c.state.releaseTask()
@@ -22,6 +22,24 @@ func (c *connection) register() error {
 	}
 	if connecting {
 		runTask(c.context(), c.task)
+	}
+	return nil
+}
+
+// add registers the fd for input. It holds an fd reference meanwhile, so a
+// racing close cannot hand the fd number to someone else under the
+// registration; and if that close already unregistered the connection, the
+// registration made here is undone.
+func (c *connection) add() error {
+	if !c.fd.acquire() {
+		return Exception(ErrConnClosed, "when register")
+	}
+	defer c.fd.release()
+	if err := c.op.Control(PollReadable); err != nil {
+		return err
+	}
+	if c.state.phase() != phaseOpen {
+		_ = c.op.Control(PollDetach)
 	}
 	return nil
 }

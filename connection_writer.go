@@ -180,10 +180,11 @@ func (c *connection) flushLocked() error {
 
 // waitWritable asks the poller for one writability report and waits for it.
 func (c *connection) waitWritable(dl int64) error {
-	if err := c.op.Control(PollR2RW); err != nil {
+	w := c.waiters()
+	if err := c.op.Control(PollR2RW); err != nil || !c.IsActive() {
 		return c.closedWrite("when flush")
 	}
-	if !sleep(c.writeCh, &c.writeTimer, dl) {
+	if !sleep(w.writeCh, &w.writeTimer, dl) {
 		_ = c.op.Control(PollRW2R)
 		return Exception(ErrWriteTimeout, c.remoteString())
 	}

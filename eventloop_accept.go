@@ -170,11 +170,21 @@ func (s *server) accepted(fd int, sa unix.Sockaddr) {
 		c.Close()
 		return
 	}
-	if !s.prepare(c) || !c.IsActive() {
+	// OnPrepare runs under a hold, so that a close racing it (Shutdown, the
+	// peer, OnPrepare itself) runs the close callbacks only after OnPrepare
+	// returned, including those it added.
+	held := c.state.acquire()
+	ok := s.prepare(c)
+	if held && c.state.release(false) {
+		c.finalize()
+	}
+	if !ok || !c.IsActive() {
 		return
 	}
 	if err := c.register(); err != nil {
-		logf("register connection: %v", err)
+		if c.IsActive() { // not merely a close that raced the registration
+			logf("register connection: %v", err)
+		}
 		c.Close()
 	}
 }

@@ -36,7 +36,7 @@ var errServing = errors.New("netpoll: the event loop is already serving a listen
 // Serve converts ln (see ConvertListener), registers it with a poller and
 // blocks until Shutdown (nil) or an accept failure, a listener hang-up or a
 // close of ln (the error). A second concurrent Serve on the same loop fails
-// at once. After Shutdown, Serve returns nil at once.
+// at once. After Shutdown, Serve closes ln and returns nil at once.
 func (evl *eventLoop) Serve(ln net.Listener) error {
 	l, err := ConvertListener(ln)
 	if err != nil {
@@ -45,6 +45,7 @@ func (evl *eventLoop) Serve(ln net.Listener) error {
 	evl.mu.Lock()
 	if evl.done {
 		evl.mu.Unlock()
+		_ = l.Close()
 		return nil
 	}
 	if evl.svr != nil {

@@ -30,8 +30,7 @@ type LinkBuffer = UnsafeLinkBuffer
 // be called while another goroutine writes or reads.
 //
 // Ownership: slices from Next and Peek, and the slices in GetBytes and a
-// one-node Bytes, alias the buffer and stay valid until the next Release
-// (a Peek result until the next consuming read). Slices from Malloc are the
+// one-node Bytes, alias the buffer and stay valid until the next Release. Slices from Malloc are the
 // caller's to fill until Flush. ReadString, ReadBinary and Until results are
 // the caller's for good. Every slice handed out has cap == len, so append
 // never writes into the buffer. After Close every method returns an error
@@ -46,7 +45,7 @@ type UnsafeLinkBuffer struct {
 	tail *node // last node; Malloc writes here
 
 	copies  [][]byte // pooled copies made by reads across nodes, freed at Release
-	peeks   [][]byte // pooled copies made by Peek, freed at the next consuming read
+	peeks   [][]byte // pooled copies made by Peek across nodes, freed at Release
 	minSize int      // capacity of the first node
 	booked  bool     // a poller is filling the tail's free space (see book)
 	closed  bool
@@ -104,10 +103,9 @@ func (b *UnsafeLinkBuffer) seek() {
 	}
 }
 
-// consumed is called by every consuming read: Peek copies may be reused.
+// consumed is called by every consuming read.
 func (b *UnsafeLinkBuffer) consumed(n int) {
 	b.length.Add(-int64(n))
-	freeAll(&b.peeks)
 	b.seek()
 }
 
@@ -151,7 +149,8 @@ func (b *UnsafeLinkBuffer) Next(n int) (p []byte, err error) {
 }
 
 // Peek returns the next n bytes without consuming them. The slice is valid
-// until the next consuming read or Release. Errors as Next.
+// until Release, even after the bytes are consumed (Hertz peeks a body,
+// skips it and reads the peeked slice). Errors as Next.
 func (b *UnsafeLinkBuffer) Peek(n int) (p []byte, err error) {
 	if err = b.check(n, "peek"); err != nil || n == 0 {
 		return nil, err

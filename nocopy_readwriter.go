@@ -92,9 +92,12 @@ func (z *zcReader) fill(n int) error {
 		_ = z.buf.Flush()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
+				// Not sticky: a reader such as a bytes.Buffer may have
+				// more to give after its EOF.
 				err = Exception(ErrEOF, "")
+			} else {
+				z.err = err
 			}
-			z.err = err
 			if z.buf.Len() < n {
 				return err
 			}

@@ -1,0 +1,449 @@
+//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+
+package netpoll
+
+import (
+	"context"
+	"errors"
+	"math/rand"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+type ctxKey string
+
+// logFrom returns the connection's log that OnPrepare put in ctx.
+func logFrom(t testing.TB, ctx context.Context, where string) *callLog {
+	l, ok := ctx.Value(ctxKey("log")).(*callLog)
+	if !ok {
+		t.Errorf("%s: the OnPrepare ctx was lost", where)
+		return newCallLog()
+	}
+	return l
+}
+
+// echoAll answers with every buffered byte. WriteBinary may keep a
+// reference to the Next slice, so it is flushed before the Release.
+func echoAll(c Connection) error {
+	r, w := c.Reader(), c.Writer()
+	p, err := r.Next(r.Len())
+	if err != nil {
+		return err
+	}
+	if _, err = w.WriteBinary(p); err != nil {
+		return err
+	}
+	if err = w.Flush(); err != nil {
+		return err
+	}
+	return r.Release()
+}
+
+// §2.8.1, §2.8.2, §2.8.5, §2.8.6: the callbacks run in the order OnPrepare →
+// OnConnect → OnRequest… → OnDisconnect → close callbacks, each ctx flows to
+// the next, and OnDisconnect and the close callbacks see IsActive() false.
+func TestEventLoopCallbackOrder(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		logs := make(chan *callLog, 1)
+		s := startServer(t, network, func(ctx context.Context, c Connection) error {
+			l := logFrom(t, ctx, "OnRequest")
+			if ctx.Value(ctxKey("connect")) == nil {
+				l.add("request without the OnConnect ctx")
+			}
+			l.add("request")
+			return echoAll(c)
+		}, WithOnPrepare(func(c Connection) context.Context {
+			l := newCallLog()
+			l.add("prepare")
+			logs <- l
+			_ = c.AddCloseCallback(func(c Connection) error { l.add("close active=%v", c.IsActive()); return nil })
+			return context.WithValue(context.Background(), ctxKey("log"), l)
+		}), WithOnConnect(func(ctx context.Context, c Connection) context.Context {
+			logFrom(t, ctx, "OnConnect").add("connect")
+			return context.WithValue(ctx, ctxKey("connect"), true)
+		}), WithOnDisconnect(func(ctx context.Context, c Connection) {
+			logFrom(t, ctx, "OnDisconnect").add("disconnect active=%v", c.IsActive())
+		}))
+
+		cl := dialStd(t, network, s.addr)
+		for _, m := range []string{"one", "two", "three"} {
+			_, err := cl.Write([]byte(m))
+			require.NoError(t, err)
+			require.Equal(t, m, string(readFull(t, cl, len(m))))
+		}
+		require.NoError(t, cl.Close())
+		l := recv(t, logs, "OnPrepare")
+		l.waitFor(t, "close active=false")
+		time.Sleep(20 * time.Millisecond) // nothing may follow
+		ev := l.get()
+		require.GreaterOrEqual(t, len(ev), 7, "events %v", ev)
+		require.Equal(t, []string{"prepare", "connect"}, ev[:2], "events %v", ev)
+		for _, e := range ev[2 : len(ev)-2] {
+			require.Equal(t, "request", e, "events %v", ev)
+		}
+		require.Equal(t, []string{"disconnect active=false", "close active=false"}, ev[len(ev)-2:], "events %v", ev)
+	})
+}
+
+// §2.8.3: OnRequest runs serially per connection, even when it blocks
+// reading and more data arrives meanwhile, and it is called again while
+// input remains after a call that consumed some.
+func TestEventLoopOnRequestSerial(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		const conns, msgs, size = 4, 300, 8
+		var violations, handled atomic.Int64
+		s := startServer(t, network, func(ctx context.Context, c Connection) error {
+			inflight := ctx.Value(ctxKey("inflight")).(*atomic.Int32)
+			if inflight.Add(1) != 1 {
+				violations.Add(1)
+			}
+			defer inflight.Add(-1)
+			// One message per call, waiting for it if only part arrived.
+			if _, err := c.Reader().Next(size); err != nil {
+				return err
+			}
+			time.Sleep(50 * time.Microsecond)
+			handled.Add(1)
+			return c.Reader().Release()
+		}, WithOnPrepare(func(c Connection) context.Context {
+			return context.WithValue(context.Background(), ctxKey("inflight"), new(atomic.Int32))
+		}))
+
+		rng := newRand(t)
+		var wg sync.WaitGroup
+		for i := 0; i < conns; i++ {
+			cl := dialStd(t, network, s.addr)
+			stream := randomBytes(rng, msgs*size)
+			seed := rng.Int63()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := rand.New(rand.NewSource(seed))
+				for len(stream) > 0 {
+					n := min(len(stream), 1+r.Intn(3*size)) // partial and merged messages
+					if _, err := cl.Write(stream[:n]); err != nil {
+						t.Errorf("write: %v", err)
+						return
+					}
+					stream = stream[n:]
+					if r.Intn(4) == 0 {
+						time.Sleep(100 * time.Microsecond)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		eventually(t, func() bool { return handled.Load() == conns*msgs }, "all %d messages handled (have %d)", conns*msgs, handled.Load())
+		require.Zero(t, violations.Load(), "OnRequest ran concurrently on one connection")
+	})
+}
+
+// §2.8.4, §4.1: an OnRequest that consumes nothing is not called in a busy
+// loop: it is called again only when more data arrives or the connection
+// closes, and not forever after a peer close.
+func TestEventLoopOnRequestNoConsumeNoSpin(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		var calls atomic.Int64
+		closed := make(chan struct{})
+		s := startServer(t, network, func(ctx context.Context, c Connection) error {
+			calls.Add(1)
+			return nil
+		}, WithOnPrepare(func(c Connection) context.Context {
+			_ = c.AddCloseCallback(func(Connection) error { close(closed); return nil })
+			return nil
+		}))
+		const bound = 10 // a spinning handler is called millions of times
+		cl := dialStd(t, network, s.addr)
+		_, err := cl.Write([]byte("0123456789"))
+		require.NoError(t, err)
+		eventually(t, func() bool { return calls.Load() >= 1 }, "the first OnRequest")
+		time.Sleep(300 * time.Millisecond)
+		n1 := calls.Load()
+		require.LessOrEqual(t, n1, int64(bound), "OnRequest spins on input it does not consume")
+
+		_, err = cl.Write([]byte("more"))
+		require.NoError(t, err)
+		eventually(t, func() bool { return calls.Load() > n1 }, "OnRequest again after new data")
+		time.Sleep(300 * time.Millisecond)
+		n2 := calls.Load()
+		require.LessOrEqual(t, n2-n1, int64(bound), "OnRequest spins on input it does not consume")
+
+		require.NoError(t, cl.Close())
+		recv(t, closed, "the close callbacks after the peer closed")
+		time.Sleep(300 * time.Millisecond)
+		n3 := calls.Load()
+		require.LessOrEqual(t, n3-n2, int64(bound), "OnRequest spins after the peer closed")
+	})
+}
+
+// §2.8.2: OnConnect may block and read; OnRequest waits until it returns,
+// gets its ctx, and then handles the data still buffered.
+func TestEventLoopOnConnectBlocksAndReads(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		var connected atomic.Bool
+		var problems sync.Map
+		s := startServer(t, network, func(ctx context.Context, c Connection) error {
+			if !connected.Load() {
+				problems.Store("OnRequest ran before OnConnect returned", true)
+			}
+			if ctx.Value(ctxKey("connect")) != "yes" {
+				problems.Store("OnRequest did not get the OnConnect ctx", true)
+			}
+			return echoAll(c)
+		}, WithOnConnect(func(ctx context.Context, c Connection) context.Context {
+			p, err := c.Reader().Next(5)
+			if err != nil || string(p) != "HELLO" {
+				problems.Store("OnConnect read failed", true)
+			}
+			_ = c.Reader().Release()
+			time.Sleep(50 * time.Millisecond) // a wrong OnRequest would run now
+			_, _ = c.Writer().WriteString("hi:")
+			_ = c.Writer().Flush()
+			connected.Store(true)
+			return context.WithValue(ctx, ctxKey("connect"), "yes")
+		}))
+		cl := dialStd(t, network, s.addr)
+		_, err := cl.Write([]byte("HELLOrequest1"))
+		require.NoError(t, err)
+		require.Equal(t, "hi:request1", string(readFull(t, cl, 11)))
+		problems.Range(func(k, _ interface{}) bool { t.Error(k); return true })
+	})
+}
+
+// §2.8.5: OnDisconnect does not run when the server closes the connection
+// after OnConnect; it does run, once and after OnConnect, when either side
+// closes during OnConnect.
+func TestEventLoopOnDisconnect(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		t.Run("local close after OnConnect", func(t *testing.T) {
+			l := newCallLog()
+			s := startServer(t, network, func(ctx context.Context, c Connection) error {
+				l.add("request")
+				return c.Close()
+			}, WithOnConnect(func(ctx context.Context, c Connection) context.Context {
+				l.add("connect")
+				return ctx
+			}), WithOnDisconnect(func(ctx context.Context, c Connection) {
+				l.add("disconnect")
+			}), WithOnPrepare(func(c Connection) context.Context {
+				_ = c.AddCloseCallback(func(Connection) error { l.add("close"); return nil })
+				return nil
+			}))
+			cl := dialStd(t, network, s.addr)
+			_, err := cl.Write([]byte("x"))
+			require.NoError(t, err)
+			l.waitFor(t, "close")
+			expectEOF(t, cl)
+			time.Sleep(50 * time.Millisecond)
+			require.Equal(t, []string{"connect", "request", "close"}, l.get())
+		})
+		t.Run("local close in OnConnect", func(t *testing.T) {
+			l := newCallLog()
+			s := startServer(t, network, func(ctx context.Context, c Connection) error {
+				l.add("request")
+				return nil
+			}, WithOnConnect(func(ctx context.Context, c Connection) context.Context {
+				_ = c.Close()
+				time.Sleep(20 * time.Millisecond)
+				l.add("connect returns")
+				return ctx
+			}), WithOnDisconnect(func(ctx context.Context, c Connection) {
+				l.add("disconnect active=%v", c.IsActive())
+			}), WithOnPrepare(func(c Connection) context.Context {
+				_ = c.AddCloseCallback(func(Connection) error { l.add("close"); return nil })
+				return nil
+			}))
+			cl := dialStd(t, network, s.addr)
+			expectEOF(t, cl)
+			l.waitFor(t, "close")
+			time.Sleep(50 * time.Millisecond)
+			require.Equal(t, []string{"connect returns", "disconnect active=false", "close"}, l.get())
+		})
+		t.Run("peer close in OnConnect", func(t *testing.T) {
+			l := newCallLog()
+			release := make(chan struct{})
+			s := startServer(t, network, nil, WithOnConnect(func(ctx context.Context, c Connection) context.Context {
+				l.add("connect")
+				select {
+				case <-release:
+				case <-time.After(longWait):
+				}
+				l.add("connect returns")
+				return ctx
+			}), WithOnDisconnect(func(ctx context.Context, c Connection) {
+				l.add("disconnect active=%v", c.IsActive())
+			}), WithOnPrepare(func(c Connection) context.Context {
+				_ = c.AddCloseCallback(func(Connection) error { l.add("close"); return nil })
+				return nil
+			}))
+			cl := dialStd(t, network, s.addr)
+			l.waitFor(t, "connect")
+			require.NoError(t, cl.Close())
+			time.Sleep(50 * time.Millisecond) // the hang-up is seen while OnConnect runs
+			close(release)
+			l.waitFor(t, "close")
+			time.Sleep(50 * time.Millisecond)
+			require.Equal(t, []string{"connect", "connect returns", "disconnect active=false", "close"}, l.get())
+		})
+	})
+}
+
+// §2.8.1: a connection that OnPrepare closes is never registered: no
+// OnConnect, no OnRequest, its close callbacks run, and the client sees the close.
+func TestEventLoopOnPrepareClose(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		l := newCallLog()
+		s := startServer(t, network, func(ctx context.Context, c Connection) error {
+			l.add("request")
+			return nil
+		}, WithOnConnect(func(ctx context.Context, c Connection) context.Context {
+			l.add("connect")
+			return ctx
+		}), WithOnPrepare(func(c Connection) context.Context {
+			_ = c.AddCloseCallback(func(Connection) error { l.add("close"); return nil })
+			_ = c.Close()
+			return nil
+		}))
+		cl := dialStd(t, network, s.addr)
+		_, _ = cl.Write([]byte("ignored"))
+		expectEOF(t, cl)
+		l.waitFor(t, "close")
+		time.Sleep(50 * time.Millisecond)
+		require.Equal(t, []string{"close"}, l.get())
+	})
+}
+
+// §2.5.4, §2.8.8: writes in OnPrepare are sent; handlers set on the
+// connection in OnPrepare replace the loop's, nil is ignored, and
+// NewEventLoop(nil, …) is valid.
+func TestEventLoopOnPrepareWritesAndSetsHandlers(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		l := newCallLog()
+		s := startServer(t, network, nil, WithOnPrepare(func(c Connection) context.Context {
+			_, err := c.Writer().WriteString("welcome;")
+			if err == nil {
+				err = c.Writer().Flush()
+			}
+			if err != nil {
+				l.add("OnPrepare write: %v", err)
+			}
+			_ = c.SetOnRequest(func(ctx context.Context, c Connection) error { return echoAll(c) })
+			_ = c.SetOnRequest(nil)
+			type onConnectSetter interface{ SetOnConnect(OnConnect) error }
+			if oc, ok := c.(onConnectSetter); ok {
+				_ = oc.SetOnConnect(func(ctx context.Context, c Connection) context.Context {
+					l.add("connect")
+					return ctx
+				})
+			} else {
+				l.add("no SetOnConnect on %T", c)
+			}
+			type onDisconnectSetter interface{ SetOnDisconnect(OnDisconnect) error }
+			if od, ok := c.(onDisconnectSetter); ok {
+				_ = od.SetOnDisconnect(func(ctx context.Context, c Connection) { l.add("disconnect") })
+				_ = od.SetOnDisconnect(nil)
+			} else {
+				l.add("no SetOnDisconnect on %T", c)
+			}
+			return nil
+		}))
+		cl := dialStd(t, network, s.addr)
+		require.Equal(t, "welcome;", string(readFull(t, cl, 8)))
+		_, err := cl.Write([]byte("echo me"))
+		require.NoError(t, err)
+		require.Equal(t, "echo me", string(readFull(t, cl, 7)))
+		require.NoError(t, cl.Close())
+		l.waitFor(t, "disconnect")
+		require.Equal(t, []string{"connect", "disconnect"}, l.get())
+	})
+}
+
+// §2.8.7: a panic in OnRequest closes the connection (close callbacks run,
+// the client sees the close) and the server keeps serving others.
+func TestEventLoopOnRequestPanic(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		l := newCallLog()
+		s := startServer(t, network, func(ctx context.Context, c Connection) error {
+			p, err := c.Reader().Peek(1)
+			if err == nil && p[0] == '!' {
+				panic("test panic in OnRequest (expected)")
+			}
+			return echoAll(c)
+		}, WithOnPrepare(func(c Connection) context.Context {
+			_ = c.AddCloseCallback(func(Connection) error { l.add("close"); return nil })
+			return nil
+		}))
+		bad := dialStd(t, network, s.addr)
+		_, err := bad.Write([]byte("!boom"))
+		require.NoError(t, err)
+		expectEOF(t, bad)
+		l.waitFor(t, "close")
+
+		good := dialStd(t, network, s.addr)
+		_, err = good.Write([]byte("still serving"))
+		require.NoError(t, err)
+		require.Equal(t, "still serving", string(readFull(t, good, 13)))
+		require.True(t, strings.HasPrefix(l.get()[0], "close"))
+	})
+}
+
+// §2.8.3: the error OnRequest returns is ignored: the connection stays open
+// and the next input calls OnRequest again.
+func TestEventLoopOnRequestErrorIgnored(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		s := startServer(t, network, func(ctx context.Context, c Connection) error {
+			if err := echoAll(c); err != nil {
+				return err
+			}
+			return errors.New("ignored handler error")
+		})
+		cl := dialStd(t, network, s.addr)
+		for _, m := range []string{"one", "two", "three"} {
+			roundTrip(t, cl, m)
+		}
+	})
+}
+
+// §2.8.7: a panic in OnConnect closes the connection: the client sees the
+// close, OnRequest never runs, the close callbacks do, and the server goes on.
+func TestEventLoopOnConnectPanic(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		l := newCallLog()
+		var first atomic.Bool
+		s := startServer(t, network, func(ctx context.Context, c Connection) error {
+			l.add("request")
+			return echoAll(c)
+		}, WithOnConnect(func(ctx context.Context, c Connection) context.Context {
+			if first.CompareAndSwap(false, true) {
+				panic("test panic in OnConnect (expected)")
+			}
+			return ctx
+		}), WithOnPrepare(func(c Connection) context.Context {
+			_ = c.AddCloseCallback(func(Connection) error { l.add("close"); return nil })
+			return nil
+		}))
+		bad := dialStd(t, network, s.addr)
+		_, _ = bad.Write([]byte("never handled"))
+		expectEOF(t, bad)
+		l.waitFor(t, "close")
+		require.Equal(t, []string{"close"}, l.get())
+
+		good := dialStd(t, network, s.addr)
+		roundTrip(t, good, "after the panic")
+	})
+}

@@ -713,10 +713,11 @@ func TestRegressReadTimerAfterError(t *testing.T) {
 	if err = suiteErrWithin(t, "Next", readErr); !errors.Is(err, ErrConnClosed) {
 		t.Fatalf("Next after Close: %v", err)
 	}
-	if c.readTimer == nil {
+	wt := c.wait.Load()
+	if wt == nil || wt.readTimer == nil {
 		t.Fatal("the read never armed a timer")
 	}
-	if c.readTimer.Stop() {
+	if wt.readTimer.Stop() {
 		t.Fatal("the read timer was left running after the read ended")
 	}
 }

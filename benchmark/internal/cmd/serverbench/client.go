@@ -192,15 +192,22 @@ func runClient(args []string) error {
 		return err
 	}
 	// Answer "count" on standard input with the requests completed so
-	// far; exit once the result is out and standard input closes (so the
-	// orchestrator can read our /proc files until it has the result).
-	stdinClosed := make(chan struct{})
+	// far, and end the measurement early on "stop"; exit once the result
+	// is out and standard input closes (so the orchestrator can read our
+	// /proc files until it has the result).
+	stdinClosed, stop := make(chan struct{}), make(chan struct{}, 1)
 	go func() {
 		defer close(stdinClosed)
 		sc := bufio.NewScanner(os.Stdin)
 		for sc.Scan() {
-			if sc.Text() == "count" {
+			switch sc.Text() {
+			case "count":
 				fmt.Printf("count %d\n", l.completed.Load())
+			case "stop":
+				select {
+				case stop <- struct{}{}:
+				default:
+				}
 			}
 		}
 	}()
@@ -210,7 +217,10 @@ func runClient(args []string) error {
 	l.measuring.Store(true)
 	goroutines := runtime.NumGoroutine()
 	fmt.Println("measuring")
-	time.Sleep(*duration)
+	select {
+	case <-time.After(*duration):
+	case <-stop:
+	}
 	l.measuring.Store(false)
 	elapsed := time.Since(l.base)
 	fmt.Println("done")

@@ -197,7 +197,7 @@ func orchestrate(args []string) error {
 		Date:      time.Now().UTC(),
 		LoadStart: loadAverage(),
 		Pinning:   fmt.Sprintf("server on CPU %s, client on CPU %s", formatCPUList(cfg.serverCPUs), formatCPUList(cfg.clientCPUs)),
-		Args:      strings.Join(args, " "),
+		Args:      shownArgs(args),
 		Rounds:    cfg.rounds,
 		Warmup:    cfg.warmup.String(),
 		Duration:  cfg.duration.String(),
@@ -402,8 +402,14 @@ func (o *orch) runLoad(d scenarioDef, impl string, withPerf bool) (run results.R
 			err = fmt.Errorf("server: %w", e)
 		}
 	}()
+	duration := o.cfg.duration
+	if withPerf {
+		// Counting needs time to attach: let the client run on, and
+		// tell it to stop once counted.
+		duration += 5 * time.Minute
+	}
 	args := append([]string{"client", "-addr", addr, "-size", strconv.Itoa(o.cfg.size),
-		"-warmup", o.cfg.warmup.String(), "-duration", o.cfg.duration.String()}, clientArgs...)
+		"-warmup", o.cfg.warmup.String(), "-duration", duration.String()}, clientArgs...)
 	cl, err := o.start(args, o.cfg.clientProcs, o.cfg.clientCPUs)
 	if err != nil {
 		return run, nil, err
@@ -411,7 +417,8 @@ func (o *orch) runLoad(d scenarioDef, impl string, withPerf bool) (run results.R
 	clientDone := false
 	defer func() {
 		if !clientDone {
-			cl.finish(time.Second)
+			cl.cmd.Process.Kill()
+			cl.finish(5 * time.Second)
 		}
 	}()
 	if _, err := cl.expect("connected", 2*time.Minute); err != nil {
@@ -433,23 +440,21 @@ func (o *orch) runLoad(d scenarioDef, impl string, withPerf bool) (run results.R
 		run.Goroutines = float64(g)
 	}
 	if withPerf {
-		t := time.Now()
-		defer func() {
-			if o.cfg.verbose {
-				fmt.Fprintf(os.Stderr, "counted syscalls for %v\n", time.Since(t))
-			}
-		}()
-		// Count the syscalls over a window inside the measured one, and
-		// the requests the client completed in it.
+		// Count the syscalls over a window as long as half the measured
+		// one, and the requests the client completed in it.
 		target, who := srv.pid, "server"
 		if d.kind == results.KindClient {
 			target, who = cl.pid, "client"
 		}
-		if sys, err = o.countSyscalls(target, who, cl); err != nil {
+		sys, err = o.countSyscalls(target, who, cl)
+		if err != nil {
+			return run, nil, err
+		}
+		if _, err := io.WriteString(cl.stdin, "stop\n"); err != nil {
 			return run, nil, err
 		}
 	}
-	if _, err := cl.expect("done", o.cfg.duration+time.Minute); err != nil {
+	if _, err := cl.expect("done", duration+time.Minute); err != nil {
 		return run, nil, err
 	}
 	sCPU1, err1 := processCPU(srv.pid)
@@ -620,4 +625,21 @@ func (p *proc) count() (int64, error) {
 	var n int64
 	_, err = fmt.Sscanf(l, "count %d", &n)
 	return n, err
+}
+
+// shownArgs is the command line for the report, without -json and its file.
+func shownArgs(args []string) string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "-json" || a == "--json" {
+			i++
+			continue
+		}
+		if strings.HasPrefix(a, "-json=") || strings.HasPrefix(a, "--json=") {
+			continue
+		}
+		out = append(out, a)
+	}
+	return strings.Join(out, " ")
 }

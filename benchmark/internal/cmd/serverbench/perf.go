@@ -2,10 +2,10 @@ package main
 
 import (
 	"bufio"
-	"io"
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"

@@ -166,8 +166,8 @@ func FormatValue(v float64) string {
 	switch {
 	case math.IsNaN(v):
 		return "–"
-	case v == 0:
-		return "0"
+	case v == math.Trunc(v) && math.Abs(v) < 1e9:
+		return fmt.Sprintf("%.0f", v)
 	case math.Abs(v) >= 100:
 		return fmt.Sprintf("%.0f", v)
 	case math.Abs(v) >= 10:

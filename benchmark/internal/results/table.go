@@ -50,6 +50,8 @@ func Metrics(kind string) []Metric {
 			Metric{Name: "server CPU µs/req", Get: func(r Run) float64 { return r.ServerCPU }, Ratio: true},
 			Metric{Name: "peak RSS MiB", Get: func(r Run) float64 { return r.ServerPeakRSS / 1024 }, Ratio: true},
 			Metric{Name: "goroutines", Get: func(r Run) float64 { return r.Goroutines }},
+			Metric{Name: "sched/req", Get: func(r Run) float64 { return r.SchedPerReq }, Ratio: true},
+			Metric{Name: "sched p99 µs", Get: func(r Run) float64 { return r.SchedP99 }, Ratio: true},
 		)
 	}
 }

@@ -69,7 +69,7 @@ func scenarioDefs(cfg *config) []scenarioDef {
 func orchestrate(args []string) error {
 	cfg := &config{}
 	fs := flag.NewFlagSet("server", flag.ExitOnError)
-	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds; each runs every implementation once per scenario")
+	fs.IntVar(&cfg.rounds, "rounds", 5, "rounds; each runs every implementation once per scenario")
 	fs.IntVar(&cfg.size, "size", 1024, "payload bytes per request")
 	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured load before each measurement")
 	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured time per run")
@@ -87,7 +87,7 @@ func orchestrate(args []string) error {
 	fs.IntVar(&cfg.serverProcs, "server-procs", 0, "GOMAXPROCS of the server process (0: Go's default, the CPUs it may use)")
 	fs.IntVar(&cfg.clientProcs, "client-procs", 0, "GOMAXPROCS of the client process (0: Go's default)")
 	fs.StringVar(&cfg.jsonPath, "json", "", "also write the results to this JSON file")
-	quick := fs.Bool("quick", false, "short runs: -warmup 300ms -duration 1s -syscalls off (unless given)")
+	quick := fs.Bool("quick", false, "short runs: -rounds 3 -warmup 300ms -duration 1s -syscalls off (unless given)")
 	fs.BoolVar(&cfg.verbose, "v", false, "print every run to stderr")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/server [flags]\n\nScenarios:")
@@ -101,6 +101,9 @@ func orchestrate(args []string) error {
 	if *quick {
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		if !given["rounds"] {
+			cfg.rounds = 3
+		}
 		if !given["warmup"] {
 			cfg.warmup = 300 * time.Millisecond
 		}
@@ -278,8 +281,8 @@ func describe(kind string, r results.Run) string {
 		return fmt.Sprintf("%d conns: %.2f KiB/conn, %.0f goroutines, %.1f µs CPU/conn, peak %.1f MiB, %.2fs",
 			r.Conns, r.RSSPerConn, r.Goroutines, r.AcceptCPU, r.ServerPeakRSS/1024, r.ConnectTime)
 	}
-	return fmt.Sprintf("%8.0f QPS  p50 %6.0fµs  p99 %6.0fµs  p999 %6.0fµs  server %5.1f µs/req  client %5.1f µs/req  %.0f goroutines",
-		r.QPS, r.P50, r.P99, r.P999, r.ServerCPU, r.ClientCPU, r.Goroutines)
+	return fmt.Sprintf("%8.0f QPS  p50 %6.0fµs  p99 %6.0fµs  p999 %6.0fµs  server %5.1f µs/req  client %5.1f µs/req  %.0f goroutines  %.2f sched/req  sched p99 %.0fµs",
+		r.QPS, r.P50, r.P99, r.P999, r.ServerCPU, r.ClientCPU, r.Goroutines, r.SchedPerReq, r.SchedP99)
 }
 
 func (o *orch) run(d scenarioDef, impl string, withPerf bool) (results.Run, *results.Syscalls, error) {
@@ -360,17 +363,41 @@ func (p *proc) finish(timeout time.Duration) error {
 	}
 }
 
-// stats asks a server process for its goroutines and accepted connections.
-func (p *proc) stats() (goroutines, accepted int, err error) {
+// serverStats is a server process's answer to "stats".
+type serverStats struct {
+	goroutines, accepted int
+	// sched: goroutines scheduled since the last mark; schedP50, schedP99:
+	// how long they waited to run, µs.
+	sched              int64
+	schedP50, schedP99 float64
+}
+
+// stats asks a server process for its goroutines, accepted connections and
+// scheduling since the last mark.
+func (p *proc) stats() (st serverStats, err error) {
 	if _, err := io.WriteString(p.stdin, "stats\n"); err != nil {
-		return 0, 0, err
+		return st, err
 	}
 	l, err := p.expect("stats ", 10*time.Second)
 	if err != nil {
-		return 0, 0, err
+		return st, err
 	}
-	_, err = fmt.Sscanf(l, "stats goroutines=%d accepted=%d", &goroutines, &accepted)
-	return goroutines, accepted, err
+	_, err = fmt.Sscanf(l, "stats goroutines=%d accepted=%d sched=%d schedp50=%g schedp99=%g",
+		&st.goroutines, &st.accepted, &st.sched, &st.schedP50, &st.schedP99)
+	return st, err
+}
+
+// mark starts a server's scheduling window and returns its goroutines.
+func (p *proc) mark() (goroutines int, err error) {
+	if _, err := io.WriteString(p.stdin, "mark\n"); err != nil {
+		return 0, err
+	}
+	l, err := p.expect("mark ", 10*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	_, err = fmt.Sscanf(l, "mark goroutines=%d", &goroutines)
+	return goroutines, err
 }
 
 func (o *orch) startServer(impl, mode string) (*proc, string, error) {
@@ -433,7 +460,7 @@ func (o *orch) runLoad(d scenarioDef, impl string, withPerf bool) (run results.R
 		return run, nil, err
 	}
 	if d.kind != results.KindClient {
-		g, _, err := srv.stats()
+		g, err := srv.mark()
 		if err != nil {
 			return run, nil, err
 		}
@@ -459,6 +486,12 @@ func (o *orch) runLoad(d scenarioDef, impl string, withPerf bool) (run results.R
 	}
 	sCPU1, err1 := processCPU(srv.pid)
 	cCPU1, err2 := processCPU(cl.pid)
+	var st serverStats
+	if d.kind != results.KindClient {
+		if st, err = srv.stats(); err != nil {
+			return run, nil, err
+		}
+	}
 	sHWM, err3 := processStatus(srv.pid, "VmHWM")
 	cHWM, err4 := processStatus(cl.pid, "VmHWM")
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
@@ -486,6 +519,7 @@ func (o *orch) runLoad(d scenarioDef, impl string, withPerf bool) (run results.R
 	run.ServerCPU = float64((sCPU1 - sCPU0).Microseconds()) / n
 	run.ClientCPU = float64((cCPU1 - cCPU0).Microseconds()) / n
 	run.ServerPeakRSS, run.ClientPeakRSS = sHWM, cHWM
+	run.SchedPerReq, run.SchedP99 = float64(st.sched)/n, st.schedP99
 	if d.kind == results.KindClient {
 		run.Goroutines = float64(res.Goroutines)
 	}
@@ -535,15 +569,15 @@ func (o *orch) runIdle(d scenarioDef, impl string, withPerf bool) (run results.R
 	}
 	want := o.cfg.idleConns
 	for {
-		_, n, err := srv.stats()
+		st, err := srv.stats()
 		if err != nil {
 			return run, nil, err
 		}
-		if n >= want {
+		if n := st.accepted; n >= want {
 			break
 		}
 		if time.Since(t0) > 2*time.Minute {
-			return run, nil, fmt.Errorf("server accepted %d of %d connections", n, want)
+			return run, nil, fmt.Errorf("server accepted %d of %d connections", st.accepted, want)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -563,10 +597,11 @@ func (o *orch) runIdle(d scenarioDef, impl string, withPerf bool) (run results.R
 		sys = &results.Syscalls{Units: float64(want), Counts: counts, Process: "server"}
 	}
 	time.Sleep(time.Second) // let registrations and lazy allocations finish
-	g, _, err := srv.stats()
+	st, err := srv.stats()
 	if err != nil {
 		return run, nil, err
 	}
+	g := st.goroutines
 	rss1, err1 := processStatus(srv.pid, "VmRSS")
 	hwm, err2 := processStatus(srv.pid, "VmHWM")
 	if err := errors.Join(err1, err2); err != nil {

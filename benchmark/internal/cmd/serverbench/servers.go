@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -190,8 +192,11 @@ func serveGoNetMux(c net.Conn) {
 }
 
 // runServe is the server process: "serve IMPL MODE". It prints "listening
-// ADDR", then answers each "stats" line on its standard input with a line
-// "stats goroutines=G accepted=N", and stops when its standard input closes.
+// ADDR", then answers each "mark" line on its standard input with "mark
+// goroutines=G" and each "stats" line with "stats goroutines=G accepted=N
+// sched=S schedp50=A schedp99=B" (S: goroutines scheduled since the last
+// mark, A and B: how long they had waited, µs), and stops when its standard
+// input closes.
 // With $SERVERBENCH_CPUPROFILE set to a directory it writes a CPU profile
 // there, named after the implementation, the mode and the process id.
 func runServe(args []string) error {
@@ -214,15 +219,75 @@ func runServe(args []string) error {
 	fmt.Printf("listening %s\n", s.addr)
 	// The parent closes our stdin to stop us; if it dies, so do we.
 	sc := bufio.NewScanner(os.Stdin)
+	var mark schedSample
 	for sc.Scan() {
-		if strings.TrimSpace(sc.Text()) == "stats" {
-			fmt.Printf("stats goroutines=%d accepted=%d\n", runtime.NumGoroutine(), accepted.Load())
+		switch strings.TrimSpace(sc.Text()) {
+		case "mark":
+			mark = readSched()
+			fmt.Printf("mark goroutines=%d\n", runtime.NumGoroutine())
+		case "stats":
+			n, p50, p99 := readSched().since(mark)
+			fmt.Printf("stats goroutines=%d accepted=%d sched=%d schedp50=%g schedp99=%g\n",
+				runtime.NumGoroutine(), accepted.Load(), n, p50, p99)
 		}
 	}
 	if err := sc.Err(); err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
 	return s.stop()
+}
+
+// schedSample is the runtime's histogram of the time goroutines spent
+// runnable before they ran. The runtime records one scheduling in
+// schedSampling (every 8th transition of a goroutine to running, since Go
+// 1.17), so its count times schedSampling estimates the schedulings.
+type schedSample struct {
+	counts  []uint64
+	buckets []float64
+}
+
+const schedSampling = 8
+
+func readSched() schedSample {
+	s := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64Histogram {
+		return schedSample{}
+	}
+	h := s[0].Value.Float64Histogram()
+	return schedSample{append([]uint64(nil), h.Counts...), h.Buckets}
+}
+
+// since returns about how many times goroutines were scheduled since mark,
+// and the median and 99th percentile of their wait, in µs (bucket upper
+// bounds).
+func (s schedSample) since(mark schedSample) (n uint64, p50, p99 float64) {
+	d := make([]uint64, len(s.counts))
+	for i, c := range s.counts {
+		d[i] = c
+		if i < len(mark.counts) {
+			d[i] -= mark.counts[i]
+		}
+		n += d[i]
+	}
+	q := func(q float64) float64 {
+		var cum uint64
+		for i, c := range d {
+			cum += c
+			if float64(cum) >= q*float64(n) && c > 0 {
+				b := s.buckets[i+1]
+				if math.IsInf(b, 1) {
+					b = s.buckets[i]
+				}
+				return b * 1e6
+			}
+		}
+		return 0
+	}
+	if n == 0 {
+		return 0, 0, 0
+	}
+	return n * schedSampling, q(0.5), q(0.99)
 }
 
 // raiseFileLimit raises the soft limit on open files to the hard limit (Go

@@ -207,6 +207,9 @@ func summary(b *bytes.Buffer, s *results.Suite, vs string) {
 					row = append(row, fmt.Sprintf("%.2f", report.Median(rr)))
 				}
 			}
+			for len(row) < len(rows[0]) {
+				row = append(row, "–")
+			}
 			rows = append(rows, row)
 		}
 		if rows != nil {

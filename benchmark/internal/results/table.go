@@ -19,6 +19,9 @@ type Metric struct {
 	Higher bool
 	// Ratio: whether the ratio rows show this metric.
 	Ratio bool
+	// NotFloor: no ratio against the floor, which has nothing to compare
+	// (it schedules no goroutine).
+	NotFloor bool
 }
 
 // Metrics returns the columns for a scenario kind.
@@ -50,8 +53,8 @@ func Metrics(kind string) []Metric {
 			Metric{Name: "server CPU µs/req", Get: func(r Run) float64 { return r.ServerCPU }, Ratio: true},
 			Metric{Name: "peak RSS MiB", Get: func(r Run) float64 { return r.ServerPeakRSS / 1024 }, Ratio: true},
 			Metric{Name: "goroutines", Get: func(r Run) float64 { return r.Goroutines }},
-			Metric{Name: "sched/req", Get: func(r Run) float64 { return r.SchedPerReq }, Ratio: true},
-			Metric{Name: "sched p99 µs", Get: func(r Run) float64 { return r.SchedP99 }, Ratio: true},
+			Metric{Name: "sched/req", Get: func(r Run) float64 { return r.SchedPerReq }, Ratio: true, NotFloor: true},
+			Metric{Name: "sched p99 µs", Get: func(r Run) float64 { return r.SchedP99 }, Ratio: true, NotFloor: true},
 		)
 	}
 }
@@ -142,7 +145,7 @@ func (s *Scenario) Rows(ranges bool) [][]string {
 	for _, p := range s.RatioPairs() {
 		row := []string{p[0] + "/" + p[1]}
 		for _, m := range ms {
-			if !m.Ratio {
+			if !m.Ratio || (m.NotFloor && p[1] == "floor") {
 				row = append(row, "")
 				continue
 			}

@@ -130,7 +130,7 @@ func Markdown(s *results.Suite, imgDir string) []byte {
 - **Metrics.** QPS and latency percentiles from the client (closed loop: one request in flight per connection,
   except mux). CPU µs/req: utime+stime of the server (or client) process over the measured window, from
   /proc/<pid>/stat (10 ms ticks), divided by the requests. Peak RSS: VmHWM. Goroutines: runtime.NumGoroutine in the
-  server (client) during the measurement. sched/req: how many times the server's goroutines were scheduled
+  server (client) during the measurement. sched/req: how many times the server's (client scenario: the client's) goroutines were scheduled
   (made runnable, then run) per request — the goroutine hand-offs — and sched p99: the 99th percentile of how long
   they waited to run, both from runtime/metrics /sched/latencies:seconds over the measured window (the runtime
   samples one scheduling in 8; the count is scaled back). Idle scale: RSS per connection = VmRSS after all connections are

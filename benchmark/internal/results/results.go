@@ -66,9 +66,10 @@ type Run struct {
 	ClientPeakRSS float64 `json:"client_peak_rss_kib,omitempty"`
 	// Goroutines of the server (load, idle) or client (client kind) process.
 	Goroutines float64 `json:"goroutines,omitempty"`
-	// Load kind: times the server's goroutines were scheduled, per request,
-	// and the 99th percentile of how long they had waited to run (µs), from
-	// runtime/metrics /sched/latencies:seconds over the measured window.
+	// Times the server's (client kind: the client's) goroutines were
+	// scheduled, per request, and the 99th percentile of how long they had
+	// waited to run (µs), from runtime/metrics /sched/latencies:seconds over
+	// the measured window.
 	SchedPerReq float64 `json:"sched_per_req,omitempty"`
 	SchedP99    float64 `json:"sched_p99_us,omitempty"`
 

@@ -46,6 +46,8 @@ func Metrics(kind string) []Metric {
 			Metric{Name: "client CPU µs/req", Get: func(r Run) float64 { return r.ClientCPU }, Ratio: true},
 			Metric{Name: "client peak RSS MiB", Get: func(r Run) float64 { return r.ClientPeakRSS / 1024 }, Ratio: true},
 			Metric{Name: "client goroutines", Get: func(r Run) float64 { return r.Goroutines }},
+			Metric{Name: "client sched/req", Get: func(r Run) float64 { return r.SchedPerReq }, Ratio: true},
+			Metric{Name: "client sched p99 µs", Get: func(r Run) float64 { return r.SchedP99 }, Ratio: true},
 			Metric{Name: "server CPU µs/req", Get: func(r Run) float64 { return r.ServerCPU }},
 		)
 	default:

@@ -47,6 +47,10 @@ type clientResult struct {
 	P999 float64 `json:"p999_ns"`
 	// Goroutines of the client process when the measurement started.
 	Goroutines int `json:"goroutines"`
+	// Goroutine schedulings of the client process over the measurement, and
+	// the 99th percentile of their wait (see schedSample).
+	Sched    int64   `json:"sched"`
+	SchedP99 float64 `json:"sched_p99_us"`
 }
 
 // rtConn is a client connection that sends one request and reads its
@@ -167,6 +171,13 @@ func runClient(args []string) error {
 		return fmt.Errorf("-size must be within [0, %d]", maxPayload)
 	}
 	raiseFileLimit()
+	if dir := os.Getenv("SERVERBENCH_CPUPROFILE"); dir != "" && *mode == clientPool {
+		stop, err := startCPUProfile(dir, "client-"+*impl)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	if *busy < 0 || *busy > *conns {
 		*busy = *conns
 	}
@@ -216,6 +227,7 @@ func runClient(args []string) error {
 	l.base = time.Now()
 	l.measuring.Store(true)
 	goroutines := runtime.NumGoroutine()
+	mark := readSched()
 	fmt.Println("measuring")
 	select {
 	case <-time.After(*duration):
@@ -223,6 +235,7 @@ func runClient(args []string) error {
 	}
 	l.measuring.Store(false)
 	elapsed := time.Since(l.base)
+	sched, _, schedP99 := readSched().since(mark)
 	fmt.Println("done")
 	l.stopping.Store(true)
 	close(l.stop)
@@ -246,6 +259,8 @@ func runClient(args []string) error {
 		P999:     report.Quantile(all, 0.999),
 
 		Goroutines: goroutines,
+		Sched:      int64(sched),
+		SchedP99:   schedP99,
 	})
 }
 

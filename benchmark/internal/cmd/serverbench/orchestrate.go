@@ -522,6 +522,7 @@ func (o *orch) runLoad(d scenarioDef, impl string, withPerf bool) (run results.R
 	run.SchedPerReq, run.SchedP99 = float64(st.sched)/n, st.schedP99
 	if d.kind == results.KindClient {
 		run.Goroutines = float64(res.Goroutines)
+		run.SchedPerReq, run.SchedP99 = float64(res.Sched)/n, res.SchedP99
 	}
 	return run, sys, nil
 }

@@ -196,9 +196,10 @@ func serveGoNetMux(c net.Conn) {
 // goroutines=G" and each "stats" line with "stats goroutines=G accepted=N
 // sched=S schedp50=A schedp99=B" (S: goroutines scheduled since the last
 // mark, A and B: how long they had waited, µs), and stops when its standard
-// input closes.
+// input closes. "heapprofile PATH" writes a heap profile (after a GC).
 // With $SERVERBENCH_CPUPROFILE set to a directory it writes a CPU profile
-// there, named after the implementation, the mode and the process id.
+// there, named after the implementation, the mode and the process id (and
+// so does the client in the pool mode: client-IMPL-PID.pprof).
 func runServe(args []string) error {
 	if len(args) != 2 || servers[args[0]] == nil || (args[1] != modeEcho && args[1] != modeMux) {
 		return fmt.Errorf("usage: serve gonet|ref|ours|floor echo|mux")
@@ -221,7 +222,14 @@ func runServe(args []string) error {
 	sc := bufio.NewScanner(os.Stdin)
 	var mark schedSample
 	for sc.Scan() {
-		switch strings.TrimSpace(sc.Text()) {
+		line := strings.TrimSpace(sc.Text())
+		if path, ok := strings.CutPrefix(line, "heapprofile "); ok {
+			// A diagnostic: what the live heap holds, after a GC.
+			err := writeHeapProfile(path)
+			fmt.Printf("heapprofile %v\n", err)
+			continue
+		}
+		switch line {
 		case "mark":
 			mark = readSched()
 			fmt.Printf("mark goroutines=%d\n", runtime.NumGoroutine())
@@ -298,6 +306,19 @@ func raiseFileLimit() {
 		l.Cur = l.Max
 		unix.Setrlimit(unix.RLIMIT_NOFILE, &l)
 	}
+}
+
+func writeHeapProfile(path string) error {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func startCPUProfile(dir, name string) (stop func(), err error) {

@@ -2,6 +2,8 @@
 GO ?= go
 PKGS := ./...
 FUZZTIME ?= 5m
+# BENCHFLAGS go to benchmark/cmd/report, e.g. BENCHFLAGS=-quick.
+BENCHFLAGS ?=
 
 .PHONY: test fmt vet race cross bench fuzz soak apidiff api-ref compat
 
@@ -25,9 +27,13 @@ cross:
 		GOOS=$$os $(GO) build $(PKGS) || exit 1; \
 	done
 
+# bench: the root micro-benchmarks, then benchmark/cmd/report: the LinkBuffer
+# comparison and the server suite (ours vs cloudwego/netpoll v0.7.2 vs Go net
+# vs a raw epoll floor), which rewrite docs/benchmark.md and its plots. About
+# 12 minutes; BENCHFLAGS=-quick: about 3.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
-	cd benchmark && $(GO) run ./cmd/buffer
+	cd benchmark && $(GO) run ./cmd/report $(BENCHFLAGS)
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLinkBufferModel -fuzztime $(FUZZTIME) .

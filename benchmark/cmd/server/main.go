@@ -1,8 +1,10 @@
-// Command server compares echo servers built on Go's net package, on the
-// reference netpoll (cloudwego/netpoll v0.7.2) and on this repository's
-// netpoll, driven by a load client in a separate process. It prepares the
+// Command server runs the server suite: servers built on Go's net package,
+// on the reference netpoll (cloudwego/netpoll v0.7.2), on this repository's
+// netpoll and a raw epoll floor, each in its own process and driven by a
+// load client in another, over the scenarios echo (100 and 1000
+// connections), idle-mixed, mux, client side and idle scale. It prepares the
 // reference first, then runs internal/cmd/serverbench; flags pass through
-// (see `go run ./cmd/server -h`).
+// (see `go run ./cmd/server -h`). cmd/report runs it and writes the report.
 package main
 
 import (

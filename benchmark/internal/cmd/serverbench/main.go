@@ -1,18 +1,24 @@
-// Command serverbench compares echo servers on Go's net package, the reference
-// netpoll (cloudwego/netpoll v0.7.2) and this repository's netpoll: the
-// scenario "echo, 100 connections", a 4-byte length header and a 1 KiB
-// payload, which the server decodes and answers with a newly built response.
+// Command serverbench is the server suite: it compares servers (and clients)
+// built on Go's net package, on the reference netpoll (cloudwego/netpoll
+// v0.7.2), on this repository's netpoll, and a floor (raw epoll, one
+// goroutine), over the scenarios of scenarioDefs: echo with 100 and 1000
+// busy connections, 1000 connections of which 800 idle, mux (few
+// connections, many requests in flight), the client side, and 15,000 idle
+// connections.
 //
-// Each server runs in its own process, and so does the load client (Go net,
-// one request in flight per connection). The implementations take turns
-// round by round; per round and implementation it records the client's QPS
-// and latency percentiles and the server's CPU time per request (utime+stime
-// from /proc/<pid>/stat over the measured window), and it prints the medians.
-// On a small machine client and server share the cores, so QPS measures the
-// pair; CPU per request is the server's own cost.
+// Every server and every client runs in a process of its own, the server
+// pinned to some CPUs and the client to the others. The implementations take
+// turns round by round; per run it records the client's QPS and latency
+// percentiles, the CPU time per request of the server and of the client
+// (utime+stime from /proc/<pid>/stat over the measured window), the peak RSS
+// (VmHWM) and the goroutines; for idle connections, the server's RSS per
+// connection (VmRSS before and after), goroutines and CPU per accepted
+// connection. With perf available, one extra run per implementation counts
+// the syscalls per request (tracepoints). It prints the medians and the
+// per-round ratios, and with -json writes everything for cmd/report.
 //
 // Run it through ../../../cmd/server, which prepares the reference. The same
-// binary is the server ("serve IMPL") and the client ("client -addr ...").
+// binary is the server ("serve IMPL MODE") and the client ("client ...").
 package main
 
 import (
@@ -35,3 +41,5 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+//go:generate go run ./genref

@@ -11,231 +11,671 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/cloudwego/netpoll/benchmark/internal/report"
+	"github.com/cloudwego/netpoll/benchmark/internal/results"
 )
 
 // config is the orchestrator's flags.
 type config struct {
 	rounds                   int
-	conns, size              int
+	size                     int
 	warmup, duration         time.Duration
-	impls                    []string
+	idleConns                int
+	muxConns, muxInflight    int
+	callers, poolConns       int
+	scenarios                []scenarioDef
+	syscalls                 bool
+	serverCPUs, clientCPUs   []int
 	serverProcs, clientProcs int
+	jsonPath                 string
 	verbose                  bool
 }
 
-// runResult is one implementation's measurement in one round.
-type runResult struct {
-	qps, p50, p99, p999 float64 // latencies in µs
-	cpuPerReq           float64 // server CPU µs per request
+// scenarioDef describes a scenario: which server (mode) and which client.
+type scenarioDef struct {
+	name, title, kind, mode string
+	impls                   []string
+	client                  []string // client flags besides -addr, -size, -warmup, -duration
+}
+
+var allImpls = []string{"gonet", "ref", "ours", "floor"}
+
+func scenarioDefs(cfg *config) []scenarioDef {
+	itoa := strconv.Itoa
+	return []scenarioDef{
+		{name: "echo-100", title: "echo: 100 connections, all busy, one request in flight each",
+			kind: results.KindLoad, mode: modeEcho, impls: allImpls,
+			client: []string{"-mode", clientPingPong, "-conns", "100"}},
+		{name: "echo-1000", title: "echo: 1000 connections, all busy, one request in flight each",
+			kind: results.KindLoad, mode: modeEcho, impls: allImpls,
+			client: []string{"-mode", clientPingPong, "-conns", "1000"}},
+		{name: "idle-mixed", title: "idle-mixed: 1000 connections, 800 idle (connected, silent), 200 busy",
+			kind: results.KindLoad, mode: modeEcho, impls: allImpls,
+			client: []string{"-mode", clientPingPong, "-conns", "1000", "-busy", "200"}},
+		{name: "mux", title: fmt.Sprintf("mux: %d connections × %d requests in flight, a goroutine per request, responses batched (ShardQueue; Go net: a writer goroutine per connection)", cfg.muxConns, cfg.muxInflight),
+			kind: results.KindLoad, mode: modeMux, impls: allImpls,
+			client: []string{"-mode", clientMux, "-conns", itoa(cfg.muxConns), "-inflight", itoa(cfg.muxInflight)}},
+		{name: "client", title: fmt.Sprintf("client side: %d callers sharing a pool of %d connections, one request in flight each, against a Go net server", cfg.callers, cfg.poolConns),
+			kind: results.KindClient, mode: modeEcho, impls: []string{"gonet", "ref", "ours"},
+			client: []string{"-mode", clientPool, "-conns", itoa(cfg.poolConns), "-callers", itoa(cfg.callers)}},
+		{name: "idle-scale", title: fmt.Sprintf("idle scale: %d idle connections", cfg.idleConns),
+			kind: results.KindIdle, mode: modeEcho, impls: allImpls,
+			client: []string{"-mode", clientIdle, "-conns", itoa(cfg.idleConns)}},
+	}
 }
 
 func orchestrate(args []string) error {
-	var cfg config
+	cfg := &config{}
 	fs := flag.NewFlagSet("server", flag.ExitOnError)
-	fs.IntVar(&cfg.rounds, "rounds", 5, "rounds; each runs every implementation once")
-	fs.IntVar(&cfg.conns, "conns", 100, "client connections")
+	fs.IntVar(&cfg.rounds, "rounds", 5, "rounds; each runs every implementation once per scenario")
 	fs.IntVar(&cfg.size, "size", 1024, "payload bytes per request")
 	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured load before each measurement")
 	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured time per run")
-	impls := fs.String("impls", strings.Join(implOrder, ","), "implementations, comma-separated")
-	fs.IntVar(&cfg.serverProcs, "server-procs", 0, "GOMAXPROCS of the server process (0: Go's default)")
+	fs.IntVar(&cfg.idleConns, "idle-conns", 15000, "idle-scale: connections")
+	fs.IntVar(&cfg.muxConns, "mux-conns", 4, "mux: connections")
+	fs.IntVar(&cfg.muxInflight, "mux-inflight", 256, "mux: requests in flight per connection")
+	fs.IntVar(&cfg.callers, "callers", 100, "client: concurrent callers")
+	fs.IntVar(&cfg.poolConns, "pool", 100, "client: connections in the pool")
+	scen := fs.String("scenarios", "", "scenarios to run, comma-separated (default: all)")
+	impls := fs.String("impls", "", "implementations to run, comma-separated (default: all of each scenario's)")
+	syscalls := fs.String("syscalls", "auto", "count syscalls per request with perf in one extra run per implementation: on, off, auto (on if perf works)")
+	pin := fs.Bool("pin", true, "pin the server and the client to disjoint CPUs")
+	serverCPUs := fs.String("server-cpus", "", "CPUs of the server process (default: the first half of ours)")
+	clientCPUs := fs.String("client-cpus", "", "CPUs of the client process (default: the second half)")
+	fs.IntVar(&cfg.serverProcs, "server-procs", 0, "GOMAXPROCS of the server process (0: Go's default, the CPUs it may use)")
 	fs.IntVar(&cfg.clientProcs, "client-procs", 0, "GOMAXPROCS of the client process (0: Go's default)")
+	fs.StringVar(&cfg.jsonPath, "json", "", "also write the results to this JSON file")
+	quick := fs.Bool("quick", false, "short runs: -rounds 3 -warmup 300ms -duration 1s -syscalls off (unless given)")
 	fs.BoolVar(&cfg.verbose, "v", false, "print every run to stderr")
-	fs.Parse(args)
-	for _, name := range strings.Split(*impls, ",") {
-		if servers[name] == nil {
-			return fmt.Errorf("-impls: unknown %q", name)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/server [flags]\n\nScenarios:")
+		for _, d := range scenarioDefs(&config{idleConns: 15000, muxConns: 4, muxInflight: 256, callers: 100, poolConns: 100}) {
+			fmt.Fprintf(fs.Output(), "  %-11s %s\n", d.name, d.title)
 		}
-		cfg.impls = append(cfg.impls, name)
+		fmt.Fprintln(fs.Output(), "\nImplementations: gonet (Go's net), ref (cloudwego/netpoll v0.7.2), ours, floor (raw epoll, one goroutine)\n\nFlags:")
+		fs.PrintDefaults()
 	}
-	if cfg.rounds < 1 || cfg.conns < 1 || cfg.size < 0 || cfg.size > maxPayload {
-		return errors.New("-rounds and -conns must be positive, -size within [0, 1 MiB]")
+	fs.Parse(args)
+	if *quick {
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		if !given["rounds"] {
+			cfg.rounds = 3
+		}
+		if !given["warmup"] {
+			cfg.warmup = 300 * time.Millisecond
+		}
+		if !given["duration"] {
+			cfg.duration = time.Second
+		}
+		if !given["syscalls"] {
+			*syscalls = "off"
+		}
+	}
+	if cfg.rounds < 1 || cfg.size < 0 || cfg.size > maxPayload || cfg.duration <= 0 {
+		return errors.New("-rounds and -duration must be positive, -size within [0, 1 MiB]")
+	}
+
+	// Scenarios and implementations.
+	byName := map[string]scenarioDef{}
+	for _, d := range scenarioDefs(cfg) {
+		byName[d.name] = d
+		if *scen == "" {
+			cfg.scenarios = append(cfg.scenarios, d)
+		}
+	}
+	if *scen != "" {
+		for _, n := range strings.Split(*scen, ",") {
+			d, ok := byName[strings.TrimSpace(n)]
+			if !ok {
+				return fmt.Errorf("-scenarios: unknown %q", n)
+			}
+			cfg.scenarios = append(cfg.scenarios, d)
+		}
+	}
+	if *impls != "" {
+		keep := map[string]bool{}
+		for _, n := range strings.Split(*impls, ",") {
+			if servers[n] == nil {
+				return fmt.Errorf("-impls: unknown %q", n)
+			}
+			keep[n] = true
+		}
+		for i := range cfg.scenarios {
+			var l []string
+			for _, n := range cfg.scenarios[i].impls {
+				if keep[n] {
+					l = append(l, n)
+				}
+			}
+			cfg.scenarios[i].impls = l
+		}
+	}
+
+	switch *syscalls {
+	case "on", "auto":
+		err := perfUsable()
+		cfg.syscalls = err == nil
+		if err != nil && *syscalls == "on" {
+			return fmt.Errorf("-syscalls on: %w", err)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "no syscall counts:", err)
+		}
+	case "off":
+	default:
+		return fmt.Errorf("-syscalls: want on, off or auto")
+	}
+
+	// Pinning.
+	if *pin {
+		cpus := allowedCPUs()
+		var err error
+		if *serverCPUs != "" {
+			if cfg.serverCPUs, err = parseCPUList(*serverCPUs); err != nil {
+				return err
+			}
+		} else if len(cpus) >= 2 {
+			cfg.serverCPUs = cpus[:len(cpus)/2]
+		}
+		if *clientCPUs != "" {
+			if cfg.clientCPUs, err = parseCPUList(*clientCPUs); err != nil {
+				return err
+			}
+		} else if len(cpus) >= 2 {
+			cfg.clientCPUs = cpus[len(cpus)/2:]
+		}
 	}
 
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	env := report.Environment()
-	fmt.Fprintf(os.Stderr, "%s\n%d implementations x %d rounds of %v+%v\n", env, len(cfg.impls), cfg.rounds, cfg.warmup, cfg.duration)
-	res := make(map[string][]runResult)
-	for r := 0; r < cfg.rounds; r++ {
-		// Rotate the order so that no implementation always runs first or
-		// right after the same other one.
-		for k := range cfg.impls {
-			name := cfg.impls[(r+k)%len(cfg.impls)]
-			rr, err := runOnce(self, name, cfg)
-			if err != nil {
-				return fmt.Errorf("round %d, %s: %w", r+1, name, err)
-			}
-			res[name] = append(res[name], rr)
-			if cfg.verbose {
-				fmt.Fprintf(os.Stderr, "round %d %-5s %8.0f QPS  p50 %6.0fµs  p99 %6.0fµs  p999 %6.0fµs  server %5.1f µs CPU/req\n",
-					r+1, name, rr.qps, rr.p50, rr.p99, rr.p999, rr.cpuPerReq)
+	o := &orch{cfg: cfg, self: self}
+	suite := &results.Suite{
+		Env:       report.Environment(),
+		Kernel:    kernelRelease(),
+		Date:      time.Now().UTC(),
+		LoadStart: loadAverage(),
+		Pinning:   fmt.Sprintf("server on CPU %s, client on CPU %s", formatCPUList(cfg.serverCPUs), formatCPUList(cfg.clientCPUs)),
+		Args:      shownArgs(args),
+		Rounds:    cfg.rounds,
+		Warmup:    cfg.warmup.String(),
+		Duration:  cfg.duration.String(),
+		Size:      cfg.size,
+	}
+	fmt.Fprintf(os.Stderr, "%s\n%s; load average %s; %d rounds of %v+%v\n",
+		suite.Env, suite.Pinning, suite.LoadStart, cfg.rounds, cfg.warmup, cfg.duration)
+	fmt.Printf("%s\n%s\n%s; payload %d bytes; rounds=%d, %v warmup + %v measured; medians over rounds;\n"+
+		"ratios: median of the per-round ratios (lowest-highest round); spread: (max-min)/median of the first column\n",
+		suite.Env, suite.Kernel, suite.Pinning, cfg.size, cfg.rounds, cfg.warmup, cfg.duration)
+	start := time.Now()
+	for _, d := range cfg.scenarios {
+		s := o.runScenario(d)
+		suite.Scenarios = append(suite.Scenarios, s)
+		fmt.Printf("\n## %s\n%s\n\n", s.Name, s.Title)
+		results.WriteText(os.Stdout, s.Rows(true))
+		if rows := s.SyscallRows(); rows != nil {
+			fmt.Println()
+			results.WriteText(os.Stdout, rows)
+		}
+		if cfg.jsonPath != "" { // after every scenario, in case a later one fails
+			suite.LoadEnd, suite.Elapsed = loadAverage(), time.Since(start).Round(time.Second).String()
+			if err := results.Save(cfg.jsonPath, suite); err != nil {
+				return err
 			}
 		}
-		fmt.Fprintf(os.Stderr, "round %d/%d done\n", r+1, cfg.rounds)
 	}
-	fmt.Println(env)
-	fmt.Printf("echo: %d connections, %d-byte header + %d-byte payload, closed loop; rounds=%d, %v warmup + %v measured each; medians; spread = (max-min)/median of QPS\n\n",
-		cfg.conns, headerLen, cfg.size, cfg.rounds, cfg.warmup, cfg.duration)
-	printServerTable(os.Stdout, cfg.impls, res)
+	suite.LoadEnd, suite.Elapsed = loadAverage(), time.Since(start).Round(time.Second).String()
+	fmt.Printf("\nload average %s at the start, %s at the end; %s\n", suite.LoadStart, suite.LoadEnd, suite.Elapsed)
+	if cfg.jsonPath != "" {
+		return results.Save(cfg.jsonPath, suite)
+	}
 	return nil
 }
 
-// runOnce starts the server and the client processes for one measurement.
-func runOnce(self, name string, cfg config) (runResult, error) {
-	srv := exec.Command(self, "serve", name)
-	srv.Env = withProcs(cfg.serverProcs)
-	srv.Stderr = os.Stderr
-	stop, err := srv.StdinPipe()
-	if err != nil {
-		return runResult{}, err
+type orch struct {
+	cfg  *config
+	self string
+}
+
+// runScenario runs the rounds of one scenario, then the syscall counts. A
+// run that fails is recorded with its error and left out of the medians.
+func (o *orch) runScenario(d scenarioDef) *results.Scenario {
+	s := &results.Scenario{Name: d.name, Title: d.title, Kind: d.kind, Impls: d.impls, Runs: map[string][]results.Run{}}
+	for r := 0; r < o.cfg.rounds; r++ {
+		// Rotate the order so that no implementation always runs first or
+		// right after the same other one.
+		for k := range d.impls {
+			impl := d.impls[(r+k)%len(d.impls)]
+			run, _, err := o.run(d, impl, false)
+			if err != nil {
+				run = results.Run{Err: err.Error()}
+				fmt.Fprintf(os.Stderr, "%s round %d %s: %v\n", d.name, r+1, impl, err)
+			} else if o.cfg.verbose {
+				fmt.Fprintf(os.Stderr, "%s round %d %-5s %s\n", d.name, r+1, impl, describe(d.kind, run))
+			}
+			s.Runs[impl] = append(s.Runs[impl], run)
+		}
+		fmt.Fprintf(os.Stderr, "%s: round %d/%d done\n", d.name, r+1, o.cfg.rounds)
 	}
-	out, err := srv.StdoutPipe()
-	if err != nil {
-		return runResult{}, err
+	if o.cfg.syscalls {
+		s.Syscalls = map[string]*results.Syscalls{}
+		for _, impl := range d.impls {
+			_, sc, err := o.run(d, impl, true)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "%s syscall count %s: %v\n", d.name, impl, err)
+				continue
+			}
+			s.Syscalls[impl] = sc
+		}
+		fmt.Fprintf(os.Stderr, "%s: syscalls counted\n", d.name)
 	}
-	if err := srv.Start(); err != nil {
-		return runResult{}, err
+	return s
+}
+
+func describe(kind string, r results.Run) string {
+	if kind == results.KindIdle {
+		return fmt.Sprintf("%d conns: %.2f KiB/conn, %.0f goroutines, %.1f µs CPU/conn, peak %.1f MiB, %.2fs",
+			r.Conns, r.RSSPerConn, r.Goroutines, r.AcceptCPU, r.ServerPeakRSS/1024, r.ConnectTime)
+	}
+	return fmt.Sprintf("%8.0f QPS  p50 %6.0fµs  p99 %6.0fµs  p999 %6.0fµs  server %5.1f µs/req  client %5.1f µs/req  %.0f goroutines  %.2f sched/req  sched p99 %.0fµs",
+		r.QPS, r.P50, r.P99, r.P999, r.ServerCPU, r.ClientCPU, r.Goroutines, r.SchedPerReq, r.SchedP99)
+}
+
+func (o *orch) run(d scenarioDef, impl string, withPerf bool) (results.Run, *results.Syscalls, error) {
+	if d.kind == results.KindIdle {
+		return o.runIdle(d, impl, withPerf)
+	}
+	return o.runLoad(d, impl, withPerf)
+}
+
+// proc is a child process: the server or the client.
+type proc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string
+	pid   int
+}
+
+func (o *orch) start(args []string, procs int, cpus []int) (*proc, error) {
+	cmd := exec.Command(o.self, args...)
+	cmd.Env = os.Environ()
+	if procs > 0 {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(procs))
+	}
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := startPinned(cmd, cpus); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, stdin: stdin, lines: make(chan string, 64), pid: cmd.Process.Pid}
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		io.Copy(io.Discard, out)
+		close(p.lines)
+	}()
+	return p, nil
+}
+
+// expect waits for the process's next output line, which must start with prefix.
+func (p *proc) expect(prefix string, timeout time.Duration) (string, error) {
+	select {
+	case l, ok := <-p.lines:
+		if !ok {
+			return "", fmt.Errorf("%s exited while we waited for %q", p.cmd.Args[1], prefix)
+		}
+		if !strings.HasPrefix(l, prefix) {
+			return "", fmt.Errorf("%s said %q, want %q", p.cmd.Args[1], l, prefix)
+		}
+		return l, nil
+	case <-time.After(timeout):
+		return "", fmt.Errorf("%s: no %q within %v", p.cmd.Args[1], prefix, timeout)
+	}
+}
+
+// finish closes the process's standard input, which tells it to stop, and
+// waits for it, killing it if it takes longer than timeout.
+func (p *proc) finish(timeout time.Duration) error {
+	p.stdin.Close()
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(timeout):
+		p.cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("%s killed after %v", p.cmd.Args[1], timeout)
+	}
+}
+
+// serverStats is a server process's answer to "stats".
+type serverStats struct {
+	goroutines, accepted int
+	// sched: goroutines scheduled since the last mark; schedP50, schedP99:
+	// how long they waited to run, µs.
+	sched              int64
+	schedP50, schedP99 float64
+}
+
+// stats asks a server process for its goroutines, accepted connections and
+// scheduling since the last mark.
+func (p *proc) stats() (st serverStats, err error) {
+	if _, err := io.WriteString(p.stdin, "stats\n"); err != nil {
+		return st, err
+	}
+	l, err := p.expect("stats ", 10*time.Second)
+	if err != nil {
+		return st, err
+	}
+	_, err = fmt.Sscanf(l, "stats goroutines=%d accepted=%d sched=%d schedp50=%g schedp99=%g",
+		&st.goroutines, &st.accepted, &st.sched, &st.schedP50, &st.schedP99)
+	return st, err
+}
+
+// mark starts a server's scheduling window and returns its goroutines.
+func (p *proc) mark() (goroutines int, err error) {
+	if _, err := io.WriteString(p.stdin, "mark\n"); err != nil {
+		return 0, err
+	}
+	l, err := p.expect("mark ", 10*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	_, err = fmt.Sscanf(l, "mark goroutines=%d", &goroutines)
+	return goroutines, err
+}
+
+func (o *orch) startServer(impl, mode string) (*proc, string, error) {
+	srv, err := o.start([]string{"serve", impl, mode}, o.cfg.serverProcs, o.cfg.serverCPUs)
+	if err != nil {
+		return nil, "", err
+	}
+	l, err := srv.expect("listening ", 30*time.Second)
+	if err != nil {
+		srv.finish(5 * time.Second)
+		return nil, "", err
+	}
+	return srv, strings.TrimPrefix(l, "listening "), nil
+}
+
+// runLoad measures one implementation under load: the server's or (client
+// kind) the client's.
+func (o *orch) runLoad(d scenarioDef, impl string, withPerf bool) (run results.Run, sys *results.Syscalls, err error) {
+	serverImpl, clientArgs := impl, d.client
+	if d.kind == results.KindClient {
+		serverImpl, clientArgs = "gonet", append(append([]string(nil), d.client...), "-impl", impl)
+	}
+	srv, addr, err := o.startServer(serverImpl, d.mode)
+	if err != nil {
+		return run, nil, err
 	}
 	defer func() {
-		stop.Close() // the server shuts down when its stdin closes
-		done := make(chan struct{})
-		go func() { srv.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			srv.Process.Kill()
-			<-done
+		if e := srv.finish(20 * time.Second); e != nil && err == nil {
+			err = fmt.Errorf("server: %w", e)
 		}
 	}()
-	sc := bufio.NewScanner(out)
-	if !sc.Scan() {
-		return runResult{}, errors.New("server printed no address")
+	duration := o.cfg.duration
+	if withPerf {
+		// Counting needs time to attach: let the client run on, and
+		// tell it to stop once counted.
+		duration += 5 * time.Minute
 	}
-	addr, ok := strings.CutPrefix(sc.Text(), "listening ")
-	if !ok {
-		return runResult{}, fmt.Errorf("server said %q", sc.Text())
-	}
-	go io.Copy(io.Discard, out)
-	return runClientProcess(self, addr, srv.Process.Pid, cfg)
-}
-
-// runClientProcess runs the client against addr and samples the server's CPU
-// time when the client starts and stops measuring.
-func runClientProcess(self, addr string, serverPID int, cfg config) (runResult, error) {
-	cl := exec.Command(self, "client", "-addr", addr, "-conns", strconv.Itoa(cfg.conns),
-		"-size", strconv.Itoa(cfg.size), "-warmup", cfg.warmup.String(), "-duration", cfg.duration.String())
-	cl.Env = withProcs(cfg.clientProcs)
-	cl.Stderr = os.Stderr
-	out, err := cl.StdoutPipe()
+	args := append([]string{"client", "-addr", addr, "-size", strconv.Itoa(o.cfg.size),
+		"-warmup", o.cfg.warmup.String(), "-duration", duration.String()}, clientArgs...)
+	cl, err := o.start(args, o.cfg.clientProcs, o.cfg.clientCPUs)
 	if err != nil {
-		return runResult{}, err
+		return run, nil, err
 	}
-	if err := cl.Start(); err != nil {
-		return runResult{}, err
+	clientDone := false
+	defer func() {
+		if !clientDone {
+			cl.cmd.Process.Kill()
+			cl.finish(5 * time.Second)
+		}
+	}()
+	if _, err := cl.expect("connected", 2*time.Minute); err != nil {
+		return run, nil, err
 	}
-	var (
-		cpu0, cpu1 time.Duration
-		res        clientResult
-		gotResult  bool
-		scanErr    error
-	)
-	sc := bufio.NewScanner(out)
-	for sc.Scan() && scanErr == nil {
-		switch line := sc.Text(); line {
-		case "measuring":
-			cpu0, scanErr = processCPU(serverPID)
-		case "done":
-			cpu1, scanErr = processCPU(serverPID)
-		default:
-			scanErr = json.Unmarshal([]byte(line), &res)
-			gotResult = scanErr == nil
+	if _, err := cl.expect("measuring", o.cfg.warmup+time.Minute); err != nil {
+		return run, nil, err
+	}
+	sCPU0, err1 := processCPU(srv.pid)
+	cCPU0, err2 := processCPU(cl.pid)
+	if err := errors.Join(err1, err2); err != nil {
+		return run, nil, err
+	}
+	if d.kind != results.KindClient {
+		g, err := srv.mark()
+		if err != nil {
+			return run, nil, err
+		}
+		run.Goroutines = float64(g)
+	}
+	if withPerf {
+		// Count the syscalls over a window as long as half the measured
+		// one, and the requests the client completed in it.
+		target, who := srv.pid, "server"
+		if d.kind == results.KindClient {
+			target, who = cl.pid, "client"
+		}
+		sys, err = o.countSyscalls(target, who, cl)
+		if err != nil {
+			return run, nil, err
+		}
+		if _, err := io.WriteString(cl.stdin, "stop\n"); err != nil {
+			return run, nil, err
 		}
 	}
-	io.Copy(io.Discard, out)
-	if err := cl.Wait(); err != nil {
-		return runResult{}, fmt.Errorf("client: %w", err)
+	if _, err := cl.expect("done", duration+time.Minute); err != nil {
+		return run, nil, err
 	}
-	if scanErr != nil {
-		return runResult{}, scanErr
+	sCPU1, err1 := processCPU(srv.pid)
+	cCPU1, err2 := processCPU(cl.pid)
+	var st serverStats
+	if d.kind != results.KindClient {
+		if st, err = srv.stats(); err != nil {
+			return run, nil, err
+		}
 	}
-	if !gotResult || res.Requests == 0 {
-		return runResult{}, errors.New("client completed no request")
+	sHWM, err3 := processStatus(srv.pid, "VmHWM")
+	cHWM, err4 := processStatus(cl.pid, "VmHWM")
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return run, nil, err
+	}
+	line, err := cl.expect("{", 2*time.Minute)
+	// (The client waits for its standard input to close before exiting.)
+	if err != nil {
+		return run, nil, err
+	}
+	var res clientResult
+	if err := json.Unmarshal([]byte(line), &res); err != nil {
+		return run, nil, err
+	}
+	clientDone = true
+	if err := cl.finish(30 * time.Second); err != nil {
+		return run, nil, fmt.Errorf("client: %w", err)
+	}
+	if res.Requests == 0 {
+		return run, nil, errors.New("client completed no request")
 	}
 	n := float64(res.Requests)
-	return runResult{
-		qps:       n / res.Seconds,
-		p50:       res.P50 / 1e3,
-		p99:       res.P99 / 1e3,
-		p999:      res.P999 / 1e3,
-		cpuPerReq: float64((cpu1 - cpu0).Microseconds()) / n,
-	}, nil
+	run.QPS = n / res.Seconds
+	run.P50, run.P99, run.P999 = res.P50/1e3, res.P99/1e3, res.P999/1e3
+	run.ServerCPU = float64((sCPU1 - sCPU0).Microseconds()) / n
+	run.ClientCPU = float64((cCPU1 - cCPU0).Microseconds()) / n
+	run.ServerPeakRSS, run.ClientPeakRSS = sHWM, cHWM
+	run.SchedPerReq, run.SchedP99 = float64(st.sched)/n, st.schedP99
+	if d.kind == results.KindClient {
+		run.Goroutines = float64(res.Goroutines)
+		run.SchedPerReq, run.SchedP99 = float64(res.Sched)/n, res.SchedP99
+	}
+	return run, sys, nil
 }
 
-func withProcs(procs int) []string {
-	env := os.Environ()
-	if procs > 0 {
-		env = append(env, "GOMAXPROCS="+strconv.Itoa(procs))
+// runIdle opens the scenario's idle connections to one server and measures
+// what they cost it.
+func (o *orch) runIdle(d scenarioDef, impl string, withPerf bool) (run results.Run, sys *results.Syscalls, err error) {
+	srv, addr, err := o.startServer(impl, d.mode)
+	if err != nil {
+		return run, nil, err
 	}
-	return env
+	defer func() {
+		if e := srv.finish(60 * time.Second); e != nil && err == nil {
+			err = fmt.Errorf("server: %w", e)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // let it settle
+	rss0, err := processStatus(srv.pid, "VmRSS")
+	if err != nil {
+		return run, nil, err
+	}
+	var pc *perfCount
+	if withPerf {
+		if pc, err = startPerf(srv.pid); err != nil {
+			return run, nil, err
+		}
+		defer pc.stop()
+		if err := pc.enable(); err != nil {
+			return run, nil, err
+		}
+	}
+	cpu0, err := processCPU(srv.pid)
+	if err != nil {
+		return run, nil, err
+	}
+	t0 := time.Now()
+	args := append([]string{"client", "-addr", addr}, d.client...)
+	cl, err := o.start(args, o.cfg.clientProcs, o.cfg.clientCPUs)
+	if err != nil {
+		return run, nil, err
+	}
+	defer cl.finish(60 * time.Second)
+	if _, err := cl.expect("connected", 2*time.Minute); err != nil {
+		return run, nil, err
+	}
+	want := o.cfg.idleConns
+	for {
+		st, err := srv.stats()
+		if err != nil {
+			return run, nil, err
+		}
+		if n := st.accepted; n >= want {
+			break
+		}
+		if time.Since(t0) > 2*time.Minute {
+			return run, nil, fmt.Errorf("server accepted %d of %d connections", st.accepted, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	run.ConnectTime = time.Since(t0).Seconds()
+	cpu1, err := processCPU(srv.pid)
+	if err != nil {
+		return run, nil, err
+	}
+	if pc != nil {
+		if err := pc.disable(); err != nil {
+			return run, nil, err
+		}
+		counts, err := pc.stop()
+		if err != nil {
+			return run, nil, err
+		}
+		sys = &results.Syscalls{Units: float64(want), Counts: counts, Process: "server"}
+	}
+	time.Sleep(time.Second) // let registrations and lazy allocations finish
+	st, err := srv.stats()
+	if err != nil {
+		return run, nil, err
+	}
+	g := st.goroutines
+	rss1, err1 := processStatus(srv.pid, "VmRSS")
+	hwm, err2 := processStatus(srv.pid, "VmHWM")
+	if err := errors.Join(err1, err2); err != nil {
+		return run, nil, err
+	}
+	run.Conns = want
+	run.RSSPerConn = (rss1 - rss0) / float64(want)
+	run.AcceptCPU = float64((cpu1 - cpu0).Microseconds()) / float64(want)
+	run.Goroutines = float64(g)
+	run.ServerPeakRSS = hwm
+	return run, sys, nil
 }
 
-func printServerTable(w io.Writer, impls []string, res map[string][]runResult) {
-	fields := []struct {
-		name string
-		get  func(runResult) float64
-	}{
-		{"QPS", func(r runResult) float64 { return r.qps }},
-		{"p50 µs", func(r runResult) float64 { return r.p50 }},
-		{"p99 µs", func(r runResult) float64 { return r.p99 }},
-		{"p999 µs", func(r runResult) float64 { return r.p999 }},
-		{"server CPU µs/req", func(r runResult) float64 { return r.cpuPerReq }},
+// countSyscalls counts the syscalls of process pid while the client cl
+// completes requests, for most of the measured window.
+func (o *orch) countSyscalls(pid int, who string, cl *proc) (*results.Syscalls, error) {
+	pc, err := startPerf(pid)
+	if err != nil {
+		return nil, err
 	}
-	medians := make(map[string][]float64)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, "impl\t")
-	for _, f := range fields {
-		fmt.Fprint(tw, f.name+"\t")
+	defer pc.stop()
+	if err := pc.enable(); err != nil {
+		return nil, err
 	}
-	fmt.Fprintln(tw, "spread\t")
-	for _, name := range impls {
-		fmt.Fprint(tw, name+"\t")
-		for _, f := range fields {
-			v := make([]float64, len(res[name]))
-			for i, r := range res[name] {
-				v[i] = f.get(r)
-			}
-			m := report.Median(v)
-			medians[name] = append(medians[name], m)
-			if m >= 100 {
-				fmt.Fprintf(tw, "%.0f\t", m)
-			} else {
-				fmt.Fprintf(tw, "%.1f\t", m)
-			}
-		}
-		q := make([]float64, len(res[name]))
-		for i, r := range res[name] {
-			q[i] = r.qps
-		}
-		fmt.Fprintf(tw, "%.0f%%\t\n", 100*report.Spread(q))
+	n0, err := cl.count()
+	if err != nil {
+		return nil, err
 	}
-	// Ratios of ours to each other implementation (QPS: higher is better;
-	// the rest: lower is better).
-	for _, other := range impls {
-		if other == "ours" || medians["ours"] == nil {
+	time.Sleep(o.cfg.duration / 2)
+	if err := pc.disable(); err != nil {
+		return nil, err
+	}
+	n1, err := cl.count()
+	if err != nil {
+		return nil, err
+	}
+	counts, err := pc.stop()
+	if err != nil {
+		return nil, err
+	}
+	if n1 <= n0 {
+		return nil, errors.New("no request completed while counting syscalls")
+	}
+	return &results.Syscalls{Units: float64(n1 - n0), Counts: counts, Process: who}, nil
+}
+
+// count asks a load client for the requests it has completed so far.
+func (p *proc) count() (int64, error) {
+	if _, err := io.WriteString(p.stdin, "count\n"); err != nil {
+		return 0, err
+	}
+	l, err := p.expect("count ", 10*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	_, err = fmt.Sscanf(l, "count %d", &n)
+	return n, err
+}
+
+// shownArgs is the command line for the report, without -json and its file.
+func shownArgs(args []string) string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "-json" || a == "--json" {
+			i++
 			continue
 		}
-		fmt.Fprintf(tw, "ours/%s\t", other)
-		for i := range fields {
-			fmt.Fprint(tw, report.Ratio(medians["ours"][i], medians[other][i])+"\t")
+		if strings.HasPrefix(a, "-json=") || strings.HasPrefix(a, "--json=") {
+			continue
 		}
-		fmt.Fprintln(tw, "\t")
+		out = append(out, a)
 	}
-	tw.Flush()
+	return strings.Join(out, " ")
 }

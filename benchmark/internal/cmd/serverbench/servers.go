@@ -2,19 +2,30 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
+	"strings"
 	"sync"
-	"time"
+	"sync/atomic"
 
-	ours "github.com/cloudwego/netpoll"
-	ref "netpollref.local/netpoll"
+	"golang.org/x/sys/unix"
+)
+
+// Server modes: how requests are answered.
+const (
+	// modeEcho answers each request in order on the goroutine that read it.
+	modeEcho = "echo"
+	// modeMux handles every request on a goroutine of its own and sends the
+	// responses as they are ready, batched, out of order.
+	modeMux = "mux"
 )
 
 // A server listens on a loopback port until stop is called.
@@ -23,108 +34,26 @@ type server struct {
 	stop func() error
 }
 
-// servers maps an implementation name to the function that starts its server.
-var servers = map[string]func() (server, error){
+// servers maps an implementation name to the function that starts its
+// server in a mode, counting accepted connections in accepted.
+var servers = map[string]func(mode string, accepted *atomic.Int64) (server, error){
 	"gonet": startGoNet,
-	"ref":   startRef,
-	"ours":  startOurs,
+	"ref":   startNetpollRef,
+	"ours":  startNetpollOurs,
+	"floor": startFloor,
 }
 
-// implOrder is the default order of the implementations in a round.
-var implOrder = []string{"gonet", "ref", "ours"}
-
-// reader and writer are the parts of a netpoll connection the handler uses;
-// both netpoll implementations satisfy them, so one handler serves both.
-type reader interface {
-	Len() int
-	Peek(n int) ([]byte, error)
-	Next(n int) ([]byte, error)
-	Release() error
-}
-
-type writer interface {
-	Malloc(n int) ([]byte, error)
-	Flush() error
-}
-
-// serveNetpoll answers every complete request buffered on the connection. It
-// blocks in Peek/Next for a request's missing bytes, and returns once the
-// input is drained (the event loop calls it again when more arrives).
-func serveNetpoll(r reader, w writer) error {
-	for {
-		h, err := r.Peek(headerLen)
-		if err != nil {
-			return err
-		}
-		n, err := payloadLen(h)
-		if err != nil {
-			return err
-		}
-		req, err := r.Next(headerLen + n)
-		if err != nil {
-			return err
-		}
-		out, err := w.Malloc(headerLen + n)
-		if err != nil {
-			return err
-		}
-		encodeResponse(out, req[headerLen:])
-		if err := r.Release(); err != nil {
-			return err
-		}
-		if err := w.Flush(); err != nil {
-			return err
-		}
-		if r.Len() == 0 {
-			return nil
-		}
-	}
-}
-
-func startOurs() (server, error) {
-	ln, err := ours.CreateListener("tcp", "127.0.0.1:0")
-	if err != nil {
-		return server{}, err
-	}
-	evl, err := ours.NewEventLoop(func(_ context.Context, c ours.Connection) error {
-		return serveNetpoll(c.Reader(), c.Writer())
-	})
-	if err != nil {
-		ln.Close()
-		return server{}, err
-	}
-	go evl.Serve(ln)
-	return server{ln.Addr().String(), func() error { return shutdown(evl.Shutdown) }}, nil
-}
-
-func startRef() (server, error) {
-	ln, err := ref.CreateListener("tcp", "127.0.0.1:0")
-	if err != nil {
-		return server{}, err
-	}
-	evl, err := ref.NewEventLoop(func(_ context.Context, c ref.Connection) error {
-		return serveNetpoll(c.Reader(), c.Writer())
-	})
-	if err != nil {
-		ln.Close()
-		return server{}, err
-	}
-	go evl.Serve(ln)
-	return server{ln.Addr().String(), func() error { return shutdown(evl.Shutdown) }}, nil
-}
-
-func shutdown(f func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return f(ctx)
-}
-
-// startGoNet serves with a goroutine per connection, as idiomatic Go does:
-// buffered reads, a response built in a per-connection buffer, one Write each.
-func startGoNet() (server, error) {
+// startGoNet serves with a goroutine per connection, as idiomatic Go does.
+// Echo: buffered reads, each response built in a per-connection buffer and
+// written with one Write. Mux: see serveGoNetMux.
+func startGoNet(mode string, accepted *atomic.Int64) (server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return server{}, err
+	}
+	serve := serveGoNetEcho
+	if mode == modeMux {
+		serve = serveGoNetMux
 	}
 	var (
 		wg    sync.WaitGroup
@@ -139,13 +68,14 @@ func startGoNet() (server, error) {
 			if err != nil {
 				return // closed by stop
 			}
+			accepted.Add(1)
 			mu.Lock()
 			conns[c] = struct{}{}
 			mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				serveGoNet(c)
+				serve(c)
 				mu.Lock()
 				delete(conns, c)
 				mu.Unlock()
@@ -166,62 +96,233 @@ func startGoNet() (server, error) {
 	return server{ln.Addr().String(), stop}, nil
 }
 
-func serveGoNet(c net.Conn) {
-	br := bufio.NewReaderSize(c, 16<<10)
+func serveGoNetEcho(c net.Conn) {
+	br := bufio.NewReader(c)
 	var h [headerLen]byte
-	var payload, out []byte
+	var body, out []byte
 	for {
 		if _, err := io.ReadFull(br, h[:]); err != nil {
 			return
 		}
-		n, err := payloadLen(h[:])
+		n, err := bodyLen(h[:])
 		if err != nil {
 			return
 		}
-		if cap(payload) < n {
-			payload = make([]byte, n)
-			out = make([]byte, headerLen+n)
+		if cap(body) < n {
+			body = make([]byte, n)
+			out = make([]byte, responseLen(n-idLen))
 		}
-		payload, out = payload[:n], out[:headerLen+n]
-		if _, err := io.ReadFull(br, payload); err != nil {
+		body, out = body[:n], out[:responseLen(n-idLen)]
+		if _, err := io.ReadFull(br, body); err != nil {
 			return
 		}
-		encodeResponse(out, payload)
+		respond(out, body)
 		if _, err := c.Write(out); err != nil {
 			return
 		}
 	}
 }
 
-// runServe is the server process: it starts one implementation, prints
-// "listening ADDR" and serves until its standard input closes. With
-// $SERVERBENCH_CPUPROFILE set to a directory it writes a CPU profile there,
-// named after the implementation and the process id.
-func runServe(args []string) error {
-	if len(args) != 1 || servers[args[0]] == nil {
-		return fmt.Errorf("usage: serve gonet|ref|ours")
+// bufPool recycles the request and response buffers of the Go net mux server.
+var bufPool = sync.Pool{New: func() any { return new([]byte) }}
+
+func getBuf(n int) *[]byte {
+	b := bufPool.Get().(*[]byte)
+	if cap(*b) < n {
+		*b = make([]byte, n)
 	}
+	*b = (*b)[:n]
+	return b
+}
+
+// serveGoNetMux is the Go net counterpart of the netpoll mux servers: the
+// connection's goroutine reads requests and starts a goroutine per request,
+// which builds the response and hands it to the connection's writer
+// goroutine; the writer batches what is ready in a bufio.Writer and flushes
+// when no more is waiting.
+func serveGoNetMux(c net.Conn) {
+	responses := make(chan *[]byte, 1024)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bw := bufio.NewWriterSize(c, 64<<10)
+		failed := false
+		for b := range responses {
+			if !failed {
+				_, err := bw.Write(*b)
+				failed = err != nil
+			}
+			bufPool.Put(b)
+			if len(responses) == 0 && !failed {
+				failed = bw.Flush() != nil
+			}
+		}
+	}()
+	var inflight sync.WaitGroup
+	defer func() {
+		// Let the request goroutines finish, then the writer.
+		inflight.Wait()
+		close(responses)
+		<-done
+	}()
+	br := bufio.NewReaderSize(c, 64<<10)
+	var h [headerLen]byte
+	for {
+		if _, err := io.ReadFull(br, h[:]); err != nil {
+			return
+		}
+		n, err := bodyLen(h[:])
+		if err != nil {
+			return
+		}
+		body := getBuf(n)
+		if _, err := io.ReadFull(br, *body); err != nil {
+			bufPool.Put(body)
+			return
+		}
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			out := getBuf(responseLen(n - idLen))
+			respond(*out, *body)
+			bufPool.Put(body)
+			responses <- out
+		}()
+	}
+}
+
+// runServe is the server process: "serve IMPL MODE". It prints "listening
+// ADDR", then answers each "mark" line on its standard input with "mark
+// goroutines=G" and each "stats" line with "stats goroutines=G accepted=N
+// sched=S schedp50=A schedp99=B" (S: goroutines scheduled since the last
+// mark, A and B: how long they had waited, µs), and stops when its standard
+// input closes. "heapprofile PATH" writes a heap profile (after a GC).
+// With $SERVERBENCH_CPUPROFILE set to a directory it writes a CPU profile
+// there, named after the implementation, the mode and the process id (and
+// so does the client in the pool mode: client-IMPL-PID.pprof).
+func runServe(args []string) error {
+	if len(args) != 2 || servers[args[0]] == nil || (args[1] != modeEcho && args[1] != modeMux) {
+		return fmt.Errorf("usage: serve gonet|ref|ours|floor echo|mux")
+	}
+	raiseFileLimit()
 	if dir := os.Getenv("SERVERBENCH_CPUPROFILE"); dir != "" {
-		stop, err := startCPUProfile(dir, args[0])
+		stop, err := startCPUProfile(dir, args[0]+"-"+args[1])
 		if err != nil {
 			return err
 		}
 		defer stop()
 	}
-	s, err := servers[args[0]]()
+	var accepted atomic.Int64
+	s, err := servers[args[0]](args[1], &accepted)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("listening %s\n", s.addr)
 	// The parent closes our stdin to stop us; if it dies, so do we.
-	if _, err := io.Copy(io.Discard, os.Stdin); err != nil && !errors.Is(err, io.EOF) {
+	sc := bufio.NewScanner(os.Stdin)
+	var mark schedSample
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if path, ok := strings.CutPrefix(line, "heapprofile "); ok {
+			// A diagnostic: what the live heap holds, after a GC.
+			err := writeHeapProfile(path)
+			fmt.Printf("heapprofile %v\n", err)
+			continue
+		}
+		switch line {
+		case "mark":
+			mark = readSched()
+			fmt.Printf("mark goroutines=%d\n", runtime.NumGoroutine())
+		case "stats":
+			n, p50, p99 := readSched().since(mark)
+			fmt.Printf("stats goroutines=%d accepted=%d sched=%d schedp50=%g schedp99=%g\n",
+				runtime.NumGoroutine(), accepted.Load(), n, p50, p99)
+		}
+	}
+	if err := sc.Err(); err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
 	return s.stop()
 }
 
-func startCPUProfile(dir, impl string) (stop func(), err error) {
-	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", impl, os.Getpid())))
+// schedSample is the runtime's histogram of the time goroutines spent
+// runnable before they ran. The runtime records one scheduling in
+// schedSampling (every 8th transition of a goroutine to running, since Go
+// 1.17), so its count times schedSampling estimates the schedulings.
+type schedSample struct {
+	counts  []uint64
+	buckets []float64
+}
+
+const schedSampling = 8
+
+func readSched() schedSample {
+	s := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64Histogram {
+		return schedSample{}
+	}
+	h := s[0].Value.Float64Histogram()
+	return schedSample{append([]uint64(nil), h.Counts...), h.Buckets}
+}
+
+// since returns about how many times goroutines were scheduled since mark,
+// and the median and 99th percentile of their wait, in µs (bucket upper
+// bounds).
+func (s schedSample) since(mark schedSample) (n uint64, p50, p99 float64) {
+	d := make([]uint64, len(s.counts))
+	for i, c := range s.counts {
+		d[i] = c
+		if i < len(mark.counts) {
+			d[i] -= mark.counts[i]
+		}
+		n += d[i]
+	}
+	q := func(q float64) float64 {
+		var cum uint64
+		for i, c := range d {
+			cum += c
+			if float64(cum) >= q*float64(n) && c > 0 {
+				b := s.buckets[i+1]
+				if math.IsInf(b, 1) {
+					b = s.buckets[i]
+				}
+				return b * 1e6
+			}
+		}
+		return 0
+	}
+	if n == 0 {
+		return 0, 0, 0
+	}
+	return n * schedSampling, q(0.5), q(0.99)
+}
+
+// raiseFileLimit raises the soft limit on open files to the hard limit (Go
+// does so at start-up too, since 1.19; this makes it explicit).
+func raiseFileLimit() {
+	var l unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		unix.Setrlimit(unix.RLIMIT_NOFILE, &l)
+	}
+}
+
+func writeHeapProfile(path string) error {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func startCPUProfile(dir, name string) (stop func(), err error) {
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", name, os.Getpid())))
 	if err != nil {
 		return nil, err
 	}

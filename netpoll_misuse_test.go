@@ -495,7 +495,7 @@ func TestMisuseShutdownNilCtx(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
 	srv := suiteServe(t, "tcp", func(ctx context.Context, c Connection) error {
-		started <- struct{}{}
+		suiteTrySend(started, struct{}{})
 		<-release
 		return c.Reader().Skip(c.Reader().Len())
 	})

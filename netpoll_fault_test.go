@@ -115,7 +115,7 @@ func TestFaultPeerResetMidMessage(t *testing.T) {
 			readErr := make(chan error, 1)
 			srv := suiteServe(t, network, func(ctx context.Context, c Connection) error {
 				_, err := c.Reader().Next(1 << 20) // only half of it ever comes
-				readErr <- err
+				suiteTrySend(readErr, err)
 				return err
 			},
 				WithOnPrepare(func(c Connection) context.Context {
@@ -225,7 +225,7 @@ func TestFaultPeerHalfClose(t *testing.T) {
 				for {
 					p, err := c.Reader().Next(1)
 					if err != nil {
-						res <- result{all, err}
+						suiteTrySend(res, result{all, err})
 						return nil
 					}
 					all = append(all, p...)
@@ -443,9 +443,9 @@ func TestFaultCloseDuring(t *testing.T) {
 			readErr := make(chan error, 1)
 			rec := &suiteRecorder{}
 			srv := suiteServe(t, network, func(ctx context.Context, c Connection) error {
-				srvConn <- c
+				suiteTrySend(srvConn, c)
 				_, err := c.Reader().Next(1 << 20)
-				readErr <- err
+				suiteTrySend(readErr, err)
 				return nil
 			}, WithOnPrepare(func(c Connection) context.Context {
 				_ = c.AddCloseCallback(func(Connection) error { rec.add("closed"); return nil })
@@ -763,11 +763,11 @@ func TestFaultServerWriteTimeout(t *testing.T) {
 		_ = c.Reader().Skip(c.Reader().Len())
 		for i := 0; i < 16; i++ {
 			if _, err := c.Writer().WriteBinary(suiteBlock); err != nil {
-				flushErr <- err
+				suiteTrySend(flushErr, err)
 				return err
 			}
 		}
-		flushErr <- c.Writer().Flush()
+		suiteTrySend(flushErr, c.Writer().Flush())
 		return nil
 	}, WithWriteTimeout(100*time.Millisecond))
 	peer := srv.dialStd(t)

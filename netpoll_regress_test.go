@@ -522,7 +522,7 @@ func TestRegressSetOnRequestWithBufferedInput(t *testing.T) {
 	_ = c.SetOnRequest(func(ctx context.Context, c Connection) error {
 		s, err := c.Reader().ReadString(c.Reader().Len())
 		if err == nil {
-			got <- s
+			suiteTrySend(got, s)
 		}
 		return err
 	})

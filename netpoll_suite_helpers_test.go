@@ -531,3 +531,12 @@ func suiteHeap() uint64 {
 func suiteMiB(n int64) string { return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20)) }
 
 func suiteUnixClose(fd int) error { return syscall.Close(fd) }
+
+// suiteTrySend sends v unless ch is full: handlers may legitimately run
+// again (new input, the close news) and must never block on a test channel.
+func suiteTrySend[T any](ch chan<- T, v T) {
+	select {
+	case ch <- v:
+	default:
+	}
+}

@@ -78,9 +78,6 @@ func newView(from *node, buf []byte, readonly bool) *node {
 	return n
 }
 
-// writable tells whether Malloc may hand out buf[malloc:].
-func (n *node) writable() bool { return !n.readonly }
-
 // free drops the node's hold on its memory and, when nothing else views it,
 // returns memory and node to their pools.
 func (n *node) free() {

@@ -122,7 +122,7 @@ func (c *connection) peerClosed() {
 	if !c.state.acquire() {
 		return // the user's Close finished it meanwhile
 	}
-	runTask(nil, func() {
+	runTask(c.context(), func() {
 		if h := c.onDisconnect.Load(); h != nil && c.state.claimDisconnect() {
 			(*h)(c.context(), c)
 		}

@@ -65,19 +65,6 @@ func opUndo(op, prev *FDOperator) {
 	}
 }
 
-// opGet returns the operator registered for fd if it still carries gen.
-func opGet(fd int, gen uint32) *FDOperator {
-	slot := opSlot(fd, false)
-	if slot == nil {
-		return nil
-	}
-	op := slot.Load()
-	if op == nil || atomic.LoadUint32(&op.gen) != gen {
-		return nil
-	}
-	return op
-}
-
 // opCurrent returns the operator registered for fd, whatever its generation.
 func opCurrent(fd int) *FDOperator {
 	if slot := opSlot(fd, false); slot != nil {

@@ -3,9 +3,9 @@ GO ?= go
 PKGS := ./...
 FUZZTIME ?= 5m
 
-.PHONY: test fmt vet race cross bench fuzz soak
+.PHONY: test fmt vet race cross bench fuzz soak apidiff api-ref
 
-test: fmt vet race cross
+test: fmt vet race cross apidiff
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -33,3 +33,12 @@ fuzz:
 
 soak:
 	NETPOLL_SOAK=1 $(GO) test -race -count=1 -timeout 60m -run Soak $(PKGS)
+
+# apidiff: API compatibility with the reference v0.7.2 (linux and darwin), by
+# golang.org/x/exp/cmd/apidiff. TestAPISurface (in make race) is the stricter,
+# exact gate; api-ref regenerates its testdata/api.txt files from the reference.
+apidiff:
+	bash compat/apidiff.sh
+
+api-ref:
+	bash compat/apisurface-ref.sh

@@ -14,7 +14,7 @@ import (
 // an EventLoop, dialed (inside TCPConnection and UnixConnection) or made by
 // NewFDConnection. See doc.go for the goroutines that touch it.
 type connection struct {
-	op    FDOperator // registered with one poller; op.handler is the connection
+	op    *FDOperator // registered with one poller; op.handler is the connection
 	fd    fdRef
 	state connState
 	isTCP bool
@@ -43,7 +43,7 @@ type connection struct {
 	needConnect  bool // the first task runs OnConnect; touched only by tasks
 
 	closeMu        sync.Mutex
-	closeCallbacks []CloseCallback // run last added first; nil once they ran
+	closeCallbacks *callbackNode // last added first; nil once they ran
 
 	local, remote net.Addr
 	server        *server // the EventLoop server that accepted it; nil otherwise
@@ -68,15 +68,13 @@ func (c *connection) init(fd int, local, remote net.Addr) error {
 	if err != nil {
 		return err
 	}
-	c.op.poll = p
+	c.op = &FDOperator{FD: fd, poll: p, handler: c}
 	c.in = NewLinkBuffer()
 	c.out = NewLinkBuffer()
 	c.readCh = make(chan struct{}, 1)
 	c.writeCh = make(chan struct{}, 1)
 	c.readSize = defaultBufferSize()
 	c.local, c.remote = local, remote
-	c.op.FD = fd
-	c.op.handler = c
 	c.fd.fd = fd
 	_, c.isTCP = remote.(*net.TCPAddr)
 	c.state.init(false)
@@ -202,10 +200,16 @@ func (c *connection) AddCloseCallback(callback CloseCallback) error {
 	}
 	c.closeMu.Lock()
 	if c.state.phase() != phaseDone {
-		c.closeCallbacks = append(c.closeCallbacks, callback)
+		c.closeCallbacks = &callbackNode{fn: callback, next: c.closeCallbacks}
 	}
 	c.closeMu.Unlock()
 	return nil
+}
+
+// callbackNode is one close callback in a list, last added first.
+type callbackNode struct {
+	fn   CloseCallback
+	next *callbackNode
 }
 
 func unixNano(t time.Time) int64 {

@@ -49,8 +49,8 @@ func (c *connection) finalize() {
 	callbacks := c.closeCallbacks
 	c.closeCallbacks = nil
 	c.closeMu.Unlock()
-	for i := len(callbacks) - 1; i >= 0; i-- {
-		_ = callbacks[i](c)
+	for n := callbacks; n != nil; n = n.next {
+		_ = n.fn(c)
 	}
 	c.inMu.Lock()
 	_ = c.in.Close()

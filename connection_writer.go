@@ -100,12 +100,12 @@ func (c *connection) Append(w Writer) (err error) {
 // deadline or timeout passes (ErrWriteTimeout; the rest stays queued and the
 // connection open), the connection closes (ErrConnClosed), or the socket
 // fails (the errno, " when flush"). Concurrent calls are serialised.
-func (c *connection) Flush() (err error) {
+func (c *connection) Flush() error {
 	if !c.IsActive() {
 		return c.closedWrite("when flush")
 	}
 	c.outMu.Lock()
-	err = c.flushLocked()
+	err := c.flushLocked()
 	c.outMu.Unlock()
 	return err
 }

@@ -3,6 +3,16 @@
 // github.com/cloudwego/netpoll v0.7.2, meant to be swapped in with one
 // replace line in go.mod (see the README).
 //
+// # Swapping it in
+//
+// The module declares the path github.com/cloudwego/netpoll, so nothing
+// that imports it changes: a project, and the Hertz or Kitex it builds on,
+// switches with one line in its go.mod,
+//
+//	replace github.com/cloudwego/netpoll => github.com/seed-f1bcfea6/netpoll v0.1.0
+//
+// (or => ../netpoll for a local checkout) followed by go mod tidy.
+//
 // # Model
 //
 // A few pollers (epoll on Linux, kqueue on macOS and the BSDs) each run one

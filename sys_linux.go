@@ -46,8 +46,3 @@ func socket(family, sotype int) (int, error) {
 	fd, err := unix.Socket(family, sotype|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	return fd, wrapSyscall("socket", err)
 }
-
-// unsafeEpollEvents views events as the x/sys type of the same layout.
-func unsafeEpollEvents(events []epollevent) []unix.EpollEvent {
-	return unsafe.Slice((*unix.EpollEvent)(unsafe.Pointer(&events[0])), len(events))
-}

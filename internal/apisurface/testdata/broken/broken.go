@@ -1,0 +1,4 @@
+package broken
+
+// F does not compile.
+func F() int { return missing }

@@ -21,9 +21,10 @@ const waitFor = 10 * time.Second
 
 // sink collects the bytes a server connection receives.
 type sink struct {
-	mu     sync.Mutex
-	buf    []byte
-	notify chan struct{}
+	mu       sync.Mutex
+	buf      []byte
+	notify   chan struct{} // a token after each add
+	accepted chan struct{} // closed when the server accepts the connection
 }
 
 func (s *sink) add(p []byte) {
@@ -59,40 +60,104 @@ func (s *sink) wait(t *testing.T, n int) []byte {
 	}
 }
 
-// dialPair serves an EventLoop on loopback that records everything its
-// (single) connection receives, and returns a client connection to it.
-// Both are shut down when the test ends.
-func dialPair(t *testing.T) (netpoll.Connection, *sink) {
-	t.Helper()
-	got := &sink{notify: make(chan struct{}, 1)}
+// testServer is one EventLoop on loopback shared by all the tests: every
+// connection it accepts records what it receives in the sink registered
+// for the client's address. One long-lived listener also keeps the tests
+// clear of the root package's Serve/Shutdown races (see the report).
+type testServer struct {
+	addr   string
+	evl    netpoll.EventLoop
+	served chan error
+
+	mu    sync.Mutex
+	sinks map[string]*sink // by client address
+}
+
+// srv is started by TestMain.
+var srv *testServer
+
+type sinkKey struct{}
+
+func startTestServer() (*testServer, error) {
 	ln, err := netpoll.CreateListener("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	evl, err := netpoll.NewEventLoop(func(_ context.Context, c netpoll.Connection) error {
+	if err != nil {
+		return nil, err
+	}
+	s := &testServer{addr: ln.Addr().String(), served: make(chan error, 1), sinks: map[string]*sink{}}
+	onPrepare := netpoll.WithOnPrepare(func(c netpoll.Connection) context.Context {
+		got := s.sinkFor(c.RemoteAddr().String())
+		close(got.accepted)
+		return context.WithValue(context.Background(), sinkKey{}, got)
+	})
+	s.evl, err = netpoll.NewEventLoop(func(ctx context.Context, c netpoll.Connection) error {
 		r := c.Reader()
 		p, err := r.Next(r.Len())
 		if err != nil {
 			return err
 		}
-		got.add(p)
+		ctx.Value(sinkKey{}).(*sink).add(p)
 		return r.Release()
-	})
+	}, onPrepare)
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	go func() { s.served <- s.evl.Serve(ln) }()
+	return s, nil
+}
+
+// sinkFor returns the sink of a client address, creating it on first use
+// (by the dialer or by OnPrepare, whichever comes first).
+func (s *testServer) sinkFor(addr string) *sink {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	got := s.sinks[addr]
+	if got == nil {
+		got = &sink{notify: make(chan struct{}, 1), accepted: make(chan struct{})}
+		s.sinks[addr] = got
+	}
+	return got
+}
+
+func (s *testServer) forget(addr string) {
+	s.mu.Lock()
+	delete(s.sinks, addr)
+	s.mu.Unlock()
+}
+
+// stop shuts the loop down and waits for Serve to return.
+func (s *testServer) stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := s.evl.Shutdown(ctx); err != nil {
+		return err
+	}
+	select {
+	case err := <-s.served:
+		return err
+	case <-time.After(waitFor):
+		return errors.New("serve did not return after Shutdown")
+	}
+}
+
+// dialPair dials the test server and returns the connection and the sink
+// that receives what it sends, once the server has accepted it. The
+// connection is closed when the test ends.
+func dialPair(t *testing.T) (netpoll.Connection, *sink) {
+	t.Helper()
+	conn, err := netpoll.DialConnection("tcp", srv.addr, time.Second)
 	require.NoError(t, err)
-	served := make(chan error, 1)
-	go func() { served <- evl.Serve(ln) }()
-	conn, err := netpoll.DialConnection("tcp", ln.Addr().String(), time.Second)
-	require.NoError(t, err)
+	addr := conn.LocalAddr().String()
 	t.Cleanup(func() {
 		_ = conn.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		require.NoError(t, evl.Shutdown(ctx))
-		select {
-		case err := <-served:
-			require.NoError(t, err)
-		case <-time.After(waitFor):
-			t.Fatal("Serve did not return after Shutdown")
-		}
+		srv.forget(addr)
 	})
+	got := srv.sinkFor(addr)
+	select {
+	case <-got.accepted:
+	case <-time.After(waitFor):
+		t.Fatal("the server never accepted the connection")
+	}
 	return conn, got
 }
 
@@ -253,3 +318,11 @@ func eventually(t *testing.T, cond func() bool, what string) {
 	t.Helper()
 	require.Eventually(t, cond, waitFor, time.Millisecond, what)
 }
+
+// startServer and stopServer are TestMain's hooks (no-ops on windows).
+func startServer() (err error) {
+	srv, err = startTestServer()
+	return err
+}
+
+func stopServer() error { return srv.stop() }

@@ -75,47 +75,62 @@ func reuse(s []entry) []entry {
 // to go (the producers have moved on); closing the connection is how its
 // users learn of it. send returns the value of the first getter panic.
 func (q *ShardQueue) send(batch []entry) (panicked interface{}) {
-	failed := q.broken.Load()
-	abort := func() {
-		if !failed {
-			failed = true
-			q.breakConn()
+	b := sender{q: q, failed: q.broken.Load()}
+	if !b.failed {
+		if b.w = q.conn.Writer(); b.w == nil {
+			b.abort()
 		}
 	}
-	var w netpoll.Writer
-	if !failed {
-		if w = q.conn.Writer(); w == nil {
-			abort()
-		}
-	}
-	appended := 0
 	for i := range batch {
-		for _, gt := range batch[i].gts {
-			if gt == nil {
-				continue
-			}
-			buf, isNil, p := call(gt)
-			switch {
-			case p != nil:
-				if panicked == nil {
-					panicked = p
-				}
-				abort()
-			case isNil || buf == nil:
-			case failed:
-				closeBuffer(buf)
-			case w.Append(buf) != nil:
-				closeBuffer(buf)
-				abort()
-			default:
-				appended++
-			}
+		b.one(batch[i].first)
+		for _, gt := range batch[i].rest {
+			b.one(gt)
 		}
 	}
-	if !failed && appended > 0 && w.Flush() != nil {
-		abort()
+	if !b.failed && b.appended > 0 && b.w.Flush() != nil {
+		b.abort()
 	}
-	return panicked
+	return b.panicked
+}
+
+// sender is the state of one batch being sent.
+type sender struct {
+	q        *ShardQueue
+	w        netpoll.Writer
+	failed   bool // drop everything from now on
+	appended int
+	panicked interface{}
+}
+
+// one runs gt and appends its buffer, or releases it once the batch failed.
+func (b *sender) one(gt WriterGetter) {
+	if gt == nil {
+		return
+	}
+	buf, isNil, p := call(gt)
+	switch {
+	case p != nil:
+		if b.panicked == nil {
+			b.panicked = p
+		}
+		b.abort()
+	case isNil || buf == nil:
+	case b.failed:
+		closeBuffer(buf)
+	case b.w.Append(buf) != nil:
+		closeBuffer(buf)
+		b.abort()
+	default:
+		b.appended++
+	}
+}
+
+// abort fails the batch; the first failure breaks the queue.
+func (b *sender) abort() {
+	if !b.failed {
+		b.failed = true
+		b.q.breakConn()
+	}
 }
 
 // breakConn marks the queue broken and closes the connection on a Runner

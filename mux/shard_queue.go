@@ -52,10 +52,13 @@ type ShardQueue struct {
 	batch []entry // the flusher's scratch space; only the flusher touches it
 }
 
-// entry is one Add call: its getters and its place in the global order.
+// entry is one Add call: its place in the global order and its getters,
+// first then rest. The caller's slice is never kept (rest is a copy), so
+// the common one-getter Add allocates nothing for it.
 type entry struct {
 	ticket uint64
-	gts    []WriterGetter
+	first  WriterGetter
+	rest   []WriterGetter
 }
 
 // shard is one lock stripe of the queue, padded to its own cache line.
@@ -73,9 +76,9 @@ var errNoConn = errors.New("mux: shardQueue has no connection")
 
 // NewShardQueue returns an open queue that sends over conn. size is the
 // number of shards Adds are spread over: <= 0 means ShardSize, and it is
-// capped at 1024. A nil conn (or one holding a nil pointer) gives a queue that drops every Add and whose
-// Close returns an error. The queue never closes conn except after a failed
-// Append or Flush.
+// capped at 1024. A nil conn (or one holding a nil pointer) gives a queue
+// that drops every Add and whose Close returns an error. The queue closes
+// conn only after a failed Append or Flush or a panicking getter.
 func NewShardQueue(size int, conn netpoll.Connection) (queue *ShardQueue) {
 	if size <= 0 {
 		size = ShardSize
@@ -119,7 +122,11 @@ func (q *ShardQueue) Add(gts ...WriterGetter) {
 		drop(gts)
 		return
 	}
-	s.items = append(s.items, entry{ticket: t, gts: gts})
+	e := entry{ticket: t, first: gts[0]}
+	if len(gts) > 1 {
+		e.rest = append([]WriterGetter(nil), gts[1:]...)
+	}
+	s.items = append(s.items, e)
 	// Counting under the shard lock keeps pending >= the entries the
 	// flusher can see, since it takes them holding every shard lock.
 	start := q.pending.Add(1) == 1

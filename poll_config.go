@@ -47,33 +47,39 @@ type options struct {
 	idleTimeout  time.Duration
 }
 
-// WithOnPrepare sets the handler run on the poller when a connection is accepted.
+// WithOnPrepare sets the handler run on the poller when a connection is
+// accepted; nil means none.
 func WithOnPrepare(onPrepare OnPrepare) Option {
 	return Option{func(o *options) { o.onPrepare = onPrepare }}
 }
 
-// WithOnConnect sets the handler run once a connection is registered.
+// WithOnConnect sets the handler run once a connection is registered; nil
+// means none.
 func WithOnConnect(onConnect OnConnect) Option {
 	return Option{func(o *options) { o.onConnect = onConnect }}
 }
 
-// WithOnDisconnect sets the handler run when the peer closes a connection.
+// WithOnDisconnect sets the handler run when the peer closes a connection;
+// nil means none.
 func WithOnDisconnect(onDisconnect OnDisconnect) Option {
 	return Option{func(o *options) { o.onDisconnect = onDisconnect }}
 }
 
-// WithReadTimeout sets each accepted connection's read timeout (before OnPrepare).
+// WithReadTimeout sets each accepted connection's read timeout (before
+// OnPrepare); timeout <= 0 means none.
 func WithReadTimeout(timeout time.Duration) Option {
 	return Option{func(o *options) { o.readTimeout = timeout }}
 }
 
-// WithWriteTimeout sets each accepted connection's write timeout (before OnPrepare).
+// WithWriteTimeout sets each accepted connection's write timeout (before
+// OnPrepare); timeout <= 0 means none.
 func WithWriteTimeout(timeout time.Duration) Option {
 	return Option{func(o *options) { o.writeTimeout = timeout }}
 }
 
 // WithIdleTimeout turns on TCP keep-alive for accepted connections (see
-// Connection.SetIdleTimeout); it never closes idle connections.
+// Connection.SetIdleTimeout); it never closes idle connections. A timeout
+// under one second leaves keep-alive off.
 func WithIdleTimeout(timeout time.Duration) Option {
 	return Option{func(o *options) { o.idleTimeout = timeout }}
 }

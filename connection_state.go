@@ -59,6 +59,12 @@ func (s *connState) phase() uint32 { return s.v.Load() & phaseMask }
 
 func (s *connState) closer() uint32 { return s.v.Load() & closerMask >> closerShift }
 
+// closedLocally reports a close by the user (Close or Detach), not the peer.
+func (s *connState) closedLocally() bool {
+	v := s.v.Load()
+	return v&phaseMask != phaseOpen && v&closerMask>>closerShift != closerPeer
+}
+
 // markClose moves open to closing; it reports whether this call did it.
 func (s *connState) markClose(closer uint32) bool {
 	for {

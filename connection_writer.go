@@ -15,9 +15,7 @@ func (c *connection) closedWrite(op string) error { return Exception(ErrConnClos
 // Close or Detach. After a peer close the connection is inactive but staging
 // still works (the bytes can never be sent) and the error comes from Flush,
 // "when flush", which is where Hertz expects a vanished client to show.
-func (c *connection) closedLocally() bool {
-	return c.state.phase() != phaseOpen && c.state.closer() != closerPeer
-}
+func (c *connection) closedLocally() bool { return c.state.closedLocally() }
 
 // outErr reports a failure of the output buffer because it was recycled by
 // a close that raced the call as the connection's ErrConnClosed.

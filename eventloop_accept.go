@@ -5,7 +5,6 @@ package netpoll
 import (
 	"errors"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -26,7 +25,6 @@ type server struct {
 	registered bool
 	backoff    time.Duration
 	retry      *time.Timer
-	once       atomic.Bool
 }
 
 // acceptBatch bounds the accepts of one readiness report, so one busy
@@ -68,10 +66,11 @@ func (s *server) start() error {
 // and none is running when it unregisters and closes the listener, so the
 // fd number, once reused, is never accepted from by this server.
 func (s *server) stop(err error) {
-	if !s.once.CompareAndSwap(false, true) {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
 		return
 	}
-	s.mu.Lock()
 	s.stopped = true
 	registered := s.registered
 	if s.retry != nil {

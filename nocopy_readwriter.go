@@ -44,7 +44,7 @@ func NewIOReader(r Reader) io.Reader {
 		return rd
 	}
 	if r == nil {
-		return &ioReader{r: errReadWriter{}}
+		return nilIO{}
 	}
 	return &ioReader{r: r}
 }
@@ -56,7 +56,7 @@ func NewIOWriter(w Writer) io.Writer {
 		return wr
 	}
 	if w == nil {
-		return &ioWriter{w: errReadWriter{}}
+		return nilIO{}
 	}
 	return &ioWriter{w: w}
 }
@@ -67,37 +67,18 @@ func NewIOReadWriter(rw ReadWriter) io.ReadWriter {
 		return v
 	}
 	if rw == nil {
-		rw = errReadWriter{}
+		return nilIO{}
 	}
 	return &ioReadWriter{ioReader: ioReader{r: rw}, ioWriter: ioWriter{w: rw}}
 }
 
-// errReadWriter stands in for a nil argument: every call fails.
-type errReadWriter struct{}
+// nilIO is what the io adapters return for a nil argument: every call fails.
+type nilIO struct{}
 
 var errNilReadWriter = errors.New("netpoll: nil Reader or Writer")
 
-func (errReadWriter) Next(int) ([]byte, error)       { return nil, errNilReadWriter }
-func (errReadWriter) Peek(int) ([]byte, error)       { return nil, errNilReadWriter }
-func (errReadWriter) Skip(int) error                 { return errNilReadWriter }
-func (errReadWriter) Until(byte) ([]byte, error)     { return nil, errNilReadWriter }
-func (errReadWriter) ReadString(int) (string, error) { return "", errNilReadWriter }
-func (errReadWriter) ReadBinary(int) ([]byte, error) { return nil, errNilReadWriter }
-func (errReadWriter) ReadByte() (byte, error)        { return 0, errNilReadWriter }
-func (errReadWriter) Slice(int) (Reader, error)      { return nil, errNilReadWriter }
-func (errReadWriter) Release() error                 { return errNilReadWriter }
-func (errReadWriter) Len() int                       { return 1 }
-func (errReadWriter) Malloc(int) ([]byte, error)     { return nil, errNilReadWriter }
-func (errReadWriter) WriteString(string) (int, error) {
-	return 0, errNilReadWriter
-}
-func (errReadWriter) WriteBinary([]byte) (int, error) { return 0, errNilReadWriter }
-func (errReadWriter) WriteByte(byte) error            { return errNilReadWriter }
-func (errReadWriter) WriteDirect([]byte, int) error   { return errNilReadWriter }
-func (errReadWriter) MallocAck(int) error             { return errNilReadWriter }
-func (errReadWriter) Append(Writer) error             { return errNilReadWriter }
-func (errReadWriter) Flush() error                    { return errNilReadWriter }
-func (errReadWriter) MallocLen() int                  { return 0 }
+func (nilIO) Read([]byte) (int, error)  { return 0, errNilReadWriter }
+func (nilIO) Write([]byte) (int, error) { return 0, errNilReadWriter }
 
 // zcReader buffers an io.Reader in a LinkBuffer.
 type zcReader struct {

@@ -277,18 +277,8 @@ func readFull(t testing.TB, c net.Conn, n int) []byte {
 // reset) within longWait, discarding whatever comes before.
 func expectEOF(t testing.TB, c net.Conn) {
 	t.Helper()
-	require.NoError(t, c.SetReadDeadline(time.Now().Add(longWait)))
-	var buf [4096]byte
-	for {
-		_, err := c.Read(buf[:])
-		if err == nil {
-			continue
-		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			t.Fatalf("connection still open after %v", longWait)
-		}
-		return
+	if err := waitEOF(c); err != nil {
+		t.Fatalf("%v after %v", err, longWait)
 	}
 }
 

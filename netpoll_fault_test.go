@@ -57,7 +57,7 @@ func (r *suiteRecorder) count(ev string) int {
 // waitCount waits until ev was recorded n times, and fails if it is recorded more often.
 func (r *suiteRecorder) waitCount(t testing.TB, ev string, n int) {
 	t.Helper()
-	if !suiteEventually(suiteWait, func() bool { return r.count(ev) >= n }) {
+	if !waitUntil(suiteWait, func() bool { return r.count(ev) >= n }) {
 		t.Fatalf("%q recorded %d times, want %d; events %v", ev, r.count(ev), n, r.list())
 	}
 	time.Sleep(20 * time.Millisecond) // a duplicate would show up now
@@ -577,7 +577,7 @@ func TestFaultConcurrentClose(t *testing.T) {
 					}
 				}
 			}
-			ok := suiteEventually(suiteWait, func() bool {
+			ok := waitUntil(suiteWait, func() bool {
 				mu.Lock()
 				defer mu.Unlock()
 				return len(closed) == rounds
@@ -862,7 +862,7 @@ func TestFaultShutdownUnderLoad(t *testing.T) {
 					}
 				}(uint64(i), c)
 			}
-			suiteEventually(suiteWait, func() bool { return sent.Load() > 2000 })
+			waitUntil(suiteWait, func() bool { return sent.Load() > 2000 })
 			if err := srv.stop(); err != nil {
 				t.Fatal(err)
 			}

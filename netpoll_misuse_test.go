@@ -320,7 +320,7 @@ func TestMisuseConnectionAfterClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _ = c.Write([]byte("0123456789"))
-	suiteEventually(suiteWait, func() bool { return c.Reader().Len() == 10 })
+	waitUntil(suiteWait, func() bool { return c.Reader().Len() == 10 })
 	_, _ = c.Writer().Malloc(5)
 	if err = c.Close(); err != nil {
 		t.Fatal(err)
@@ -538,7 +538,7 @@ func TestMisuseNilCallbacks(t *testing.T) {
 	}
 	p := srv.dialStd(t) // silent: its connection is idle, Shutdown closes it
 	defer p.Close()
-	suiteEventually(suiteWait, func() bool { return suiteServerConns(srv.sv) >= 1 })
+	waitUntil(suiteWait, func() bool { return suiteServerConns(srv.sv) >= 1 })
 	time.Sleep(50 * time.Millisecond)
 	if err := srv.stop(); err != nil {
 		t.Fatal(err)
@@ -566,7 +566,7 @@ func TestMisuseNoHandlerPeerClosedWithData(t *testing.T) {
 		_, _ = p.Write([]byte("nobody reads this"))
 		p.Close()
 	}
-	suiteEventually(suiteWait, func() bool { return suiteServerConns(srv.sv) == 3 })
+	waitUntil(suiteWait, func() bool { return suiteServerConns(srv.sv) == 3 })
 	time.Sleep(50 * time.Millisecond) // the peers' closes are seen
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -1100,7 +1100,7 @@ func TestMisuseDoubleRegistration(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- first.Serve(ln) }()
 		el := first.(*eventLoop)
-		suiteEventually(suiteWait, func() bool {
+		waitUntil(suiteWait, func() bool {
 			el.mu.Lock()
 			defer el.mu.Unlock()
 			return el.svr != nil && opCurrent(el.svr.op.FD) == &el.svr.op

@@ -402,7 +402,7 @@ func TestRegressCloseCallbackAlwaysRuns(t *testing.T) {
 			c, _ := DialConnection("tcp", ln.Addr().String(), suiteWait)
 			_ = c.AddCloseCallback(func(Connection) error { rec.add("closed"); return nil })
 			suiteAccepted(t, acc).Close()
-			suiteEventually(suiteWait, func() bool { return !c.IsActive() })
+			waitUntil(suiteWait, func() bool { return !c.IsActive() })
 			c.Close()
 		}},
 		{"dialed with OnRequest, peer close", func(t *testing.T, rec *suiteRecorder) {
@@ -515,7 +515,7 @@ func TestRegressSetOnRequestWithBufferedInput(t *testing.T) {
 	if _, err = unix.Write(w, []byte("hello")); err != nil {
 		t.Fatal(err)
 	}
-	if !suiteEventually(suiteWait, func() bool { return c.Reader().Len() == 5 }) {
+	if !waitUntil(suiteWait, func() bool { return c.Reader().Len() == 5 }) {
 		t.Fatal("input never buffered")
 	}
 	got := make(chan string, 1)
@@ -668,7 +668,7 @@ func TestRegressCtxFromOnConnectToOnDisconnect(t *testing.T) {
 		}
 		p.Close()
 	}
-	if !suiteEventually(suiteWait, func() bool { return seen.Load() == rounds }) {
+	if !waitUntil(suiteWait, func() bool { return seen.Load() == rounds }) {
 		t.Fatalf("OnDisconnect ran %d times for %d peer closes", seen.Load(), rounds)
 	}
 	if bad.Load() != 0 {
@@ -853,7 +853,7 @@ func TestRoughEdgeNoSpinningOnRequest(t *testing.T) {
 	}))
 	p := srv.dialStd(t)
 	_, _ = p.Write([]byte("never consumed"))
-	suiteEventually(suiteWait, func() bool { return calls.Load() > 0 })
+	waitUntil(suiteWait, func() bool { return calls.Load() > 0 })
 	time.Sleep(300 * time.Millisecond)
 	if n := calls.Load(); n > 3 {
 		t.Fatalf("OnRequest ran %d times for one unconsumed request", n)
@@ -877,7 +877,7 @@ func TestRoughEdgeNoPanicAfterClose(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, _ = c.Write([]byte("abc"))
-		suiteEventually(suiteWait, func() bool { return c.Reader().Len() == 3 })
+		waitUntil(suiteWait, func() bool { return c.Reader().Len() == 3 })
 		c.Close()
 		suiteRun(t, "Malloc after Close", suiteWait, func() {
 			if _, err := c.Writer().Malloc(16); !errors.Is(err, ErrConnClosed) {
@@ -1124,7 +1124,7 @@ func TestRoughEdgeDialedReleasesFdOnPeerClose(t *testing.T) {
 				t.Logf("fds: %d, expected %d", n, base+2)
 			}
 			peer.Close()
-			if !suiteEventually(suiteWait, func() bool { return suiteFds(t) <= base }) {
+			if !waitUntil(suiteWait, func() bool { return suiteFds(t) <= base }) {
 				t.Fatalf("fds: %d after the peer closed, want %d: the dialed connection kept its fd", suiteFds(t), base)
 			}
 		})
@@ -1204,7 +1204,7 @@ func TestRegressServeShutdownRace(t *testing.T) {
 		if i%4 != 0 {
 			// Shutdown once Serve is in, at varying points of its start.
 			el := evl.(*eventLoop)
-			suiteEventually(suiteWait, func() bool { el.mu.Lock(); defer el.mu.Unlock(); return el.svr != nil || el.done })
+			waitUntil(suiteWait, func() bool { el.mu.Lock(); defer el.mu.Unlock(); return el.svr != nil || el.done })
 			for j := 0; j < i%7; j++ {
 				runtime.Gosched()
 			}

@@ -330,7 +330,7 @@ func TestSoakConnections(t *testing.T) {
 		res = suiteSoakChild(t, plan)
 	}
 	serverPeak = side.retained() // whatever the server still holds: the clients closed
-	if !suiteEventually(2*suiteWait, func() bool { return side.closed.Load() == int64(side.accepted()) }) {
+	if !waitUntil(2*suiteWait, func() bool { return side.closed.Load() == int64(side.accepted()) }) {
 		t.Errorf("close callbacks ran for %d of %d server connections", side.closed.Load(), side.accepted())
 	}
 	_ = tcp.stop()
@@ -468,7 +468,7 @@ func TestSoakCycles(t *testing.T) {
 		}(w)
 	}
 	wg.Wait()
-	if !suiteEventually(2*suiteWait, func() bool { return closed.Load() == accepted.Load() }) {
+	if !waitUntil(2*suiteWait, func() bool { return closed.Load() == accepted.Load() }) {
 		t.Errorf("close callbacks ran for %d of %d server connections", closed.Load(), accepted.Load())
 	}
 	_ = tcp.stop()

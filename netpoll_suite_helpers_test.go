@@ -90,7 +90,7 @@ func suiteServe(t testing.TB, network string, onRequest OnRequest, ops ...Option
 	// Wait until Serve has registered the listener: a Shutdown before that
 	// finds nothing to stop.
 	el := evl.(*eventLoop)
-	if !suiteEventually(suiteWait, func() bool {
+	if !waitUntil(suiteWait, func() bool {
 		el.mu.Lock()
 		sv := el.svr
 		el.mu.Unlock()
@@ -248,7 +248,7 @@ func suiteWaitFds(t testing.TB, want int) int {
 	n := 0
 	start := time.Now()
 	first := ""
-	ok := suiteEventually(suiteWait, func() bool {
+	ok := waitUntil(suiteWait, func() bool {
 		n = suiteFds(t)
 		if n > want && first == "" {
 			first = suiteFdList()
@@ -268,27 +268,13 @@ func suiteWaitFds(t testing.TB, want int) int {
 func suiteWaitGoroutines(t testing.TB, want int) int {
 	t.Helper()
 	n := 0
-	ok := suiteEventually(suiteWait, func() bool { n = runtime.NumGoroutine(); return n <= want })
+	ok := waitUntil(suiteWait, func() bool { n = runtime.NumGoroutine(); return n <= want })
 	if !ok {
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
 		t.Errorf("goroutines: %d, want at most %d:\n%s", n, want, buf)
 	}
 	return n
-}
-
-// suiteEventually polls cond every few milliseconds until it holds or d passes.
-func suiteEventually(d time.Duration, cond func() bool) bool {
-	end := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(end) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // suiteLeaks records the fds and goroutines at the start of a test and

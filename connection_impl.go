@@ -31,6 +31,12 @@ type connection struct {
 	arrivals atomic.Uint64           // counts input arrivals and the hang-up: "is there news?"
 	readSize int                     // the poller's next read size
 
+	// ioMu orders changes of the poller registration (connection_pause.go).
+	ioMu     sync.Mutex
+	wantOut  bool        // a Flush waits for writability; under ioMu
+	paused   atomic.Bool // input is not read: the reader is behind
+	pauseOff atomic.Bool // no pausing until the reader catches up
+
 	readTimeout, writeTimeout   atomic.Int64 // nanoseconds; 0 is none
 	readDeadline, writeDeadline atomic.Int64 // unix nanoseconds; 0 is none
 
@@ -245,7 +251,8 @@ func wake(ch chan struct{}) {
 }
 
 // sleep waits for a signal on ch or until the unix-nano deadline dl (0:
-// none), reusing *timer. It reports false when dl has passed.
+// none), reusing *timer. It reports whether ch was signalled: false when dl
+// passed first.
 func sleep(ch chan struct{}, timer **time.Timer, dl int64) bool {
 	if dl == 0 {
 		<-ch
@@ -270,7 +277,8 @@ func sleep(ch chan struct{}, timer **time.Timer, dl int64) bool {
 			default:
 			}
 		}
+		return true
 	case <-t.C:
+		return false
 	}
-	return true
 }

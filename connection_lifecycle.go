@@ -99,6 +99,8 @@ func (c *connection) task() {
 	}
 	for {
 		seen := c.serve()
+		c.caughtUp()
+		c.resumeInput() // the handler waits for more input, or has none
 		if c.state.releaseTask() {
 			c.finalize()
 			break

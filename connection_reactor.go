@@ -23,7 +23,7 @@ var errWouldBlock = errors.New("would block")
 // onEvent is the connection's pollHandler.
 func (c *connection) onEvent(_ Poll, flags pollFlags) {
 	if flags&pollOut != 0 {
-		_ = c.op.Control(PollRW2R)
+		_ = c.wantWrite(false)
 		c.wakeWrite()
 	}
 	if flags&pollIn == 0 {
@@ -32,6 +32,7 @@ func (c *connection) onEvent(_ Poll, flags pollFlags) {
 	for {
 		n, err := c.fill()
 		if n > 0 {
+			c.pauseIfBehind()
 			c.arrived()
 		}
 		switch {

@@ -26,6 +26,7 @@ func (c *connection) waitInput(n int) error {
 			c.waitRead.Store(0)
 			return c.readClosedErr()
 		}
+		c.resumeInput()
 		ok := sleep(w.readCh, &w.readTimer, dl)
 		c.waitRead.Store(0)
 		if !ok {
@@ -189,6 +190,7 @@ func (c *connection) Release() (err error) {
 	c.inMu.Lock()
 	err = c.in.Release()
 	c.inMu.Unlock()
+	c.caughtUp()
 	if err != nil && c.state.phase() != phaseOpen {
 		return nil
 	}

@@ -2,6 +2,8 @@
 
 package netpoll
 
+import "time"
+
 // The Writer of a connection. Staging methods work on the output buffer
 // under outMu; after a local Close or Detach they fail with ErrConnClosed
 // (never panic), after a peer close they work and Flush fails.
@@ -178,14 +180,27 @@ func (c *connection) flushLocked() error {
 }
 
 // waitWritable asks the poller for one writability report and waits for it.
+// While the input is paused it waits at most pauseGrace before it stops the
+// pausing (see connection_pause.go), then waits on.
 func (c *connection) waitWritable(dl int64) error {
 	w := c.waiters()
-	if err := c.op.Control(PollR2RW); err != nil || !c.IsActive() {
+	if err := c.wantWrite(true); err != nil || !c.IsActive() {
 		return c.closedWrite("when flush")
 	}
-	if !sleep(w.writeCh, &w.writeTimer, dl) {
-		_ = c.op.Control(PollRW2R)
-		return Exception(ErrWriteTimeout, c.remoteString())
+	for {
+		until, grace := dl, false
+		if c.paused.Load() {
+			if g := time.Now().Add(pauseGrace).UnixNano(); dl == 0 || g < dl {
+				until, grace = g, true
+			}
+		}
+		if sleep(w.writeCh, &w.writeTimer, until) {
+			return nil
+		}
+		if !grace {
+			_ = c.wantWrite(false)
+			return Exception(ErrWriteTimeout, c.remoteString())
+		}
+		c.stopPausing()
 	}
-	return nil
 }

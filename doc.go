@@ -79,4 +79,13 @@
 // A Reader is used by one goroutine at a time. Writer calls are serialised
 // by the connection: concurrent Write calls queue rather than fail, and a
 // Flush blocked on a full socket holds the writer until it is done.
+//
+// # Input backpressure
+//
+// On Linux a connection whose reader falls 8 MiB behind stops being read
+// until it catches up, so a fast peer waits in TCP flow control rather than
+// in memory. Pausing never makes anyone wait on it: it is lifted when a
+// read blocks for more, when a handler returns without consuming, and when
+// a Flush has been stuck for a quarter of a second (the peer may be stuck
+// writing to us). See connection_pause.go.
 package netpoll

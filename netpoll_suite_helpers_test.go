@@ -164,13 +164,20 @@ func suiteConnOf(c Connection) *connection {
 // suiteRetained returns the memory held by a connection's input and output
 // buffers (0 once they are recycled).
 func suiteRetained(c *connection) (in, out int) {
+	return suiteRetainedIn(c), suiteRetainedOut(c)
+}
+
+func suiteRetainedIn(c *connection) int {
 	c.inMu.Lock()
-	in = c.in.retained()
-	c.inMu.Unlock()
+	defer c.inMu.Unlock()
+	return c.in.retained()
+}
+
+// suiteRetainedOut waits for a Flush in progress.
+func suiteRetainedOut(c *connection) int {
 	c.outMu.Lock()
-	out = c.out.retained()
-	c.outMu.Unlock()
-	return in, out
+	defer c.outMu.Unlock()
+	return c.out.retained()
 }
 
 // suiteFdDir is where the open fds of this process are listed.

@@ -180,6 +180,18 @@ func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
 	return nil
 }
 
+// canPauseInput: kqueue reports the end of the stream only through the
+// read filter, so input is never paused here.
+const canPauseInput = false
+
+// setInterest turns writability reports on or off; in is always true here.
+func (p *defaultPoll) setInterest(op *FDOperator, in, out bool) error {
+	if out {
+		return p.Control(op, PollR2RW)
+	}
+	return p.Control(op, PollRW2R)
+}
+
 // Alloc returns a new operator bound to this poller.
 func (p *defaultPoll) Alloc() *FDOperator { return &FDOperator{poll: p} }
 

@@ -193,6 +193,26 @@ func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
 	return nil
 }
 
+// canPauseInput: epoll reports a hang-up (EPOLLRDHUP) without EPOLLIN.
+const canPauseInput = true
+
+// setInterest re-registers a registered operator for input (in; the
+// hang-up is always watched) and output (out). It fails once op is detached.
+func (p *defaultPoll) setInterest(op *FDOperator, in, out bool) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLRDHUP}
+	if in {
+		ev.Events |= unix.EPOLLIN
+	}
+	if out {
+		ev.Events |= unix.EPOLLOUT
+	}
+	if atomic.LoadInt32(&op.detached) != 0 {
+		return Exception(ErrConnClosed, "operator detached")
+	}
+	setEventTag(&ev, op.FD, atomic.LoadUint32(&op.gen))
+	return wrapSyscall("epoll_ctl", unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, op.FD, &ev))
+}
+
 // detach removes the operator; only the first call does anything.
 func (p *defaultPoll) detach(op *FDOperator) error {
 	if !atomic.CompareAndSwapInt32(&op.detached, 0, 1) {

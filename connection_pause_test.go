@@ -1,0 +1,178 @@
+//go:build linux
+
+package netpoll
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"hash/crc32"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Input backpressure (connection_pause.go): a reader that falls behind
+// bounds the input buffer, and no pattern that works without pausing
+// deadlocks with it.
+
+// stdWriteAsync writes p to the standard connection in 64 KiB pieces on
+// another goroutine; the returned channel yields the write's error.
+func stdWriteAsync(c net.Conn, p []byte) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_ = c.SetWriteDeadline(time.Now().Add(longWait))
+		for len(p) > 0 {
+			n, err := c.Write(p[:min(len(p), 64<<10)])
+			if err != nil {
+				done <- err
+				return
+			}
+			p = p[n:]
+		}
+		done <- nil
+	}()
+	return done
+}
+
+// A reader slower than the peer: the input buffer stays bounded and the
+// bytes arrive intact.
+func TestPauseBoundsTheInputOfASlowReader(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, network string) {
+		c, peer := peerPair(t, network)
+		want := suiteBig(48<<20, 1)
+		written := stdWriteAsync(peer, want)
+		require.NoError(t, c.SetReadTimeout(longWait))
+		conn := suiteConnOf(c)
+		eventually(t, conn.paused.Load, "the input pauses")
+		got := make([]byte, 0, len(want))
+		peak, pauses := 0, 0
+		for len(got) < len(want) {
+			if _, err := c.Peek(1); err != nil {
+				t.Fatalf("after %d bytes: %v", len(got), err)
+			}
+			if conn.paused.Load() {
+				pauses++
+			}
+			p, err := c.Next(min(c.Len(), 1<<20))
+			require.NoError(t, err)
+			got = append(got, p...)
+			peak = max(peak, suiteRetainedIn(conn))
+			require.NoError(t, c.Release())
+			time.Sleep(2 * time.Millisecond)
+		}
+		require.NoError(t, recv(t, async(func() error { return <-written }), "the peer's write"))
+		require.True(t, bytes.Equal(want, got), "the bytes differ")
+		t.Logf("peak input buffer %s, seen paused %d times", suiteMiB(int64(peak)), pauses)
+		require.LessOrEqual(t, peak, 32<<20, "input buffer peak")
+	})
+}
+
+// A client that writes a whole message before it reads the echo: both
+// sides pause, both Flushes wait, and the grace resumes the input.
+func TestPauseClientWritesEverythingBeforeReading(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, network string) {
+		s := startServer(t, network, func(ctx context.Context, c Connection) error {
+			r, w := c.Reader(), c.Writer()
+			for r.Len() > 0 {
+				p, err := r.Next(min(r.Len(), 1<<20))
+				if err != nil {
+					return err
+				}
+				if _, err = w.WriteBinary(p); err != nil {
+					return err
+				}
+				if err = w.Flush(); err != nil {
+					return err
+				}
+				_ = r.Release()
+			}
+			return nil
+		})
+		c := dialNP(t, network, s.addr)
+		require.NoError(t, c.SetReadTimeout(longWait))
+		require.NoError(t, c.SetWriteTimeout(longWait))
+		want := suiteBig(32<<20, 2)
+		_, err := c.WriteBinary(want)
+		require.NoError(t, err)
+		require.NoError(t, c.Flush())
+		got, err := c.Next(len(want))
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(want, got), "the echo differs")
+	})
+}
+
+// A handler that waits, without blocking, for a frame larger than the
+// pause threshold is called again until the frame is there.
+func TestPauseHandlerWaitsForALargeFrame(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, network string) {
+		s := startServer(t, network, func(ctx context.Context, c Connection) error {
+			r := c.Reader()
+			if r.Len() < 4 {
+				return nil
+			}
+			hdr, err := r.Peek(4)
+			if err != nil {
+				return err
+			}
+			size := int(binary.BigEndian.Uint32(hdr))
+			if r.Len() < 4+size {
+				return nil // called again when more arrives
+			}
+			_ = r.Skip(4)
+			body, err := r.Next(size)
+			if err != nil {
+				return err
+			}
+			var sum [4]byte
+			binary.BigEndian.PutUint32(sum[:], crc32.ChecksumIEEE(body))
+			_ = r.Release()
+			_, _ = c.Writer().WriteBinary(sum[:])
+			return c.Writer().Flush()
+		})
+		peer := dialStd(t, network, s.addr)
+		body := suiteBig(24<<20, 3)
+		frame := binary.BigEndian.AppendUint32(nil, uint32(len(body)))
+		written := stdWriteAsync(peer, append(frame, body...))
+		sum := readFull(t, peer, 4)
+		require.Equal(t, crc32.ChecksumIEEE(body), binary.BigEndian.Uint32(sum))
+		require.NoError(t, recv(t, async(func() error { return <-written }), "the peer's write"))
+	})
+}
+
+// A reader that blocks for more than is buffered resumes a paused input.
+func TestPauseBlockedReaderResumes(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, network string) {
+		c, peer := peerPair(t, network)
+		want := suiteBig(24<<20, 4)
+		written := stdWriteAsync(peer, want)
+		conn := suiteConnOf(c)
+		eventually(t, conn.paused.Load, "the input pauses")
+		require.NoError(t, c.SetReadTimeout(longWait))
+		got, err := c.Next(len(want))
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(want, got), "the bytes differ")
+		require.NoError(t, recv(t, async(func() error { return <-written }), "the peer's write"))
+	})
+}
+
+// A paused connection still notices the peer's close, and keeps every byte
+// the peer sent before it.
+func TestPauseStillSeesTheHangUp(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, network string) {
+		c, peer := peerPair(t, network)
+		want := suiteBig(inputPauseAbove+1, 5) // the last read pauses: nothing stays in the kernel
+		require.NoError(t, recv(t, stdWriteAsync(peer, want), "the peer's write"))
+		conn := suiteConnOf(c)
+		eventually(t, conn.paused.Load, "the input pauses")
+		require.NoError(t, peer.Close())
+		eventually(t, func() bool { return !c.IsActive() }, "the hang-up is seen")
+		got, err := c.Next(len(want))
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(want, got), "the bytes differ")
+		_, err = c.Next(1)
+		requireErrIs(t, err, ErrEOF)
+	})
+}

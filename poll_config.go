@@ -27,9 +27,9 @@ type Config struct {
 
 // Feature holds optional behaviours.
 type Feature struct {
-	// AlwaysNoCopyRead lets ReadString and ReadBinary alias buffer memory. It
-	// is accepted for compatibility; reads here always return copies, which
-	// the contract allows.
+	// AlwaysNoCopyRead lets ReadString and ReadBinary return buffer memory
+	// instead of a copy when n >= 64 bytes lie in one node; that node then
+	// never returns to the pool.
 	AlwaysNoCopyRead bool
 }
 

@@ -79,7 +79,8 @@ func WithWriteTimeout(timeout time.Duration) Option {
 
 // WithIdleTimeout turns on TCP keep-alive for accepted connections (see
 // Connection.SetIdleTimeout); it never closes idle connections. A timeout
-// under one second leaves keep-alive off.
+// under one second leaves keep-alive off; the error of one the kernel
+// refuses is dropped.
 func WithIdleTimeout(timeout time.Duration) Option {
 	return Option{func(o *options) { o.idleTimeout = timeout }}
 }

@@ -19,11 +19,11 @@ import (
 // ReadString, ReadBinary and Until (after Release) are the caller's forever.
 // Every returned slice has cap == len, so append never writes into the buffer.
 //
-// Bad sizes: on a Connection, n <= 0 returns zero values and nil at once
-// (Slice: an empty Reader), and an n larger than will ever arrive waits for
-// the timeout or the close like any other. On a LinkBuffer and the Reader of
-// NewReader, n == 0 returns zero values and nil, and a negative n (or, on a
-// LinkBuffer, one over Len) is an error that consumes nothing. After a close,
+// Bad sizes: n <= 0 on a Connection, and n == 0 on a LinkBuffer or the
+// Reader of NewReader, return zero values and nil at once (Slice: an empty
+// Reader). On the latter two a negative n, and on a LinkBuffer one over Len,
+// is an error that consumes nothing. On a Connection an n larger than will
+// ever arrive waits for the timeout or the close like any other. After a close,
 // a LinkBuffer fails every read with an error matching ErrConnClosed, and a
 // Connection does so once its buffered bytes are recycled.
 type Reader interface {

@@ -18,6 +18,14 @@ import (
 // point into the buffer and stay valid until the next Release; slices from
 // ReadString, ReadBinary and Until (after Release) are the caller's forever.
 // Every returned slice has cap == len, so append never writes into the buffer.
+//
+// Bad sizes: n <= 0 on a Connection, and n == 0 on a LinkBuffer or the
+// Reader of NewReader, return zero values and nil at once (Slice: an empty
+// Reader). On the latter two a negative n, and on a LinkBuffer one over Len,
+// is an error that consumes nothing. On a Connection an n larger than will
+// ever arrive waits for the timeout or the close like any other. After a close,
+// a LinkBuffer fails every read with an error matching ErrConnClosed, and a
+// Connection does so once its buffered bytes are recycled.
 type Reader interface {
 	// Next returns the next n bytes and consumes them. The slice is valid until Release.
 	Next(n int) (p []byte, err error)
@@ -27,21 +35,24 @@ type Reader interface {
 	// Skip consumes the next n bytes.
 	Skip(n int) (err error)
 	// Until returns the bytes up to and including the first delim and consumes them.
+	// On a LinkBuffer a missing delim is an error that consumes nothing; on a
+	// Connection a failed wait returns every buffered byte, consumed, with the error.
 	Until(delim byte) (line []byte, err error)
 	// ReadString consumes n bytes and returns them as a new string.
 	ReadString(n int) (s string, err error)
 	// ReadBinary consumes n bytes and returns them in a new slice owned by the caller.
 	ReadBinary(n int) (p []byte, err error)
-	// ReadByte consumes and returns one byte.
+	// ReadByte consumes and returns one byte. An empty LinkBuffer gives an error.
 	ReadByte() (b byte, err error)
 	// Slice consumes n bytes and returns them as a read-only Reader that shares
 	// the memory, then releases the parent. The slice outlives the parent's
 	// Release; its owner Releases or Closes it.
 	Slice(n int) (r Reader, err error)
 	// Release gives back the memory of everything consumed so far. Slices from
-	// Next and Peek are invalid afterwards.
+	// Next and Peek are invalid afterwards. After a close a Connection returns
+	// nil and a LinkBuffer an error matching ErrConnClosed.
 	Release() (err error)
-	// Len is the number of readable bytes. It never blocks.
+	// Len is the number of readable bytes. It never blocks; a closed LinkBuffer has 0.
 	Len() (length int)
 }
 
@@ -53,6 +64,15 @@ type Reader interface {
 // and not touched after it. WriteBinary and WriteString keep a reference to the
 // caller's memory, without copying, when it is longer than
 // BinaryInplaceThreshold: the caller must not change it until it is flushed.
+//
+// Bad sizes are errors that change nothing: Malloc of n < 0 or over 1 GiB,
+// WriteBinary or WriteString of over 1 GiB, MallocAck of n < 0, over
+// MallocLen or over 1 GiB, WriteDirect with remainCap over MallocLen.
+// Malloc(0), empty writes, and WriteDirect of an empty p or with remainCap < 0
+// do nothing and return nil. On a Connection every method but MallocLen fails
+// with ErrConnClosed after a local Close or Detach; after a peer close staging
+// may still succeed, and Flush fails with ErrConnClosed. A closed LinkBuffer
+// fails them with an error matching ErrConnClosed.
 type Writer interface {
 	// Malloc reserves n bytes at the end of the staged region and returns them.
 	Malloc(n int) (buf []byte, err error)
@@ -67,7 +87,9 @@ type Writer interface {
 	// MallocAck keeps the first n staged bytes and drops the rest.
 	MallocAck(n int) (err error)
 	// Append moves every byte of w (a *LinkBuffer) behind the staged region, without
-	// copying. w is unusable afterwards.
+	// copying. w is unusable afterwards. A nil *LinkBuffer does nothing; any other
+	// Writer, a nil one included, is an error, and so is a closed w (on a
+	// Connection that error matches ErrConnClosed, though the connection stays open).
 	Append(w Writer) (err error)
 	// Flush publishes the staged bytes. On a Connection it blocks until they are
 	// all sent, the write timeout passes (ErrWriteTimeout) or the connection closes.
@@ -83,7 +105,15 @@ type ReadWriter interface {
 }
 
 // Connection is a non-blocking connection driven by a poller. Reader() and
-// Writer() return the connection itself.
+// Writer() return the connection itself, also after Close.
+//
+// Of the net.Conn methods: Close is idempotent and returns nil. Read with an
+// empty p returns (0, nil); Write with an empty p only flushes what is
+// staged and returns 0; after a close both fail as in Reader and Writer.
+// LocalAddr and RemoteAddr stay valid after Close; they are nil when the
+// socket has none (a NewFDConnection on a fd that is not a socket). A
+// deadline in the past fails a read or Flush that has to wait at once with
+// the timeout error; the zero time clears it.
 type Connection interface {
 	net.Conn
 
@@ -95,18 +125,23 @@ type Connection interface {
 	// local Close or Detach, or the poller's detection of a hang-up, on.
 	IsActive() bool
 	// SetReadTimeout bounds every blocking read: d>0 sets it, 0 means wait
-	// forever, d<0 keeps the current value. It always clears the read deadline.
+	// forever, d<0 keeps the current value. It always clears the read deadline
+	// and returns nil, also after Close.
 	SetReadTimeout(timeout time.Duration) error
 	// SetWriteTimeout bounds every blocking Flush, like SetReadTimeout.
 	SetWriteTimeout(timeout time.Duration) error
 	// SetIdleTimeout turns on TCP keep-alive with idle and interval set to the
 	// whole seconds of timeout, for TCP connections when that is at least 1.
-	// It never closes a connection itself.
+	// It never closes a connection itself. Below one second, or on a unix
+	// socket, it does nothing and returns nil; seconds the kernel refuses
+	// (over 32767 on Linux) give its setsockopt error. Do not call it after
+	// Close: the fd number may belong to another socket by then.
 	SetIdleTimeout(timeout time.Duration) error
-	// SetOnRequest replaces the request handler; nil is ignored.
+	// SetOnRequest replaces the request handler; nil is ignored. It returns nil.
 	SetOnRequest(on OnRequest) error
 	// AddCloseCallback registers a callback run once when the connection is
-	// closed; callbacks run last added first. nil is ignored.
+	// closed; callbacks run last added first. nil is ignored, and so is a
+	// callback added after the callbacks ran. It returns nil.
 	AddCloseCallback(callback CloseCallback) error
 }
 
@@ -114,23 +149,27 @@ type Connection interface {
 type Conn interface {
 	net.Conn
 
-	// Fd returns the file descriptor.
+	// Fd returns the file descriptor; after Close, the number it had.
 	Fd() (fd int)
 }
 
 // Listener is a non-blocking net.Listener with its file descriptor. Accept
-// returns (nil, nil) when no connection is pending.
+// returns (nil, nil) when no connection is pending, and after Close an error
+// matching ErrConnClosed (ErrUnsupported for a udp listener, always). A second
+// Close returns nil; Addr stays valid.
 type Listener interface {
 	net.Listener
 
-	// Fd returns the file descriptor.
+	// Fd returns the file descriptor: -1 for a udp listener, and after Close
+	// the number it had.
 	Fd() (fd int)
 }
 
 // Dialer dials connections driven by the pollers.
 type Dialer interface {
 	// DialConnection dials network ("tcp", "tcp4", "tcp6", "unix", ...) and
-	// returns a Connection. timeout <= 0 means no timeout.
+	// returns a Connection. timeout <= 0 means no timeout. Errors are those of
+	// the package function DialConnection; on failure the Connection is nil.
 	DialConnection(network, address string, timeout time.Duration) (connection Connection, err error)
 	// DialTimeout is DialConnection returning a net.Conn.
 	DialTimeout(network, address string, timeout time.Duration) (conn net.Conn, err error)

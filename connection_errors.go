@@ -44,7 +44,7 @@ var errnoText = [...]string{
 // message is the errno's text (the table above for this package's errors) and
 // suffix, and which errors.Is matches with the errno. Any other error is
 // returned as it is when suffix is empty, else as a new error "err suffix".
-// A nil err gives nil.
+// A nil err gives nil; a zero Errno still gives a non-nil error.
 func Exception(err error, suffix string) error {
 	errno, ok := err.(syscall.Errno)
 	if !ok {

@@ -106,7 +106,8 @@ func (c *connection) Writer() Writer { return c }
 // IsActive reports whether no close (local, by the peer, or Detach) happened yet.
 func (c *connection) IsActive() bool { return c.state.phase() == phaseOpen }
 
-// Fd returns the file descriptor. After Detach it belongs to the caller.
+// Fd returns the file descriptor. After Detach it belongs to the caller;
+// after Close it is the number the closed fd had.
 func (c *connection) Fd() (fd int) { return c.fd.fd }
 
 // LocalAddr returns the local address.
@@ -135,7 +136,8 @@ func (c *connection) SetWriteTimeout(timeout time.Duration) error {
 	return nil
 }
 
-// SetDeadline sets both deadlines; the zero time clears them.
+// SetDeadline sets both deadlines; the zero time clears them, and a time in
+// the past fails the next wait at once. It returns nil.
 func (c *connection) SetDeadline(t time.Time) error {
 	c.readDeadline.Store(unixNano(t))
 	c.writeDeadline.Store(unixNano(t))
@@ -156,7 +158,8 @@ func (c *connection) SetWriteDeadline(t time.Time) error {
 
 // SetIdleTimeout turns on TCP keep-alive probes every whole second of
 // timeout, after as long idle. It does nothing for non-TCP connections or
-// below one second, and it never closes the connection itself.
+// below one second, and it never closes the connection itself. Errors are
+// SetKeepAlive's; after Close it acts on a stale fd number.
 func (c *connection) SetIdleTimeout(timeout time.Duration) error {
 	if secs := int(timeout / time.Second); c.isTCP && secs >= 1 {
 		return SetKeepAlive(c.fd.fd, secs)
@@ -164,7 +167,10 @@ func (c *connection) SetIdleTimeout(timeout time.Duration) error {
 	return nil
 }
 
-// SetKeepAlive turns on TCP keep-alive with idle time and interval of second seconds.
+// SetKeepAlive turns on TCP keep-alive with idle time and interval of second
+// seconds. On a unix socket it does nothing and returns nil; on TCP, second < 1
+// and the other errors are those of the package function SetKeepAlive. After
+// Close it acts on a stale fd number.
 func (c *connection) SetKeepAlive(second int) error {
 	if !c.isTCP {
 		return nil

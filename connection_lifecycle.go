@@ -19,7 +19,8 @@ func (c *connection) Close() error {
 }
 
 // Detach is Close without closing the fd: unread input is dropped and the
-// caller owns Fd() from then on. It fails with ErrConnClosed after a close.
+// caller owns Fd() from then on. It fails with ErrConnClosed after a close by
+// either side, a second Detach included.
 func (c *connection) Detach() error {
 	if !c.state.markClose(closerDetach) {
 		return Exception(ErrConnClosed, "when detach")

@@ -64,7 +64,8 @@ func (c *connection) remoteString() string {
 	return c.remote.String()
 }
 
-// Next returns the next n bytes, valid until Release. It blocks as waitInput.
+// Next returns the next n bytes, valid until Release. It blocks as waitInput;
+// n <= 0 returns (nil, nil) at once.
 func (c *connection) Next(n int) (p []byte, err error) {
 	if n <= 0 {
 		return nil, nil
@@ -78,7 +79,8 @@ func (c *connection) Next(n int) (p []byte, err error) {
 	return p, c.inputErr(err)
 }
 
-// Peek returns the next n bytes without consuming them. It blocks as waitInput.
+// Peek returns the next n bytes without consuming them. It blocks as
+// waitInput; n <= 0 returns (nil, nil) at once.
 func (c *connection) Peek(n int) (buf []byte, err error) {
 	if n <= 0 {
 		return nil, nil
@@ -92,7 +94,7 @@ func (c *connection) Peek(n int) (buf []byte, err error) {
 	return buf, c.inputErr(err)
 }
 
-// Skip consumes n bytes. It blocks as waitInput.
+// Skip consumes n bytes. It blocks as waitInput; n <= 0 returns nil at once.
 func (c *connection) Skip(n int) (err error) {
 	if n <= 0 {
 		return nil
@@ -106,7 +108,8 @@ func (c *connection) Skip(n int) (err error) {
 	return c.inputErr(err)
 }
 
-// ReadString consumes n bytes into a new string. It blocks as waitInput.
+// ReadString consumes n bytes into a new string. It blocks as waitInput;
+// n <= 0 returns ("", nil) at once.
 func (c *connection) ReadString(n int) (s string, err error) {
 	if n <= 0 {
 		return "", nil
@@ -120,7 +123,8 @@ func (c *connection) ReadString(n int) (s string, err error) {
 	return s, c.inputErr(err)
 }
 
-// ReadBinary consumes n bytes into a new slice owned by the caller. It blocks as waitInput.
+// ReadBinary consumes n bytes into a new slice owned by the caller. It blocks
+// as waitInput; n <= 0 returns (nil, nil) at once.
 func (c *connection) ReadBinary(n int) (p []byte, err error) {
 	if n <= 0 {
 		return nil, nil
@@ -146,7 +150,8 @@ func (c *connection) ReadByte() (b byte, err error) {
 }
 
 // Slice consumes n bytes into a read-only Reader sharing their memory, then
-// releases the rest of the consumed input. It blocks as waitInput.
+// releases the rest of the consumed input. It blocks as waitInput; n <= 0
+// returns an empty LinkBuffer and releases nothing.
 func (c *connection) Slice(n int) (r Reader, err error) {
 	if n <= 0 {
 		return NewLinkBuffer(), nil
@@ -185,7 +190,7 @@ func (c *connection) Until(delim byte) (line []byte, err error) {
 }
 
 // Release recycles the memory of everything consumed; slices from Next and
-// Peek are invalid afterwards.
+// Peek are invalid afterwards. After a close it returns nil.
 func (c *connection) Release() (err error) {
 	c.inMu.Lock()
 	err = c.in.Release()
@@ -202,7 +207,7 @@ func (c *connection) Len() (length int) { return c.in.Len() }
 
 // Read copies up to len(p) buffered bytes, waiting for at least one, and
 // releases what it consumed. At the end of the stream it returns an error
-// matching ErrEOF (not io.EOF).
+// matching ErrEOF (not io.EOF). An empty p returns (0, nil) at once.
 func (c *connection) Read(p []byte) (n int, err error) {
 	if len(p) == 0 {
 		return 0, nil

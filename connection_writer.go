@@ -28,7 +28,8 @@ func (c *connection) outErr(err error, op string) error {
 	return err
 }
 
-// Malloc reserves n bytes of output and returns them (cap == len); fill them before Flush.
+// Malloc reserves n bytes of output and returns them (cap == len); fill them
+// before Flush. n == 0 gives (nil, nil); n < 0 or over 1 GiB an error.
 func (c *connection) Malloc(n int) (buf []byte, err error) {
 	if c.closedLocally() {
 		return nil, c.closedWrite("when malloc")
@@ -47,7 +48,8 @@ func (c *connection) MallocLen() (length int) {
 	return length
 }
 
-// MallocAck keeps the first n staged bytes and drops the rest.
+// MallocAck keeps the first n staged bytes and drops the rest. n < 0, or
+// over MallocLen or 1 GiB, is an error that changes nothing.
 func (c *connection) MallocAck(n int) (err error) {
 	if c.closedLocally() {
 		return c.closedWrite("when malloc ack")
@@ -92,7 +94,9 @@ func (c *connection) WriteByte(b byte) (err error) {
 	return c.outErr(err, "when write byte")
 }
 
-// WriteDirect splices p, by reference, before the last remainCap staged bytes.
+// WriteDirect splices p, by reference, before the last remainCap staged
+// bytes. An empty p or remainCap < 0 does nothing; remainCap over MallocLen
+// is an error.
 func (c *connection) WriteDirect(p []byte, remainCap int) (err error) {
 	if c.closedLocally() {
 		return c.closedWrite("when write direct")
@@ -103,7 +107,10 @@ func (c *connection) WriteDirect(p []byte, remainCap int) (err error) {
 	return c.outErr(err, "when write direct")
 }
 
-// Append moves every byte of w (a *LinkBuffer) to the staged output without copying.
+// Append moves every byte of w (a *LinkBuffer) to the staged output without
+// copying. A nil *LinkBuffer does nothing; another Writer type, a nil one
+// included, is an error, and a closed w gives ErrConnClosed "when append"
+// although the connection stays open.
 func (c *connection) Append(w Writer) (err error) {
 	if c.closedLocally() {
 		return c.closedWrite("when append")
@@ -129,7 +136,9 @@ func (c *connection) Flush() error {
 }
 
 // Write copies p to the output and flushes it; it returns len(p) and the
-// Flush error. Concurrent calls are serialised, never refused.
+// Flush error. Concurrent calls are serialised, never refused. An empty p
+// flushes what is staged and returns 0; an inactive connection gives
+// ErrConnClosed "when write".
 func (c *connection) Write(p []byte) (n int, err error) {
 	if !c.IsActive() {
 		return 0, c.closedWrite("when write")

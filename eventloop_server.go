@@ -11,7 +11,8 @@ import (
 )
 
 // NewEventLoop returns a server that calls onRequest (which may be nil) for
-// the connections it accepts, configured by ops.
+// the connections it accepts, configured by ops. Zero Options are ignored,
+// and the error is always nil.
 func NewEventLoop(onRequest OnRequest, ops ...Option) (EventLoop, error) {
 	evl := &eventLoop{onRequest: onRequest}
 	for _, op := range ops {
@@ -36,7 +37,8 @@ var errServing = errors.New("netpoll: the event loop is already serving a listen
 // Serve converts ln (see ConvertListener), registers it with a poller and
 // blocks until Shutdown (nil) or an accept failure, a listener hang-up or a
 // close of ln (the error). A second concurrent Serve on the same loop fails
-// at once. After Shutdown, Serve closes ln and returns nil at once.
+// at once. After Shutdown, Serve closes ln (if not nil) and returns nil at once.
+// A nil ln, or one ConvertListener refuses, gives its error.
 func (evl *eventLoop) Serve(ln net.Listener) error {
 	evl.mu.Lock()
 	if evl.done {

@@ -10,7 +10,9 @@ type TCPAddr struct {
 }
 
 // ResolveTCPAddr resolves address on network ("tcp", "tcp4" or "tcp6") like
-// net.ResolveTCPAddr, whose errors it returns.
+// net.ResolveTCPAddr, whose errors it returns (net.UnknownNetworkError for
+// another network; an empty network means "tcp"). An empty address gives the
+// zero address, not an error.
 func ResolveTCPAddr(network, address string) (*TCPAddr, error) {
 	addr, err := net.ResolveTCPAddr(network, address)
 	if err != nil {
@@ -25,7 +27,9 @@ type UnixAddr struct {
 }
 
 // ResolveUnixAddr resolves address on network ("unix", "unixgram" or
-// "unixpacket") like net.ResolveUnixAddr, whose errors it returns.
+// "unixpacket") like net.ResolveUnixAddr, whose errors it returns
+// (net.UnknownNetworkError for another network). An empty address gives an
+// empty name, not an error.
 func ResolveUnixAddr(network, address string) (*UnixAddr, error) {
 	addr, err := net.ResolveUnixAddr(network, address)
 	if err != nil {

@@ -32,11 +32,14 @@ func (dialer) DialTimeout(network, address string, timeout time.Duration) (conn 
 // "tcp", "tcp4" and "tcp6", a *UnixConnection for "unix", "unixgram" and
 // "unixpacket". timeout <= 0 means none; it bounds name resolution and every
 // connect attempt. A host that resolves to several IPs is tried in order and
-// the first success, or else the first error, is returned.
+// the first success, or else the first error, is returned. An empty host
+// means the loopback.
 //
 // Errors are *net.OpError: a timeout says "i/o timeout", has Timeout() true
-// and matches ErrDialTimeout; a refusal matches syscall.ECONNREFUSED. Any
-// other network gives net.UnknownNetworkError. On failure the Connection is nil.
+// and matches ErrDialTimeout; a refusal matches syscall.ECONNREFUSED; a
+// malformed address, or one with no IP of the network's family, fails before
+// any connect. Any other network gives net.UnknownNetworkError. On failure the
+// Connection is nil.
 func DialConnection(network, address string, timeout time.Duration) (connection Connection, err error) {
 	ctx := context.Background()
 	if timeout > 0 {

@@ -24,6 +24,8 @@ type listener struct {
 
 // CreateListener listens on addr like net.Listen and converts the result. For
 // "udp", "udp4" and "udp6" it binds the address, but Accept gives ErrUnsupported.
+// A bad network or address gives the error of net.Listen (net.ListenPacket
+// for udp).
 func CreateListener(network, addr string) (l Listener, err error) {
 	if strings.HasPrefix(network, "udp") {
 		pc, err := net.ListenPacket(network, addr)
@@ -45,7 +47,8 @@ func CreateListener(network, addr string) (l Listener, err error) {
 
 // ConvertListener returns l if it is already a Listener, and for a
 // *net.TCPListener or *net.UnixListener a non-blocking Listener on a
-// duplicate of its fd (closing it closes l too). Any other type is an error.
+// duplicate of its fd (closing it closes l too). Any other type, nil
+// included, is an error, and so is a closed net listener.
 func ConvertListener(l net.Listener) (nl Listener, err error) {
 	if nl, ok := l.(Listener); ok {
 		return nl, nil
@@ -86,6 +89,7 @@ func dupFd(rc syscall.RawConn) (int, error) {
 
 // Accept never blocks: with no connection pending it returns (nil, nil).
 // Otherwise it returns a registered Connection (a Conn) without handlers.
+// After Close it fails with ErrConnClosed; on udp, always with ErrUnsupported.
 func (l *listener) Accept() (net.Conn, error) {
 	if l.packet != nil {
 		return nil, Exception(ErrUnsupported, "accept on "+l.addr.Network())
@@ -146,5 +150,6 @@ func (l *listener) Close() error {
 // Addr returns the listening address.
 func (l *listener) Addr() net.Addr { return l.addr }
 
-// Fd returns the listening fd (-1 for a udp listener).
+// Fd returns the listening fd (-1 for a udp listener); after Close, the
+// number it had.
 func (l *listener) Fd() (fd int) { return l.fd }

@@ -17,8 +17,10 @@ type TCPConnection struct {
 }
 
 // DialTCP connects to raddr over network ("tcp", "tcp4", "tcp6"), from laddr
-// if it is not nil, within ctx (nil means Background). A bad network or a
-// nil raddr gives a *net.OpError, as does every connect failure.
+// if it is not nil, within ctx (nil means Background). A bad network, a nil
+// raddr, an IPv6 address on "tcp4" or an IP of a bad length gives a
+// *net.OpError, as does every bind or connect failure. An empty raddr IP
+// means the unspecified address.
 func DialTCP(ctx context.Context, network string, laddr, raddr *TCPAddr) (*TCPConnection, error) {
 	ctx = orBackground(ctx)
 	var la, ra net.Addr

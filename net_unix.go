@@ -18,7 +18,8 @@ type UnixConnection struct {
 
 // DialUnix connects to raddr over network ("unix", "unixgram",
 // "unixpacket"), from laddr if it is not nil. A bad network or a nil raddr
-// gives a *net.OpError, as does every connect failure.
+// gives a *net.OpError, as does every bind or connect failure (an empty
+// raddr name included).
 func DialUnix(network string, laddr, raddr *UnixAddr) (*UnixConnection, error) {
 	return dialUnix(context.Background(), network, laddr, raddr)
 }
@@ -62,7 +63,10 @@ var unixSocketTypes = map[string]int{
 
 // NewFDConnection wraps fd, a connected socket the caller hands over, in a
 // registered Connection without handlers; its addresses come from the
-// socket. A fd that is not open gives an error.
+// socket (nil for a fd that is not a socket). A negative fd, one that is
+// not open, or one the poller refuses (on Linux, a regular file) gives an
+// error and is not closed; a refused open fd is left non-blocking. Do not
+// pass a fd another Connection still wraps.
 func NewFDConnection(fd int) (Connection, error) {
 	if fd < 0 {
 		return nil, Exception(unix.EBADF, "new fd connection")

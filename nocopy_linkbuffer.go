@@ -33,8 +33,10 @@ type LinkBuffer = UnsafeLinkBuffer
 // one-node Bytes, alias the buffer and stay valid until the next Release. Slices from Malloc are the
 // caller's to fill until Flush. ReadString, ReadBinary and Until results are
 // the caller's for good. Every slice handed out has cap == len, so append
-// never writes into the buffer. After Close every method returns an error
-// matching ErrConnClosed.
+// never writes into the buffer. After Close every method that returns an
+// error returns one matching ErrConnClosed, except a second Close (nil); Len
+// and MallocLen are 0, and Bytes and GetBytes return nothing. Its methods
+// panic on a nil *UnsafeLinkBuffer.
 type UnsafeLinkBuffer struct {
 	length  atomic.Int64 // readable bytes
 	pending int          // written, not yet flushed (MallocLen)
@@ -56,8 +58,9 @@ type UnsafeLinkBuffer struct {
 }
 
 // NewLinkBuffer returns an empty buffer. With a positive size the first node
-// is allocated at once with capacity max(size, LinkBufferCap); otherwise
-// nothing is allocated until the first write.
+// is allocated at once with capacity max(size, LinkBufferCap), at most 1 GiB;
+// otherwise nothing is allocated until the first write. Sizes after the first
+// are ignored.
 func NewLinkBuffer(size ...int) *LinkBuffer {
 	b := &LinkBuffer{}
 	if len(size) > 0 && size[0] > 0 {
@@ -340,7 +343,8 @@ func (b *UnsafeLinkBuffer) Bytes() []byte {
 }
 
 // GetBytes fills p with aliases of the readable segments, in order, without
-// consuming them, and returns the filled part; an empty p gets all segments.
+// consuming them, and returns the filled part; an empty or nil p gets all
+// segments. An empty or closed buffer gives p[:0].
 func (b *UnsafeLinkBuffer) GetBytes(p [][]byte) (vs [][]byte) {
 	if b.closed || b.Len() == 0 {
 		return p[:0]

@@ -61,8 +61,8 @@ func (b *UnsafeLinkBuffer) Malloc(n int) (buf []byte, err error) {
 // MallocLen returns the number of pending bytes.
 func (b *UnsafeLinkBuffer) MallocLen() (length int) { return b.pending }
 
-// MallocAck keeps the first n pending bytes and drops the rest. n < 0 or n
-// over MallocLen gives an error and changes nothing.
+// MallocAck keeps the first n pending bytes and drops the rest. n < 0, or n
+// over MallocLen or 1 GiB, gives an error and changes nothing.
 func (b *UnsafeLinkBuffer) MallocAck(n int) (err error) {
 	if err = b.checkWrite(n, "malloc ack"); err != nil {
 		return err
@@ -112,6 +112,7 @@ func (b *UnsafeLinkBuffer) Flush() (err error) {
 
 // WriteBinary appends p as pending bytes. Above BinaryInplaceThreshold bytes
 // it keeps a reference to p: do not change p until the bytes are consumed.
+// An empty p gives (0, nil); one over 1 GiB an error.
 func (b *UnsafeLinkBuffer) WriteBinary(p []byte) (n int, err error) {
 	if t := b.tail; t != nil && !t.readonly && len(p) <= len(t.buf)-t.malloc && len(p) <= BinaryInplaceThreshold && !b.closed {
 		t.malloc += copy(t.buf[t.malloc:], p)
@@ -206,7 +207,8 @@ var errNotLinkBuffer = errors.New("unsupported writer which is not LinkBuffer")
 
 // Append moves every byte of w, readable and pending, behind this buffer's
 // pending bytes without copying; they all become pending here, and w becomes
-// unusable. w must be a *LinkBuffer; a nil one does nothing.
+// unusable. w must be a *LinkBuffer; a nil one does nothing. Any other Writer
+// (a nil one included), a closed w, or b itself gives an error.
 func (b *UnsafeLinkBuffer) Append(w Writer) (err error) {
 	lb, ok := w.(*LinkBuffer)
 	switch {

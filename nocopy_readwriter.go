@@ -18,19 +18,22 @@ const (
 // until the bytes they need have arrived; the end of r gives an error
 // matching ErrEOF, and other errors of r are returned as they are. Until
 // searches only bytes already pulled. A nil r gives a Reader whose reads
-// fail with ErrEOF.
+// fail with ErrEOF. A read needing over 1 GiB more than is buffered fails
+// at once.
 func NewReader(r io.Reader) Reader {
 	return &zcReader{r: r, buf: NewLinkBuffer()}
 }
 
 // NewWriter returns a Writer that stages into a LinkBuffer; Flush writes all
 // staged bytes to w with one Write call. A short write returns an error and
-// keeps the unwritten bytes for the next Flush. A nil w makes Flush fail.
+// keeps the unwritten bytes for the next Flush. A nil w makes a Flush with
+// staged bytes fail.
 func NewWriter(w io.Writer) Writer {
 	return &zcWriter{w: w, buf: NewLinkBuffer()}
 }
 
-// NewReadWriter combines NewReader and NewWriter over rw.
+// NewReadWriter combines NewReader and NewWriter over rw; a nil rw fails as
+// a nil r and a nil w do.
 func NewReadWriter(rw io.ReadWriter) ReadWriter {
 	return &zcReadWriter{zcReader: zcReader{r: rw, buf: NewLinkBuffer()}, zcWriter: zcWriter{w: rw, buf: NewLinkBuffer()}}
 }
@@ -61,7 +64,8 @@ func NewIOWriter(w Writer) io.Writer {
 	return &ioWriter{w: w}
 }
 
-// NewIOReadWriter combines NewIOReader and NewIOWriter.
+// NewIOReadWriter combines NewIOReader and NewIOWriter; a nil rw gives one
+// whose Read and Write fail.
 func NewIOReadWriter(rw ReadWriter) io.ReadWriter {
 	if v, ok := rw.(io.ReadWriter); ok {
 		return v

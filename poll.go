@@ -6,11 +6,13 @@ package netpoll
 type Poll interface {
 	// Wait runs the event loop until Close. It blocks.
 	Wait() error
-	// Close stops Wait and releases the poller.
+	// Close stops Wait and releases the poller; a second call returns nil.
 	Close() error
 	// Trigger wakes Wait up once.
 	Trigger() error
-	// Control registers, changes or removes operator's interest.
+	// Control registers, changes or removes operator's interest. An unknown
+	// event gives ErrUnsupported, PollR2RW or PollRW2R on a detached operator
+	// ErrConnClosed, and a second PollDetach nil.
 	Control(operator *FDOperator, event PollEvent) error
 	// Alloc returns a fresh operator bound to this poller.
 	Alloc() (operator *FDOperator)
@@ -80,7 +82,8 @@ const (
 	pollHup                       // the peer hung up or the socket has an error
 )
 
-// Control asks the operator's poller for a change of interest.
+// Control asks the operator's poller for a change of interest. An operator
+// without a poller (any made outside this package) gives ErrUnsupported.
 func (op *FDOperator) Control(event PollEvent) error {
 	if op.poll == nil {
 		return Exception(ErrUnsupported, "operator has no poller")
@@ -88,7 +91,7 @@ func (op *FDOperator) Control(event PollEvent) error {
 	return op.poll.Control(op, event)
 }
 
-// Free gives the operator back to its poller.
+// Free gives the operator back to its poller; without one it does nothing.
 func (op *FDOperator) Free() {
 	if op.poll != nil {
 		op.poll.Free(op)

@@ -27,9 +27,9 @@ type Config struct {
 
 // Feature holds optional behaviours.
 type Feature struct {
-	// AlwaysNoCopyRead lets ReadString and ReadBinary alias buffer memory. It
-	// is accepted for compatibility; reads here always return copies, which
-	// the contract allows.
+	// AlwaysNoCopyRead lets ReadString and ReadBinary return buffer memory
+	// instead of a copy when n >= 64 bytes lie in one node; that node then
+	// never returns to the pool.
 	AlwaysNoCopyRead bool
 }
 
@@ -79,7 +79,8 @@ func WithWriteTimeout(timeout time.Duration) Option {
 
 // WithIdleTimeout turns on TCP keep-alive for accepted connections (see
 // Connection.SetIdleTimeout); it never closes idle connections. A timeout
-// under one second leaves keep-alive off.
+// under one second leaves keep-alive off; the error of one the kernel
+// refuses is dropped.
 func WithIdleTimeout(timeout time.Duration) Option {
 	return Option{func(o *options) { o.idleTimeout = timeout }}
 }

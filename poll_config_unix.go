@@ -12,9 +12,10 @@ import (
 // Configure applies config: PollerNum > 0 sets the number of pollers,
 // BufferSize > 0 the first read size, a non-nil Runner and LoggerOutput
 // replace the current ones, LoadBalance >= 0 sets the balancer (so the zero
-// Config resets it to RoundRobin), and AlwaysNoCopyRead is always copied.
-// It returns the error of an invalid PollerNum. Call it from init, before
-// the first connection.
+// Config resets it to RoundRobin; unknown values mean RoundRobin), and
+// AlwaysNoCopyRead is always copied. Values out of those ranges are ignored
+// and a BufferSize over 8 MiB counts as 8 MiB: it always returns nil. Call it
+// from init, before the first connection.
 func Configure(config Config) (err error) {
 	if config.PollerNum > 0 {
 		if err = pollmanager.setNumLoops(config.PollerNum); err != nil {
@@ -37,19 +38,23 @@ func Configure(config Config) (err error) {
 	return nil
 }
 
-// Initialize starts the pollers now instead of at the first connection.
+// Initialize starts the pollers now instead of at the first connection. A
+// poller that cannot start is logged, not reported; once they run, a second
+// call does nothing.
 func Initialize() {
 	if _, err := pollmanager.pick(); err != nil {
 		logf("initialize: %v", err)
 	}
 }
 
-// SetNumLoops sets the number of pollers; n < 1 gives an error.
+// SetNumLoops sets the number of pollers; n < 1 gives an error and changes
+// nothing. Missing pollers start at the next connection or Initialize.
 //
 // Deprecated: use Configure.
 func SetNumLoops(numLoops int) error { return pollmanager.setNumLoops(numLoops) }
 
 // SetLoadBalance chooses the poller balancer; unknown values mean RoundRobin.
+// It returns nil.
 //
 // Deprecated: use Configure.
 func SetLoadBalance(lb LoadBalance) error {

@@ -31,10 +31,12 @@ func (e *epollevent) fromKernel(k *unix.EpollEvent) {
 	e.data = *(*[8]byte)(unsafe.Pointer(&k.Fd))
 }
 
-// EpollCreate calls epoll_create1(flag).
+// EpollCreate calls epoll_create1(flag); errors are the raw errno (EINVAL for
+// a bad flag).
 func EpollCreate(flag int) (fd int, err error) { return unix.EpollCreate1(flag) }
 
-// EpollCtl calls epoll_ctl.
+// EpollCtl calls epoll_ctl; a nil event passes NULL, which EPOLL_CTL_DEL
+// accepts. Errors are the raw errno.
 func EpollCtl(epfd, op, fd int, event *epollevent) (err error) {
 	if event == nil {
 		return unix.EpollCtl(epfd, op, fd, nil)
@@ -43,7 +45,8 @@ func EpollCtl(epfd, op, fd int, event *epollevent) (err error) {
 	return unix.EpollCtl(epfd, op, fd, &k)
 }
 
-// EpollWait calls epoll_wait; msec < 0 waits forever.
+// EpollWait calls epoll_wait; msec < 0 waits forever. An empty events gives
+// EINVAL; other errors are the raw errno.
 func EpollWait(epfd int, events []epollevent, msec int) (n int, err error) {
 	if len(events) == 0 {
 		return 0, unix.EINVAL

@@ -5,7 +5,10 @@ package netpoll
 import "golang.org/x/sys/unix"
 
 // SetKeepAlive turns on TCP keep-alive for fd: probes start after secs idle
-// seconds and repeat every secs seconds. secs must be at least 1.
+// seconds and repeat every secs seconds. secs < 1 gives EINVAL and changes
+// nothing. A fd that is not an open TCP socket gives the setsockopt error.
+// secs reaches the kernel as a 32-bit int, and a value it refuses (over 32767
+// on Linux) gives EINVAL with keep-alive already switched on.
 func SetKeepAlive(fd, secs int) error {
 	if secs < 1 {
 		return Exception(unix.EINVAL, "keep-alive seconds must be at least 1")

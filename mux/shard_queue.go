@@ -24,9 +24,11 @@ const maxShards = 1024
 
 // WriterGetter returns the bytes to send: buf is usually a
 // *netpoll.LinkBuffer whose content (readable and not yet flushed) is sent
-// as a whole. isNil true, or a nil buf, means there is nothing to send. A
-// getter runs once, on the flusher task, and must not call Close on its own
-// queue (Close would wait for the getter).
+// as a whole. isNil true, or a nil buf, means there is nothing to send. Any
+// other Writer, or a closed or already sent LinkBuffer, fails the Append of a
+// netpoll connection: the queue breaks and closes the connection. A getter
+// runs once, on the flusher task, and must not call Close on its own queue
+// (Close would wait for the getter).
 type WriterGetter func() (buf netpoll.Writer, isNil bool)
 
 // ShardQueue sends the buffers of many producers over one connection,
@@ -105,7 +107,8 @@ func NewShardQueue(size int, conn netpoll.Connection) (queue *ShardQueue) {
 //
 // After Close (or on a queue without a connection) Add sends nothing: it
 // calls each getter at once and closes any *netpoll.LinkBuffer returned, so
-// that dropping it leaks nothing.
+// that dropping it leaks nothing; a getter's panic then reaches the caller.
+// Add with no getters does nothing.
 func (q *ShardQueue) Add(gts ...WriterGetter) {
 	if len(gts) == 0 {
 		return

@@ -15,8 +15,11 @@
 //
 // # Model
 //
-// A few pollers (epoll on Linux, kqueue on macOS and the BSDs) each run one
-// goroutine that waits for readiness events. Every connection is registered
+// A few pollers (epoll on Linux, kqueue on macOS and the BSDs; GOMAXPROCS/20
+// + 1 by default, as in the reference) each run one goroutine that waits for
+// readiness events. On Linux that goroutine parks in Go's own netpoller,
+// which watches the epoll fd, so no OS thread sits in epoll_wait and a woken
+// poller is scheduled like any network goroutine. Every connection is registered
 // with one poller for its whole life. When a connection's socket is
 // readable, its poller reads into the connection's input LinkBuffer and
 // wakes whoever waits for those bytes: a blocked Reader call, or the

@@ -3,8 +3,9 @@
 package netpoll
 
 import (
-	"runtime"
+	"os"
 	"sync/atomic"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -12,9 +13,12 @@ import (
 
 // defaultPoll is a level-triggered epoll instance with an eventfd for
 // wake-ups. Its goroutine is the only one that reads events; Control may be
-// called from any goroutine (epoll_ctl is thread-safe).
+// called from any goroutine (epoll_ctl is thread-safe). The epoll fd itself
+// is non-blocking and watched by Go's netpoller (see Wait).
 type defaultPoll struct {
 	epfd    int
+	file    *os.File        // owns epfd
+	raw     syscall.RawConn // parks Wait until epfd is readable
 	wakefd  int
 	events  []unix.EpollEvent
 	closing atomic.Bool
@@ -37,13 +41,21 @@ func openDefaultPoll() (*defaultPoll, error) {
 		unix.Close(epfd)
 		return nil, wrapSyscall("eventfd", err)
 	}
-	p := &defaultPoll{epfd: epfd, wakefd: wakefd, events: make([]unix.EpollEvent, 128), done: make(chan struct{})}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN}
-	setEventTag(&ev, wakefd, wakeTag)
-	if err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
+	if err = unix.SetNonblock(epfd, true); err != nil {
 		unix.Close(wakefd)
 		unix.Close(epfd)
-		return nil, wrapSyscall("epoll_ctl", err)
+		return nil, wrapSyscall("fcntl", err)
+	}
+	p := &defaultPoll{epfd: epfd, file: os.NewFile(uintptr(epfd), "epoll"), wakefd: wakefd,
+		events: make([]unix.EpollEvent, 128), done: make(chan struct{})}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	setEventTag(&ev, wakefd, wakeTag)
+	if err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err == nil {
+		p.raw, err = p.file.SyscallConn()
+	}
+	if err != nil {
+		p.release()
+		return nil, wrapSyscall("epoll setup", err)
 	}
 	return p, nil
 }
@@ -54,28 +66,34 @@ func setEventTag(ev *unix.EpollEvent, fd int, gen uint32) {
 	ev.Pad = int32(gen)
 }
 
-// Wait runs the loop until Close. It polls without blocking first, with a
-// raw syscall that does not leave the scheduler, and when nothing is ready
-// yields once (the handlers it woke may produce more work) and polls again.
-// Only then does it block in epoll_wait, which costs no CPU while idle.
+// Wait runs the loop until Close. It never blocks a thread in epoll_wait:
+// it polls with a raw zero-timeout epoll_pwait and, when nothing is ready,
+// parks in Go's netpoller until the epoll fd becomes readable. A woken
+// poller is then scheduled like any goroutine the network woke, instead of
+// having to win a P back after a blocking syscall, which under load (and
+// always with GOMAXPROCS=1) delayed every event behind running handlers.
+//
+// The runtime watches epfd edge-triggered. No readiness is missed: the loop
+// parks only after a poll found the ready list empty, and RawConn.Read
+// keeps any edge that came after its start.
 func (p *defaultPoll) Wait() error {
 	defer close(p.done)
-	yielded := false
 	for {
-		n, err := epollPoll(p.epfd, p.events)
-		if n <= 0 && err == nil {
-			if !yielded {
-				yielded = true
-				runtime.Gosched()
-				continue
-			}
-			n, err = unix.EpollWait(p.epfd, p.events, -1)
-		}
-		yielded = false
-		if err != nil && err != unix.EINTR {
+		var n int
+		var err error
+		rerr := p.raw.Read(func(uintptr) bool {
+			n, err = epollPoll(p.epfd, p.events)
+			return n > 0 || err != nil
+		})
+		switch {
+		case rerr != nil:
+			return wrapSyscall("epoll wait", rerr)
+		case err == unix.EINTR:
+			continue
+		case err != nil:
 			return wrapSyscall("epoll_wait", err)
 		}
-		if n > 0 && p.handle(p.events[:n]) {
+		if p.handle(p.events[:n]) {
 			p.release()
 			return nil
 		}
@@ -137,7 +155,7 @@ func (p *defaultPoll) Close() error {
 
 func (p *defaultPoll) release() {
 	unix.Close(p.wakefd)
-	unix.Close(p.epfd)
+	p.file.Close()
 }
 
 // Trigger wakes the loop once.

@@ -4,6 +4,7 @@ package netpoll
 
 import (
 	"errors"
+	"net"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ type server struct {
 	ln        Listener
 	op        FDOperator
 	fd        fdRef // held by each accept; the Listener, not the fdRef, closes the fd
+	addrs     acceptAddrs
 	onRequest OnRequest
 	opts      *options
 	quit      chan error // Serve's result; the first send wins
@@ -38,6 +40,9 @@ func newServer(ln Listener, onRequest OnRequest, opts *options) *server {
 	s.op.FD = ln.Fd()
 	s.op.handler = s
 	s.fd.fd = s.op.FD
+	if s.op.FD >= 0 {
+		s.addrs = listenerAddrs(s.op.FD)
+	}
 	return s
 }
 
@@ -87,22 +92,22 @@ func (s *server) stop(err error) {
 }
 
 // accept takes one pending connection; EBADF once stop has begun.
-func (s *server) accept() (int, unix.Sockaddr, error) {
+func (s *server) accept() (int, net.Addr, error) {
 	if !s.fd.acquire() {
 		return -1, nil, unix.EBADF
 	}
 	defer s.fd.release()
-	return accept(s.fd.fd)
+	return accept(s.fd.fd, s.addrs.unixNet)
 }
 
 // onEvent accepts what is pending, up to a batch.
 func (s *server) onEvent(_ Poll, flags pollFlags) {
 	for i := 0; i < acceptBatch; i++ {
-		fd, sa, err := s.accept()
+		fd, remote, err := s.accept()
 		switch err {
 		case nil:
 			s.backoff = 0
-			s.accepted(fd, sa)
+			s.accepted(fd, remote)
 			continue
 		case unix.EAGAIN:
 			if flags&pollHup != 0 {
@@ -152,9 +157,8 @@ func (s *server) resume() {
 
 // accepted sets up a new connection and runs OnPrepare on this (the poller)
 // goroutine; a connection OnPrepare closed is never registered.
-func (s *server) accepted(fd int, sa unix.Sockaddr) {
-	local, remote := socketAddrs(fd, sa)
-	c, err := newConnection(fd, local, remote)
+func (s *server) accepted(fd int, remote net.Addr) {
+	c, err := newConnection(fd, s.addrs.localAddr(fd), remote)
 	if err != nil {
 		logf("accept: %v", err)
 		unix.Close(fd)

@@ -40,7 +40,7 @@ func benchAcceptRegister(b *testing.B, network string) {
 	for done := 0; done < b.N; done += len(fds) {
 		conns, fds = conns[:0], fds[:0]
 		for n := min(acceptBenchBatch, b.N-done); len(fds) < n; {
-			fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			fd, err := unix.Socket(family, unix.SOCK_STREAM, 0)
 			require.NoError(b, err)
 			fds = append(fds, fd)
 			require.NoError(b, unix.Connect(fd, sa))

@@ -88,7 +88,9 @@ func (c *connection) setContext(ctx context.Context) {
 		c.ctx.Store(&background)
 		return
 	}
-	c.ctx.Store(&ctx)
+	p := new(context.Context) // not &ctx, which would cost background an allocation too
+	*p = ctx
+	c.ctx.Store(p)
 }
 
 // Reader returns the connection itself.

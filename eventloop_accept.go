@@ -13,13 +13,18 @@ import (
 
 // server is one Serve: the listener's operator and the connections it accepted.
 type server struct {
-	ln        Listener
-	op        FDOperator
-	fd        fdRef // held by each accept; the Listener, not the fdRef, closes the fd
-	addrs     acceptAddrs
-	onRequest OnRequest
-	opts      *options
-	quit      chan error // Serve's result; the first send wins
+	ln    Listener
+	op    FDOperator
+	fd    fdRef // held by each accept; the Listener, not the fdRef, closes the fd
+	addrs acceptAddrs
+	opts  *options
+	quit  chan error // Serve's result; the first send wins
+
+	// The loop's handlers, boxed once and shared by every connection's
+	// atomic pointers (which are replaced, never written through); nil for none.
+	onRequest    *OnRequest
+	onConnect    *OnConnect
+	onDisconnect *OnDisconnect
 
 	mu         sync.Mutex
 	conns      map[*connection]struct{}
@@ -36,7 +41,16 @@ const acceptBatch = 64
 const maxBackoff = time.Second
 
 func newServer(ln Listener, onRequest OnRequest, opts *options) *server {
-	s := &server{ln: ln, onRequest: onRequest, opts: opts, quit: make(chan error, 1), conns: map[*connection]struct{}{}}
+	s := &server{ln: ln, opts: opts, quit: make(chan error, 1), conns: map[*connection]struct{}{}}
+	if onRequest != nil {
+		s.onRequest = &onRequest
+	}
+	if h := opts.onConnect; h != nil {
+		s.onConnect = &h
+	}
+	if h := opts.onDisconnect; h != nil {
+		s.onDisconnect = &h
+	}
 	s.op.FD = ln.Fd()
 	s.op.handler = s
 	s.fd.fd = s.op.FD
@@ -204,9 +218,16 @@ func (s *server) configure(c *connection) {
 	if o.idleTimeout > 0 {
 		_ = c.SetIdleTimeout(o.idleTimeout)
 	}
-	_ = c.SetOnRequest(s.onRequest)
-	_ = c.SetOnConnect(o.onConnect)
-	_ = c.SetOnDisconnect(o.onDisconnect)
+	// Not registered yet, c has no input for SetOnRequest to start a task on.
+	if s.onRequest != nil {
+		c.onRequest.Store(s.onRequest)
+	}
+	if s.onConnect != nil {
+		c.onConnect.Store(s.onConnect)
+	}
+	if s.onDisconnect != nil {
+		c.onDisconnect.Store(s.onDisconnect)
+	}
 }
 
 // prepare runs OnPrepare; a panic in it closes the connection and is logged,

@@ -99,7 +99,7 @@ func initDialed(c *connection, fd int, tcp bool) error {
 	if tcp {
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
-	err := c.init(fd, local, remote)
+	err := c.init(fd, local, remote, new(connParts))
 	if err == nil {
 		err = c.register()
 	}

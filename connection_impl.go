@@ -14,17 +14,16 @@ import (
 // an EventLoop, dialed (inside TCPConnection and UnixConnection) or made by
 // NewFDConnection. See doc.go for the goroutines that touch it.
 type connection struct {
-	op    *FDOperator // registered with one poller; op.handler is the connection
-	fd    fdRef
-	state connState
-	isTCP bool
+	*connParts  // op, in and out; set by init, never changed
+	fd          fdRef
+	state       connState
+	isTCP       bool
+	needConnect bool // the first task runs OnConnect; touched only by tasks
 
-	inMu sync.Mutex  // guards in's structure: the poller's fill and the reader's calls
-	in   *LinkBuffer // filled by the poller, read by the user
+	inMu sync.Mutex // guards in's structure: the poller's fill and the reader's calls
 	// outMu serialises the Writer: Malloc, Write and Flush (which holds it
 	// while it waits for the socket to drain), and the recycling at close.
 	outMu sync.Mutex
-	out   *LinkBuffer
 
 	wait     atomic.Pointer[waiters] // made by the first call that blocks
 	waitRead atomic.Int64            // bytes the blocked reader needs; 0 when none waits
@@ -44,7 +43,6 @@ type connection struct {
 	onRequest    atomic.Pointer[OnRequest]
 	onConnect    atomic.Pointer[OnConnect]
 	onDisconnect atomic.Pointer[OnDisconnect]
-	needConnect  bool // the first task runs OnConnect; touched only by tasks
 
 	closeMu        sync.Mutex
 	closeCallbacks *callbackNode // last added first; nil once they ran
@@ -53,28 +51,44 @@ type connection struct {
 	server        *server // the EventLoop server that accepted it; nil otherwise
 }
 
-var _ Connection = &connection{}
-
-// newConnection wraps a connected, non-blocking fd. It is not registered yet.
-func newConnection(fd int, local, remote net.Addr) (*connection, error) {
-	c := &connection{}
-	if err := c.init(fd, local, remote); err != nil {
-		return nil, err
-	}
-	return c, nil
+// connParts are the parts of a connection that are not comparable, so
+// cannot be its fields: TCPConnection and UnixConnection, which embed a
+// connection, are comparable. The operator table keeps &op.
+type connParts struct {
+	op  FDOperator // registered with one poller; op.handler is the connection
+	in  LinkBuffer // filled by the poller, read by the user
+	out LinkBuffer
 }
 
-// init sets up a zero connection in place (it is embedded in TCPConnection
-// and UnixConnection, and must never be copied). Its poller is chosen here,
-// before anyone else can see the connection, and never changes.
-func (c *connection) init(fd int, local, remote net.Addr) error {
-	p, err := pollmanager.pick()
+var _ Connection = &connection{}
+
+// newConnection wraps a connected, non-blocking fd. It is not registered
+// yet. The connection and its parts are one allocation, of 512 bytes: mind
+// the size class when adding a field to either.
+func newConnection(fd int, local, remote net.Addr) (*connection, error) {
+	both := &struct {
+		c connection
+		p connParts
+	}{}
+	if err := both.c.init(fd, local, remote, &both.p); err != nil {
+		return nil, err
+	}
+	return &both.c, nil
+}
+
+// init sets up a zero connection in place with the zero parts p (it is
+// embedded in TCPConnection and UnixConnection, and must never be copied).
+// Its poller is chosen here, before anyone else can see the connection, and
+// never changes.
+func (c *connection) init(fd int, local, remote net.Addr, p *connParts) error {
+	poll, err := pollmanager.pick()
 	if err != nil {
 		return err
 	}
-	c.op = &FDOperator{FD: fd, poll: p, handler: c}
-	c.in = &LinkBuffer{lean: true}
-	c.out = &LinkBuffer{lean: true}
+	c.connParts = p
+	p.op.FD, p.op.poll, p.op.handler = fd, poll, c
+	p.in.lean = true
+	p.out.lean = true
 	c.readSize = defaultBufferSize()
 	c.local, c.remote = local, remote
 	c.fd.fd = fd
@@ -94,7 +108,9 @@ func (c *connection) setContext(ctx context.Context) {
 		c.ctx.Store(&background)
 		return
 	}
-	c.ctx.Store(&ctx)
+	p := new(context.Context) // not &ctx, which would cost background an allocation too
+	*p = ctx
+	c.ctx.Store(p)
 }
 
 // Reader returns the connection itself.

@@ -4,6 +4,7 @@ package netpoll
 
 import (
 	"errors"
+	"net"
 	"sync"
 	"time"
 
@@ -12,12 +13,18 @@ import (
 
 // server is one Serve: the listener's operator and the connections it accepted.
 type server struct {
-	ln        Listener
-	op        FDOperator
-	fd        fdRef // held by each accept; the Listener, not the fdRef, closes the fd
-	onRequest OnRequest
-	opts      *options
-	quit      chan error // Serve's result; the first send wins
+	ln    Listener
+	op    FDOperator
+	fd    fdRef // held by each accept; the Listener, not the fdRef, closes the fd
+	addrs acceptAddrs
+	opts  *options
+	quit  chan error // Serve's result; the first send wins
+
+	// The loop's handlers, boxed once and shared by every connection's
+	// atomic pointers (which are replaced, never written through); nil for none.
+	onRequest    *OnRequest
+	onConnect    *OnConnect
+	onDisconnect *OnDisconnect
 
 	mu         sync.Mutex
 	conns      map[*connection]struct{}
@@ -34,10 +41,22 @@ const acceptBatch = 64
 const maxBackoff = time.Second
 
 func newServer(ln Listener, onRequest OnRequest, opts *options) *server {
-	s := &server{ln: ln, onRequest: onRequest, opts: opts, quit: make(chan error, 1), conns: map[*connection]struct{}{}}
+	s := &server{ln: ln, opts: opts, quit: make(chan error, 1), conns: map[*connection]struct{}{}}
+	if onRequest != nil {
+		s.onRequest = &onRequest
+	}
+	if h := opts.onConnect; h != nil {
+		s.onConnect = &h
+	}
+	if h := opts.onDisconnect; h != nil {
+		s.onDisconnect = &h
+	}
 	s.op.FD = ln.Fd()
 	s.op.handler = s
 	s.fd.fd = s.op.FD
+	if s.op.FD >= 0 {
+		s.addrs = listenerAddrs(s.op.FD)
+	}
 	return s
 }
 
@@ -87,22 +106,22 @@ func (s *server) stop(err error) {
 }
 
 // accept takes one pending connection; EBADF once stop has begun.
-func (s *server) accept() (int, unix.Sockaddr, error) {
+func (s *server) accept() (int, net.Addr, error) {
 	if !s.fd.acquire() {
 		return -1, nil, unix.EBADF
 	}
 	defer s.fd.release()
-	return accept(s.fd.fd)
+	return accept(s.fd.fd, s.addrs.unixNet)
 }
 
 // onEvent accepts what is pending, up to a batch.
 func (s *server) onEvent(_ Poll, flags pollFlags) {
 	for i := 0; i < acceptBatch; i++ {
-		fd, sa, err := s.accept()
+		fd, remote, err := s.accept()
 		switch err {
 		case nil:
 			s.backoff = 0
-			s.accepted(fd, sa)
+			s.accepted(fd, remote)
 			continue
 		case unix.EAGAIN:
 			if flags&pollHup != 0 {
@@ -152,9 +171,8 @@ func (s *server) resume() {
 
 // accepted sets up a new connection and runs OnPrepare on this (the poller)
 // goroutine; a connection OnPrepare closed is never registered.
-func (s *server) accepted(fd int, sa unix.Sockaddr) {
-	local, remote := socketAddrs(fd, sa)
-	c, err := newConnection(fd, local, remote)
+func (s *server) accepted(fd int, remote net.Addr) {
+	c, err := newConnection(fd, s.addrs.localAddr(fd), remote)
 	if err != nil {
 		logf("accept: %v", err)
 		unix.Close(fd)
@@ -200,9 +218,16 @@ func (s *server) configure(c *connection) {
 	if o.idleTimeout > 0 {
 		_ = c.SetIdleTimeout(o.idleTimeout)
 	}
-	_ = c.SetOnRequest(s.onRequest)
-	_ = c.SetOnConnect(o.onConnect)
-	_ = c.SetOnDisconnect(o.onDisconnect)
+	// Not registered yet, c has no input for SetOnRequest to start a task on.
+	if s.onRequest != nil {
+		c.onRequest.Store(s.onRequest)
+	}
+	if s.onConnect != nil {
+		c.onConnect.Store(s.onConnect)
+	}
+	if s.onDisconnect != nil {
+		c.onDisconnect.Store(s.onDisconnect)
+	}
 }
 
 // prepare runs OnPrepare; a panic in it closes the connection and is logged,

@@ -95,11 +95,11 @@ func waitConnect(ctx context.Context, fd int) error {
 
 // initDialed sets c up around a connected fd and registers it; on error the fd is closed.
 func initDialed(c *connection, fd int, tcp bool) error {
-	local, remote := socketAddrs(fd, nil)
+	local, remote := socketAddrs(fd)
 	if tcp {
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
-	err := c.init(fd, local, remote)
+	err := c.init(fd, local, remote, new(connParts))
 	if err == nil {
 		err = c.register()
 	}

@@ -20,6 +20,7 @@ type listener struct {
 	orig   net.Listener   // the converted listener, closed with ours
 	packet net.PacketConn // set for "udp*": Accept is unsupported
 	closed atomic.Bool
+	addrs  acceptAddrs
 }
 
 // CreateListener listens on addr like net.Listen and converts the result. For
@@ -66,7 +67,7 @@ func ConvertListener(l net.Listener) (nl Listener, err error) {
 	if err != nil {
 		return nil, err
 	}
-	return &listener{fd: fd, addr: l.Addr(), orig: l}, nil
+	return &listener{fd: fd, addr: l.Addr(), orig: l, addrs: listenerAddrs(fd)}, nil
 }
 
 // dupFd duplicates the fd behind rc as a non-blocking, close-on-exec fd.
@@ -98,10 +99,10 @@ func (l *listener) Accept() (net.Conn, error) {
 		return nil, Exception(ErrConnClosed, "listener closed")
 	}
 	for {
-		fd, sa, err := accept(l.fd)
+		fd, remote, err := accept(l.fd, l.addrs.unixNet)
 		switch err {
 		case nil:
-			c, err := wrapAccepted(fd, sa)
+			c, err := wrapAccepted(fd, l.addrs.localAddr(fd), remote)
 			if err != nil {
 				return nil, err
 			}
@@ -116,8 +117,7 @@ func (l *listener) Accept() (net.Conn, error) {
 }
 
 // wrapAccepted makes an accepted fd a registered connection.
-func wrapAccepted(fd int, sa unix.Sockaddr) (*connection, error) {
-	local, remote := socketAddrs(fd, sa)
+func wrapAccepted(fd int, local, remote net.Addr) (*connection, error) {
 	c, err := newConnection(fd, local, remote)
 	if err == nil {
 		if c.isTCP {

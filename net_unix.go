@@ -74,7 +74,7 @@ func NewFDConnection(fd int) (Connection, error) {
 	if err := unix.SetNonblock(fd, true); err != nil {
 		return nil, wrapSyscall("fcntl", err)
 	}
-	local, remote := socketAddrs(fd, nil)
+	local, remote := socketAddrs(fd)
 	c, err := newConnection(fd, local, remote)
 	if err == nil {
 		err = c.register()

@@ -48,7 +48,7 @@ type UnsafeLinkBuffer struct {
 
 	copies  [][]byte // pooled copies made by reads across nodes, freed at Release
 	peeks   [][]byte // pooled copies made by Peek across nodes, freed at Release
-	minSize int      // capacity of the first node
+	minSize int32    // capacity of the first node; 32 bits pack it with the flags
 	booked  bool     // a poller is filling the tail's free space (see book)
 	closed  bool
 	// lean: Release frees the last node as soon as it is empty, so that an
@@ -64,7 +64,7 @@ type UnsafeLinkBuffer struct {
 func NewLinkBuffer(size ...int) *LinkBuffer {
 	b := &LinkBuffer{}
 	if len(size) > 0 && size[0] > 0 {
-		b.minSize = min(size[0], maxNodeSize)
+		b.minSize = int32(min(size[0], maxNodeSize))
 		b.grow(0)
 	}
 	return b
@@ -321,7 +321,7 @@ func (b *UnsafeLinkBuffer) Release() (err error) {
 // its start: nothing else views its memory, and it is small.
 func (b *UnsafeLinkBuffer) reusable(r *node) bool {
 	return !b.lean && r.raw != nil && r.origin == nil && !r.readonly && !r.keep &&
-		len(r.buf) == len(r.raw) && len(r.raw) <= max(LinkBufferCap, b.minSize) && r.refs.Load() == 1
+		len(r.buf) == len(r.raw) && len(r.raw) <= max(LinkBufferCap, int(b.minSize)) && r.refs.Load() == 1
 }
 
 // Bytes returns every readable byte without consuming it: an alias when they

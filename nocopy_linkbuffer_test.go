@@ -71,7 +71,7 @@ func idleRetained(b *LinkBuffer) int {
 	if b.lean {
 		return 0
 	}
-	return max(LinkBufferCap, b.minSize)
+	return max(LinkBufferCap, int(b.minSize))
 }
 
 func addr(p []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(p))) }

@@ -34,7 +34,7 @@ func (b *UnsafeLinkBuffer) link(nd *node) {
 func (b *UnsafeLinkBuffer) grow(n int) *node {
 	size := max(n, LinkBufferCap)
 	if b.head == nil {
-		size = max(size, b.minSize)
+		size = max(size, int(b.minSize))
 	}
 	nd := newNode(size)
 	b.link(nd)

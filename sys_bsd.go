@@ -3,6 +3,8 @@
 package netpoll
 
 import (
+	"net"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -31,8 +33,9 @@ func writev(fd int, bufs [][]byte) (int, error) {
 	return total, nil
 }
 
-// accept takes one pending connection and makes it non-blocking and close-on-exec.
-func accept(fd int) (int, unix.Sockaddr, error) {
+// accept takes one pending connection, makes it non-blocking and
+// close-on-exec, and returns its peer's address (a unix one of network unixNet).
+func accept(fd int, unixNet string) (int, net.Addr, error) {
 	nfd, sa, err := unix.Accept(fd)
 	if err != nil {
 		return -1, nil, err
@@ -42,7 +45,38 @@ func accept(fd int) (int, unix.Sockaddr, error) {
 		unix.Close(nfd)
 		return -1, nil, err
 	}
-	return nfd, sa, nil
+	return nfd, sockaddrToAddr(sa, unixNet), nil
+}
+
+// sockAddr returns the local address of fd, or with peer its peer's; nil if unknown.
+func sockAddr(fd int, peer bool, unixNet string) net.Addr {
+	get := unix.Getsockname
+	if peer {
+		get = unix.Getpeername
+	}
+	sa, err := get(fd)
+	if err != nil {
+		return nil
+	}
+	return sockaddrToAddr(sa, unixNet)
+}
+
+// sockaddrToAddr converts a socket address: a TCP address for the inet
+// families, a unix one of network unixNet, else nil.
+func sockaddrToAddr(sa unix.Sockaddr, unixNet string) net.Addr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return newTCPAddr(a.Addr[:], a.Port, 0)
+	case *unix.SockaddrInet6:
+		return newTCPAddr(a.Addr[:], a.Port, a.ZoneId)
+	case *unix.SockaddrUnix:
+		name := a.Name
+		if name == "" {
+			name = unnamedUnixAddr
+		}
+		return &net.UnixAddr{Name: name, Net: unixNet}
+	}
+	return nil
 }
 
 // socket makes a non-blocking, close-on-exec socket.

@@ -3,6 +3,8 @@
 package netpoll
 
 import (
+	"bytes"
+	"net"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -36,9 +38,76 @@ func writev(fd int, bufs [][]byte) (int, error) {
 	return int(r), nil
 }
 
-// accept takes one pending connection, non-blocking and close-on-exec.
-func accept(fd int) (int, unix.Sockaddr, error) {
-	return unix.Accept4(fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+// accept takes one pending connection, non-blocking and close-on-exec, and
+// returns its peer's address (a unix one of network unixNet). It makes the
+// syscall itself: x/sys's Accept4 asks the listener's protocol with a
+// getsockopt on every call, and allocates a sockaddr only to be converted.
+func accept(fd int, unixNet string) (int, net.Addr, error) {
+	var rsa unix.RawSockaddrAny
+	n := uint32(unix.SizeofSockaddrAny)
+	r, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n)),
+		unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if e != 0 {
+		return -1, nil, e
+	}
+	return int(r), rawToAddr(&rsa, n, unixNet), nil
+}
+
+// sockAddr returns the local address of fd, or with peer its peer's; nil if
+// unknown. Like accept it converts the kernel's bytes itself.
+func sockAddr(fd int, peer bool, unixNet string) net.Addr {
+	trap := uintptr(unix.SYS_GETSOCKNAME)
+	if peer {
+		trap = unix.SYS_GETPEERNAME
+	}
+	var rsa unix.RawSockaddrAny
+	n := uint32(unix.SizeofSockaddrAny)
+	if _, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n))); e != 0 {
+		return nil
+	}
+	return rawToAddr(&rsa, n, unixNet)
+}
+
+// rawToAddr converts a socket address the kernel wrote n bytes of: a TCP
+// address for the inet families, a unix one of network unixNet, else nil.
+func rawToAddr(rsa *unix.RawSockaddrAny, n uint32, unixNet string) net.Addr {
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		p := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		return newTCPAddr(p.Addr[:], netPort(p.Port), 0)
+	case unix.AF_INET6:
+		p := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		return newTCPAddr(p.Addr[:], netPort(p.Port), p.Scope_id)
+	case unix.AF_UNIX:
+		p := (*unix.RawSockaddrUnix)(unsafe.Pointer(rsa))
+		return &net.UnixAddr{Name: unixName(p, n), Net: unixNet}
+	}
+	return nil
+}
+
+// unixName reads the path of a unix address the kernel wrote n bytes of. An
+// unnamed socket's is unnamedUnixAddr; an abstract one's leading NUL reads
+// as '@', and like the standard library it ends at the next NUL.
+func unixName(p *unix.RawSockaddrUnix, n uint32) string {
+	size := min(int(n)-int(unsafe.Offsetof(p.Path)), len(p.Path))
+	if size <= 0 {
+		return unnamedUnixAddr
+	}
+	path := unsafe.Slice((*byte)(unsafe.Pointer(&p.Path[0])), size)
+	prefix := ""
+	if path[0] == 0 {
+		prefix, path = "@", path[1:]
+	}
+	if i := bytes.IndexByte(path, 0); i >= 0 {
+		path = path[:i]
+	}
+	return prefix + string(path)
+}
+
+// netPort reads a port kept in network byte order.
+func netPort(port uint16) int {
+	b := (*[2]byte)(unsafe.Pointer(&port))
+	return int(b[0])<<8 | int(b[1])
 }
 
 // socket makes a non-blocking, close-on-exec socket.

@@ -17,49 +17,76 @@ func wrapSyscall(name string, err error) error {
 	return os.NewSyscallError(name, err)
 }
 
-// sockaddrToAddr converts a socket address; network is "tcp" or "unix" flavoured by the family.
-func sockaddrToAddr(sa unix.Sockaddr, unixNet string) net.Addr {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
-	case *unix.SockaddrInet6:
-		addr := &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
-		if a.ZoneId != 0 {
-			if ifi, err := net.InterfaceByIndex(int(a.ZoneId)); err == nil {
-				addr.Zone = ifi.Name
-			}
+// newTCPAddr returns a TCP address whose IP is a copy of ip, made with one
+// allocation for both; zone is an IPv6 scope id, 0 for none.
+func newTCPAddr(ip []byte, port int, zone uint32) *net.TCPAddr {
+	a := &struct {
+		addr net.TCPAddr
+		ip   [net.IPv6len]byte
+	}{}
+	n := copy(a.ip[:], ip)
+	a.addr.IP, a.addr.Port = a.ip[:n:n], port
+	if zone != 0 {
+		if ifi, err := net.InterfaceByIndex(int(zone)); err == nil {
+			a.addr.Zone = ifi.Name
 		}
-		return addr
-	case *unix.SockaddrUnix:
-		name := a.Name
-		if name == "" {
-			name = unnamedUnixAddr
-		}
-		return &net.UnixAddr{Name: name, Net: unixNet}
 	}
-	return nil
+	return &a.addr
 }
 
-// socketAddrs returns fd's local and peer addresses (nil where unknown);
-// peer, when known (from accept), saves the getpeername.
-func socketAddrs(fd int, peer unix.Sockaddr) (local, remote net.Addr) {
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		return nil, nil
-	}
+// socketAddrs returns the local and peer addresses of fd, a socket of
+// unknown kind (nil where unknown).
+func socketAddrs(fd int) (local, remote net.Addr) {
+	local = sockAddr(fd, false, "unix")
 	unixNet := "unix"
-	if _, ok := sa.(*unix.SockaddrUnix); ok {
-		if t, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err == nil {
-			unixNet = unixNetworks[t]
+	if la, ok := local.(*net.UnixAddr); ok {
+		unixNet = unixNetwork(fd)
+		la.Net = unixNet
+	}
+	return local, sockAddr(fd, true, unixNet)
+}
+
+// unixNetwork names the network of fd, a unix socket, by its type.
+func unixNetwork(fd int) string {
+	t, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil {
+		return "unix"
+	}
+	return unixNetworks[t]
+}
+
+// acceptAddrs is what a listener tells of the connections it accepts,
+// learnt once so that an accept asks the kernel nothing more.
+type acceptAddrs struct {
+	unixNet string   // the network of an accepted unix socket: the listener's
+	local   net.Addr // the local address of every accepted connection; nil for a wildcard address
+}
+
+// listenerAddrs returns the acceptAddrs of fd, a listening socket. An
+// accepted unix socket's local address is its listener's, and so is an
+// accepted TCP socket's unless the listener is bound to 0.0.0.0 or ::,
+// when each connection has its own.
+func listenerAddrs(fd int) acceptAddrs {
+	a := acceptAddrs{unixNet: "unix"}
+	switch la := sockAddr(fd, false, "unix").(type) {
+	case *net.UnixAddr:
+		a.unixNet = unixNetwork(fd)
+		la.Net = a.unixNet
+		a.local = la
+	case *net.TCPAddr:
+		if !la.IP.IsUnspecified() {
+			a.local = la
 		}
 	}
-	local = sockaddrToAddr(sa, unixNet)
-	if peer == nil {
-		if peer, err = unix.Getpeername(fd); err != nil {
-			return local, nil
-		}
+	return a
+}
+
+// localAddr returns the local address of fd, a connection accepted by the listener.
+func (a *acceptAddrs) localAddr(fd int) net.Addr {
+	if a.local != nil {
+		return a.local
 	}
-	return local, sockaddrToAddr(peer, unixNet)
+	return sockAddr(fd, false, a.unixNet)
 }
 
 var unixNetworks = map[int]string{unix.SOCK_STREAM: "unix", unix.SOCK_DGRAM: "unixgram", unix.SOCK_SEQPACKET: "unixpacket"}

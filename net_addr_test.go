@@ -1,0 +1,118 @@
+//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+
+package netpoll
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// addrCase is a listener to accept on and the host its dialer uses instead
+// of a wildcard one. An empty addr is a unix socket path, "@" an abstract one.
+type addrCase struct {
+	name, network, addr, dialHost string
+}
+
+var addrCases = []addrCase{
+	{"tcp4", "tcp4", "127.0.0.1:0", ""},
+	{"tcp4 wildcard", "tcp4", "0.0.0.0:0", "127.0.0.1"},
+	{"tcp6", "tcp6", "[::1]:0", ""},
+	{"tcp6 wildcard", "tcp6", "[::]:0", "::1"},
+	{"unix", "unix", "", ""},
+	{"unixpacket", "unixpacket", "", ""},
+	{"unix abstract", "unix", "@", ""},
+}
+
+// listen opens the case's standard listener and returns the address to dial.
+func (ac addrCase) listen(t *testing.T) (net.Listener, string) {
+	t.Helper()
+	addr := ac.addr
+	switch addr {
+	case "":
+		addr = testAddress(t, "unix")
+	case "@":
+		if runtime.GOOS != "linux" {
+			t.Skip("abstract unix addresses are linux only")
+		}
+		addr = fmt.Sprintf("@netpoll-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	}
+	ln, err := net.Listen(ac.network, addr)
+	if err != nil && ac.network == "tcp6" {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	dial := ln.Addr().String()
+	if ac.dialHost != "" {
+		dial = net.JoinHostPort(ac.dialHost, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	}
+	return ln, dial
+}
+
+// requireSameAddrs checks that c, an accepted connection, reports the
+// addresses its dialer peer sees, with the same types and contents, asked
+// once before Close (unless onlyAfterClose) and again after it.
+func requireSameAddrs(t *testing.T, c Connection, peer net.Conn, onlyAfterClose bool) {
+	t.Helper()
+	if !onlyAfterClose {
+		require.Equal(t, peer.RemoteAddr(), c.LocalAddr(), "LocalAddr")
+		require.Equal(t, peer.LocalAddr(), c.RemoteAddr(), "RemoteAddr")
+	}
+	require.NoError(t, c.Close())
+	require.Equal(t, peer.RemoteAddr(), c.LocalAddr(), "LocalAddr after Close")
+	require.Equal(t, peer.LocalAddr(), c.RemoteAddr(), "RemoteAddr after Close")
+}
+
+// §2.5: an accepted connection's LocalAddr and RemoteAddr are what the
+// kernel reports for its socket, the dialer's RemoteAddr and LocalAddr,
+// whether or not the listener is bound to a wildcard address, and they stay
+// the same after Close.
+func TestAcceptedAddrs(t *testing.T) {
+	for _, ac := range addrCases {
+		t.Run(ac.name, func(t *testing.T) {
+			t.Run("EventLoop", func(t *testing.T) {
+				ln, dial := ac.listen(t)
+				accepted := make(chan Connection, 2)
+				evl, err := NewEventLoop(nil, WithOnPrepare(func(c Connection) context.Context {
+					accepted <- c
+					return nil
+				}))
+				require.NoError(t, err)
+				served := make(chan error, 1)
+				go func() { served <- evl.Serve(ln) }()
+				defer func() {
+					require.NoError(t, evl.Shutdown(context.Background()))
+					require.NoError(t, <-served)
+				}()
+				for _, onlyAfterClose := range []bool{false, true} {
+					peer := dialStd(t, ln.Addr().Network(), dial)
+					requireSameAddrs(t, recv(t, accepted, "the accepted connection"), peer, onlyAfterClose)
+				}
+			})
+			t.Run("Listener", func(t *testing.T) {
+				std, dial := ac.listen(t)
+				ln, err := ConvertListener(std)
+				require.NoError(t, err)
+				defer ln.Close()
+				for _, onlyAfterClose := range []bool{false, true} {
+					peer := dialStd(t, ln.Addr().Network(), dial)
+					var c net.Conn
+					eventually(t, func() bool {
+						c, err = ln.Accept()
+						require.NoError(t, err)
+						return c != nil
+					}, "Accept to return the pending connection")
+					requireSameAddrs(t, c.(Connection), peer, onlyAfterClose)
+				}
+			})
+		})
+	}
+}

@@ -28,13 +28,8 @@ type connection struct {
 	wait     atomic.Pointer[waiters] // made by the first call that blocks
 	waitRead atomic.Int64            // bytes the blocked reader needs; 0 when none waits
 	arrivals atomic.Uint64           // counts input arrivals and the hang-up: "is there news?"
-	readSize int                     // the poller's next read size
-
-	// ioMu orders changes of the poller registration (connection_pause.go).
-	ioMu     sync.Mutex
-	wantOut  bool        // a Flush waits for writability; under ioMu
-	paused   atomic.Bool // input is not read: the reader is behind
-	pauseOff atomic.Bool // no pausing until the reader catches up
+	readSize int32                   // the poller's next read size
+	pause    atomic.Uint32           // inputPaused, pauseOff; changed under waiters.ioMu
 
 	readTimeout, writeTimeout   atomic.Int64 // nanoseconds; 0 is none
 	readDeadline, writeDeadline atomic.Int64 // unix nanoseconds; 0 is none
@@ -89,7 +84,7 @@ func (c *connection) init(fd int, local, remote net.Addr, p *connParts) error {
 	p.op.FD, p.op.poll, p.op.handler = fd, poll, c
 	p.in.lean = true
 	p.out.lean = true
-	c.readSize = defaultBufferSize()
+	c.readSize = int32(defaultBufferSize())
 	c.local, c.remote = local, remote
 	c.fd.fd = fd
 	_, c.isTCP = remote.(*net.TCPAddr)

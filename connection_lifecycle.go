@@ -101,7 +101,7 @@ func (c *connection) task() {
 	for {
 		seen := c.serve()
 		c.caughtUp()
-		c.resumeInput() // the handler waits for more input, or has none
+		c.resumeIfPaused() // the handler waits for more input, or has none
 		if c.state.releaseTask() {
 			c.finalize()
 			break

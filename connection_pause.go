@@ -25,19 +25,24 @@ import "time"
 // poller that can watch for hang-ups without watching for input (epoll);
 // on kqueue systems canPauseInput is false and input is never paused.
 //
-// paused and pauseOff change under ioMu together with the registration;
-// the poller sets paused before it looks for a waiting reader, and a reader
-// publishes waitRead before it looks at paused, so one of the two always
-// sees the other.
+// The pause word's bits change under waiters.ioMu, together with the
+// registration; the poller sets inputPaused before it looks for a waiting
+// reader, and a reader publishes waitRead before it looks at the word, so
+// one of the two always sees the other.
 const (
 	inputPauseAbove  = 8 << 20
 	inputResumeBelow = 6 << 20
 	pauseGrace       = 250 * time.Millisecond
+
+	inputPaused = 1 << 0 // the input is not read: the reader is behind
+	pauseOff    = 1 << 1 // no pausing until the reader catches up
 )
 
-// applyInterest registers the interest the flags say; ioMu is held. It
+func (c *connection) inputPaused() bool { return c.pause.Load()&inputPaused != 0 }
+
+// applyInterest registers the interest the state says; w.ioMu is held. It
 // holds an fd reference, so the change never reaches a reused fd number.
-func (c *connection) applyInterest() error {
+func (c *connection) applyInterest(w *waiters) error {
 	p, ok := c.op.poll.(*defaultPoll)
 	if !ok {
 		return Exception(ErrUnsupported, "foreign poller")
@@ -46,15 +51,16 @@ func (c *connection) applyInterest() error {
 		return Exception(ErrConnClosed, "when changing the poller interest")
 	}
 	defer c.fd.release()
-	return p.setInterest(c.op, !c.paused.Load(), c.wantOut)
+	return p.setInterest(&c.op, !c.inputPaused(), w.wantOut)
 }
 
 // wantWrite asks for writability reports (a Flush waits) or stops them.
 func (c *connection) wantWrite(on bool) error {
-	c.ioMu.Lock()
-	c.wantOut = on
-	err := c.applyInterest()
-	c.ioMu.Unlock()
+	w := c.waiters()
+	w.ioMu.Lock()
+	w.wantOut = on
+	err := c.applyInterest(w)
+	w.ioMu.Unlock()
 	return err
 }
 
@@ -62,44 +68,50 @@ func (c *connection) wantWrite(on bool) error {
 // not waiting. The poller calls it after a read, before it reports the
 // arrival. A Flush already waiting is woken, to wait again with a grace.
 func (c *connection) pauseIfBehind() {
-	if !canPauseInput || c.in.Len() < inputPauseAbove || c.pauseOff.Load() || c.paused.Load() {
+	if !canPauseInput || c.in.Len() < inputPauseAbove || c.pause.Load() != 0 {
 		return
 	}
-	c.ioMu.Lock()
-	c.paused.Store(true)
-	if c.waitRead.Load() != 0 || c.applyInterest() != nil {
-		c.paused.Store(false)
-	} else if c.wantOut {
-		c.wakeWrite()
+	w := c.waiters()
+	w.ioMu.Lock()
+	if c.pause.Load() == 0 {
+		c.pause.Store(inputPaused)
+		if c.waitRead.Load() != 0 || c.applyInterest(w) != nil {
+			c.pause.Store(0)
+		} else if w.wantOut {
+			wake(w.writeCh)
+		}
 	}
-	c.ioMu.Unlock()
+	w.ioMu.Unlock()
 }
 
-// resumeInput resumes a paused input.
-func (c *connection) resumeInput() {
-	if !c.paused.Load() {
-		return
+// resume resumes a paused input, setting and clearing pauseOff as told.
+func (c *connection) resume(set, clear uint32) {
+	w := c.waiters()
+	w.ioMu.Lock()
+	v := c.pause.Load()
+	c.pause.Store(v&^(clear|inputPaused) | set)
+	if v&inputPaused != 0 {
+		_ = c.applyInterest(w)
 	}
-	c.ioMu.Lock()
-	if c.paused.Load() {
-		c.paused.Store(false)
-		_ = c.applyInterest()
+	w.ioMu.Unlock()
+}
+
+// resumeIfPaused resumes a paused input: a reader or the handler task waits
+// for more.
+func (c *connection) resumeIfPaused() {
+	if c.inputPaused() {
+		c.resume(0, 0)
 	}
-	c.ioMu.Unlock()
 }
 
 // caughtUp resumes the input, and allows pausing again, once the reader is
 // below inputResumeBelow.
 func (c *connection) caughtUp() {
-	if (c.paused.Load() || c.pauseOff.Load()) && c.in.Len() < inputResumeBelow {
-		c.pauseOff.Store(false)
-		c.resumeInput()
+	if c.pause.Load() != 0 && c.in.Len() < inputResumeBelow {
+		c.resume(0, pauseOff)
 	}
 }
 
 // stopPausing resumes the input until the reader catches up: a Flush has
 // waited pauseGrace on a peer that may be waiting on us.
-func (c *connection) stopPausing() {
-	c.pauseOff.Store(true)
-	c.resumeInput()
-}
+func (c *connection) stopPausing() { c.resume(pauseOff, 0) }

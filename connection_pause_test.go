@@ -46,14 +46,14 @@ func TestPauseBoundsTheInputOfASlowReader(t *testing.T) {
 		written := stdWriteAsync(peer, want)
 		require.NoError(t, c.SetReadTimeout(longWait))
 		conn := suiteConnOf(c)
-		eventually(t, conn.paused.Load, "the input pauses")
+		eventually(t, conn.inputPaused, "the input pauses")
 		got := make([]byte, 0, len(want))
 		peak, pauses := 0, 0
 		for len(got) < len(want) {
 			if _, err := c.Peek(1); err != nil {
 				t.Fatalf("after %d bytes: %v", len(got), err)
 			}
-			if conn.paused.Load() {
+			if conn.inputPaused() {
 				pauses++
 			}
 			p, err := c.Next(min(c.Len(), 1<<20))
@@ -149,7 +149,7 @@ func TestPauseBlockedReaderResumes(t *testing.T) {
 		want := suiteBig(24<<20, 4)
 		written := stdWriteAsync(peer, want)
 		conn := suiteConnOf(c)
-		eventually(t, conn.paused.Load, "the input pauses")
+		eventually(t, conn.inputPaused, "the input pauses")
 		require.NoError(t, c.SetReadTimeout(longWait))
 		got, err := c.Next(len(want))
 		require.NoError(t, err)
@@ -166,7 +166,7 @@ func TestPauseStillSeesTheHangUp(t *testing.T) {
 		want := suiteBig(inputPauseAbove+1, 5) // the last read pauses: nothing stays in the kernel
 		require.NoError(t, recv(t, stdWriteAsync(peer, want), "the peer's write"))
 		conn := suiteConnOf(c)
-		eventually(t, conn.paused.Load, "the input pauses")
+		eventually(t, conn.inputPaused, "the input pauses")
 		require.NoError(t, peer.Close())
 		eventually(t, func() bool { return !c.IsActive() }, "the hang-up is seen")
 		got, err := c.Next(len(want))

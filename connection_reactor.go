@@ -57,7 +57,7 @@ func (c *connection) fill() (n int, err error) {
 	}
 	defer c.fd.release()
 	c.inMu.Lock()
-	p := c.in.book(c.readSize)
+	p := c.in.book(int(c.readSize))
 	c.inMu.Unlock()
 	if p == nil {
 		return 0, unix.EBADF
@@ -90,7 +90,7 @@ func (c *connection) adaptReadSize(n, booked int) {
 	switch {
 	case n == booked && c.readSize < maxReadSize:
 		c.readSize *= 2
-	case n < c.readSize/4 && c.readSize > defaultBufferSize():
+	case n < int(c.readSize/4) && int(c.readSize) > defaultBufferSize():
 		c.readSize /= 2
 	}
 }

@@ -26,7 +26,7 @@ func (c *connection) waitInput(n int) error {
 			c.waitRead.Store(0)
 			return c.readClosedErr()
 		}
-		c.resumeInput()
+		c.resumeIfPaused()
 		ok := sleep(w.readCh, &w.readTimer, dl)
 		c.waitRead.Store(0)
 		if !ok {

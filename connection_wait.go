@@ -2,7 +2,10 @@
 
 package netpoll
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
 // waiters is what blocked calls sleep on. A connection gets it from the
 // first call that has to wait, so the many connections that never block (a
@@ -18,6 +21,13 @@ type waiters struct {
 	writeCh    chan struct{} // a blocked Flush's wake-up
 	readTimer  *time.Timer   // owned by the blocked reader
 	writeTimer *time.Timer   // owned by the blocked Flush
+
+	// ioMu orders the changes of the poller registration: a Flush's
+	// request for writability and the input's pausing
+	// (connection_pause.go). Both happen only to connections that waited
+	// or are 8 MiB behind, so it lives here.
+	ioMu    sync.Mutex
+	wantOut bool // a Flush waits for writability; under ioMu
 }
 
 // waiters returns the connection's waiters, making them on first use.

@@ -198,7 +198,7 @@ func (c *connection) waitWritable(dl int64) error {
 	}
 	for {
 		until, grace := dl, false
-		if c.paused.Load() {
+		if c.inputPaused() {
 			if g := time.Now().Add(pauseGrace).UnixNano(); dl == 0 || g < dl {
 				until, grace = g, true
 			}

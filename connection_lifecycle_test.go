@@ -380,7 +380,7 @@ func TestEventLoopCloseIdleIsSynchronous(t *testing.T) {
 		// The record comes from OnPrepare, which holds the connection
 		// until it returns; the registration follows its return.
 		c := suiteConnOf(rec.conn)
-		eventually(t, func() bool { return opGet(c.op.FD, atomic.LoadUint32(&c.op.gen)) == &c.op }, "the registration")
+		eventually(t, func() bool { return opCurrent(c.op.FD) == &c.op }, "the registration")
 		require.NoError(t, rec.conn.Close())
 		require.Equal(t, int64(1), rec.closeRuns.Load(), "close callbacks must have run when Close returned")
 		expectEOF(t, cl)

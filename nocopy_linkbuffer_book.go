@@ -20,6 +20,26 @@ func (b *UnsafeLinkBuffer) book(size int) []byte {
 	return t.buf[t.malloc:len(t.buf):len(t.buf)]
 }
 
+// appendRead makes a copy of p, read by the poller elsewhere, readable: in
+// the tail's free room when it fits, otherwise in a new node of len(p)
+// bytes (rounded up by the pool). It fails only on a closed buffer.
+func (b *UnsafeLinkBuffer) appendRead(p []byte) error {
+	if b.closed {
+		return errBufferClosed
+	}
+	t := b.tail
+	if t == nil || t.readonly || len(t.buf)-t.malloc < len(p) {
+		t = newNode(len(p))
+		b.link(t)
+		b.pend = t
+	}
+	n := copy(t.buf[t.malloc:], p)
+	t.malloc += n
+	t.end += n
+	b.length.Add(int64(n))
+	return nil
+}
+
 // bookAck makes the first n booked bytes readable and ends the booking. On a
 // buffer closed meanwhile it frees the booked node instead.
 func (b *UnsafeLinkBuffer) bookAck(n int) error {

@@ -355,3 +355,45 @@ func TestLinkBufferBookConcurrent(t *testing.T) {
 	mu.Unlock()
 	require.NoError(t, <-pollerDone)
 }
+
+// appendRead copies a small read into the tail's room or a node of its own
+// size, mixed with booked reads; the bytes come out in order, and a closed
+// buffer refuses it.
+func TestLinkBufferAppendRead(t *testing.T) {
+	b := &LinkBuffer{lean: true}
+	var want []byte
+	for i := 0; i < 60; i++ {
+		if i%7 == 6 {
+			p := b.book(4096)
+			require.NotNil(t, p)
+			n := copy(p, pattern(100+i, byte(i)))
+			require.NoError(t, b.bookAck(n))
+			want = append(want, p[:n]...)
+		} else {
+			p := pattern(1+i*37%1500, byte(i))
+			require.NoError(t, b.appendRead(p))
+			want = append(want, p...)
+		}
+		require.Equal(t, len(want), b.Len())
+		if i%5 == 4 {
+			got, err := b.Next(len(want) - 3)
+			require.NoError(t, err)
+			require.Equal(t, want[:len(want)-3], got)
+			want = want[len(want)-3:]
+			require.NoError(t, b.Release())
+		}
+	}
+	require.Equal(t, want, b.Bytes())
+	require.NoError(t, b.Close())
+	require.ErrorIs(t, b.appendRead([]byte("late")), errBufferClosed)
+}
+
+// A small read into an empty buffer takes a node of about its own size,
+// not a whole LinkBufferCap or read size.
+func TestLinkBufferAppendReadNodeSize(t *testing.T) {
+	b := &LinkBuffer{lean: true}
+	defer b.Close()
+	require.NoError(t, b.appendRead(pattern(1028, 1)))
+	require.LessOrEqual(t, b.retained(), 2048)
+	require.Equal(t, pattern(1028, 1), b.Bytes())
+}

@@ -15,6 +15,7 @@ import (
 type defaultPoll struct {
 	kq      int
 	events  []unix.Kevent_t
+	scratch []byte // small reads land here first (connection.fill)
 	closing atomic.Bool
 	done    chan struct{}
 }
@@ -27,7 +28,7 @@ func openDefaultPoll() (*defaultPoll, error) {
 		return nil, wrapSyscall("kqueue", err)
 	}
 	unix.CloseOnExec(kq)
-	p := &defaultPoll{kq: kq, events: make([]unix.Kevent_t, 128), done: make(chan struct{})}
+	p := &defaultPoll{kq: kq, events: make([]unix.Kevent_t, 128), scratch: make([]byte, scratchSize), done: make(chan struct{})}
 	ev := []unix.Kevent_t{{Ident: wakeIdent, Filter: unix.EVFILT_USER, Flags: unix.EV_ADD | unix.EV_CLEAR}}
 	if _, err = unix.Kevent(kq, ev, nil, nil); err != nil {
 		unix.Close(kq)

@@ -21,6 +21,7 @@ type defaultPoll struct {
 	raw     syscall.RawConn // parks Wait until epfd is readable
 	wakefd  int
 	events  []unix.EpollEvent
+	scratch []byte // small reads land here first (connection.fill)
 	closing atomic.Bool
 	done    chan struct{}
 }
@@ -47,7 +48,7 @@ func openDefaultPoll() (*defaultPoll, error) {
 		return nil, wrapSyscall("fcntl", err)
 	}
 	p := &defaultPoll{epfd: epfd, file: os.NewFile(uintptr(epfd), "epoll"), wakefd: wakefd,
-		events: make([]unix.EpollEvent, 128), done: make(chan struct{})}
+		events: make([]unix.EpollEvent, 128), scratch: make([]byte, scratchSize), done: make(chan struct{})}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN}
 	setEventTag(&ev, wakefd, wakeTag)
 	if err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err == nil {

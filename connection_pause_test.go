@@ -75,21 +75,7 @@ func TestPauseBoundsTheInputOfASlowReader(t *testing.T) {
 func TestPauseClientWritesEverythingBeforeReading(t *testing.T) {
 	forEachNetwork(t, func(t *testing.T, network string) {
 		s := startServer(t, network, func(ctx context.Context, c Connection) error {
-			r, w := c.Reader(), c.Writer()
-			for r.Len() > 0 {
-				p, err := r.Next(min(r.Len(), 1<<20))
-				if err != nil {
-					return err
-				}
-				if _, err = w.WriteBinary(p); err != nil {
-					return err
-				}
-				if err = w.Flush(); err != nil {
-					return err
-				}
-				_ = r.Release()
-			}
-			return nil
+			return echoChunks(c, 1<<20, nil)
 		})
 		c := dialNP(t, network, s.addr)
 		require.NoError(t, c.SetReadTimeout(longWait))

@@ -183,6 +183,32 @@ func peerPair(t testing.TB, network string) (npConn, net.Conn) {
 	return nil, nil
 }
 
+// echoChunks echoes the buffered input in pieces of at most chunk bytes,
+// each flushed before its Release (WriteBinary may keep a reference to the
+// Next slice); sample, if not nil, runs after each Flush.
+func echoChunks(c Connection, chunk int, sample func()) error {
+	r, w := c.Reader(), c.Writer()
+	for r.Len() > 0 {
+		p, err := r.Next(min(r.Len(), chunk))
+		if err != nil {
+			return err
+		}
+		if _, err = w.WriteBinary(p); err != nil {
+			return err
+		}
+		if err = w.Flush(); err != nil {
+			return err
+		}
+		if sample != nil {
+			sample()
+		}
+		if err = r.Release(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // eventually polls cond until it holds, failing the test after longWait.
 func eventually(t testing.TB, cond func() bool, format string, args ...interface{}) {
 	t.Helper()

@@ -510,26 +510,11 @@ func TestSoakHugeMessage(t *testing.T) {
 			base := suiteSoakBaseline(t)
 			var srvPeak atomic.Int64
 			srv := suiteServe(t, network, func(ctx context.Context, c Connection) error {
-				r, w := c.Reader(), c.Writer()
-				for r.Len() > 0 {
-					p, err := r.Next(min(r.Len(), 1<<20))
-					if err != nil {
-						return err
-					}
-					if _, err = w.WriteBinary(p); err != nil {
-						return err
-					}
-					if err = w.Flush(); err != nil {
-						return err
-					}
+				return echoChunks(c, 1<<20, func() {
 					if in, out := suiteRetained(suiteConnOf(c)); int64(in+out) > srvPeak.Load() {
 						srvPeak.Store(int64(in + out))
 					}
-					if err = r.Release(); err != nil {
-						return err
-					}
-				}
-				return nil
+				})
 			})
 			c := srv.dial(t)
 			conn := suiteConnOf(c)

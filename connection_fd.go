@@ -15,9 +15,12 @@ import (
 // with fdClosing set closes the fd. So a fd number is never closed, and
 // handed to a new connection, under a syscall that still means the old one.
 type fdRef struct {
-	fd   int
+	fd   int32 // fd numbers fit; the struct stays 8 bytes
 	refs atomic.Int32
 }
+
+// num returns the fd number.
+func (f *fdRef) num() int { return int(f.fd) }
 
 const (
 	fdClosing = 1 << 30 // close requested
@@ -75,6 +78,6 @@ func (f *fdRef) drain() {
 
 func (f *fdRef) destroy(v int32) {
 	if v&fdKeep == 0 && f.fd > 2 {
-		_ = unix.Close(f.fd)
+		_ = unix.Close(f.num())
 	}
 }

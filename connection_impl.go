@@ -18,7 +18,8 @@ type connection struct {
 	fd          fdRef
 	state       connState
 	isTCP       bool
-	needConnect bool // the first task runs OnConnect; touched only by tasks
+	needConnect bool   // the first task runs OnConnect; touched only by tasks
+	runTaskFn   func() // c.task, made once: handing it to the Runner allocates nothing
 
 	inMu sync.Mutex // guards in's structure: the poller's fill and the reader's calls
 	// outMu serialises the Writer: Malloc, Write and Flush (which holds it
@@ -86,7 +87,8 @@ func (c *connection) init(fd int, local, remote net.Addr, p *connParts) error {
 	p.out.lean = true
 	c.readSize = int32(defaultBufferSize())
 	c.local, c.remote = local, remote
-	c.fd.fd = fd
+	c.fd.fd = int32(fd)
+	c.runTaskFn = c.task
 	_, c.isTCP = remote.(*net.TCPAddr)
 	c.state.init(false)
 	c.setContext(context.Background())
@@ -119,7 +121,7 @@ func (c *connection) IsActive() bool { return c.state.phase() == phaseOpen }
 
 // Fd returns the file descriptor. After Detach it belongs to the caller;
 // after Close it is the number the closed fd had.
-func (c *connection) Fd() (fd int) { return c.fd.fd }
+func (c *connection) Fd() (fd int) { return c.fd.num() }
 
 // LocalAddr returns the local address.
 func (c *connection) LocalAddr() (addr net.Addr) { return c.local }
@@ -173,7 +175,7 @@ func (c *connection) SetWriteDeadline(t time.Time) error {
 // SetKeepAlive's; after Close it acts on a stale fd number.
 func (c *connection) SetIdleTimeout(timeout time.Duration) error {
 	if secs := int(timeout / time.Second); c.isTCP && secs >= 1 {
-		return SetKeepAlive(c.fd.fd, secs)
+		return SetKeepAlive(c.fd.num(), secs)
 	}
 	return nil
 }
@@ -186,7 +188,7 @@ func (c *connection) SetKeepAlive(second int) error {
 	if !c.isTCP {
 		return nil
 	}
-	return SetKeepAlive(c.fd.fd, second)
+	return SetKeepAlive(c.fd.num(), second)
 }
 
 // SetOnRequest replaces the request handler (nil is ignored). With input

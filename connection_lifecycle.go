@@ -70,7 +70,7 @@ func (c *connection) startTask() {
 		return
 	}
 	if c.state.acquireTask() {
-		runTask(c.context(), c.task)
+		runTask(c.context(), c.runTaskFn)
 	}
 }
 

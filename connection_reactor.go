@@ -69,7 +69,7 @@ func (c *connection) fill() (n int, err error) {
 	size := int(c.readSize)
 	if p, ok := c.op.poll.(*defaultPoll); ok && size <= len(p.scratch) {
 		buf := p.scratch[:size]
-		if n, err = readFd(c.fd.fd, buf); n > 0 {
+		if n, err = readFd(c.fd.num(), buf); n > 0 {
 			c.inMu.Lock()
 			cerr := c.in.appendRead(buf[:n])
 			c.inMu.Unlock()
@@ -85,7 +85,7 @@ func (c *connection) fill() (n int, err error) {
 			return 0, unix.EBADF
 		}
 		size = len(buf)
-		n, err = readFd(c.fd.fd, buf)
+		n, err = readFd(c.fd.num(), buf)
 		c.inMu.Lock()
 		_ = c.in.bookAck(n)
 		c.inMu.Unlock()

@@ -21,7 +21,7 @@ func (c *connection) register() error {
 		return err
 	}
 	if connecting {
-		runTask(c.context(), c.task)
+		runTask(c.context(), c.runTaskFn)
 	}
 	return nil
 }

@@ -53,7 +53,7 @@ func newServer(ln Listener, onRequest OnRequest, opts *options) *server {
 	}
 	s.op.FD = ln.Fd()
 	s.op.handler = s
-	s.fd.fd = s.op.FD
+	s.fd.fd = int32(s.op.FD)
 	if s.op.FD >= 0 {
 		s.addrs = listenerAddrs(s.op.FD)
 	}
@@ -111,7 +111,7 @@ func (s *server) accept() (int, net.Addr, error) {
 		return -1, nil, unix.EBADF
 	}
 	defer s.fd.release()
-	return accept(s.fd.fd, s.addrs.unixNet)
+	return accept(s.fd.num(), s.addrs.unixNet)
 }
 
 // onEvent accepts what is pending, up to a batch.

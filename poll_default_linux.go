@@ -21,7 +21,10 @@ type defaultPoll struct {
 	raw     syscall.RawConn // parks Wait until epfd is readable
 	wakefd  int
 	events  []unix.EpollEvent
-	scratch []byte // small reads land here first (connection.fill)
+	ready   int                   // what the last poll returned: events ready,
+	pollErr error                 // or its error
+	pollFn  func(fd uintptr) bool // poll, made once: Wait allocates nothing
+	scratch []byte                // small reads land here first (connection.fill)
 	closing atomic.Bool
 	done    chan struct{}
 }
@@ -54,6 +57,7 @@ func openDefaultPoll() (*defaultPoll, error) {
 	if err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err == nil {
 		p.raw, err = p.file.SyscallConn()
 	}
+	p.pollFn = p.poll
 	if err != nil {
 		p.release()
 		return nil, wrapSyscall("epoll setup", err)
@@ -80,25 +84,26 @@ func setEventTag(ev *unix.EpollEvent, fd int, gen uint32) {
 func (p *defaultPoll) Wait() error {
 	defer close(p.done)
 	for {
-		var n int
-		var err error
-		rerr := p.raw.Read(func(uintptr) bool {
-			n, err = epollPoll(p.epfd, p.events)
-			return n > 0 || err != nil
-		})
-		switch {
-		case rerr != nil:
-			return wrapSyscall("epoll wait", rerr)
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return wrapSyscall("epoll_wait", err)
+		if err := p.raw.Read(p.pollFn); err != nil {
+			return wrapSyscall("epoll wait", err)
 		}
-		if p.handle(p.events[:n]) {
+		switch {
+		case p.pollErr == unix.EINTR:
+			continue
+		case p.pollErr != nil:
+			return wrapSyscall("epoll_wait", p.pollErr)
+		}
+		if p.handle(p.events[:p.ready]) {
 			p.release()
 			return nil
 		}
 	}
+}
+
+// poll polls once for Wait; false (nothing ready) makes RawConn.Read park.
+func (p *defaultPoll) poll(uintptr) bool {
+	p.ready, p.pollErr = epollPoll(p.epfd, p.events)
+	return p.ready > 0 || p.pollErr != nil
 }
 
 // epollPoll is epoll_wait with a zero timeout. It never blocks, so it is

@@ -123,7 +123,7 @@ func (c *connection) send() (int, error) {
 	if !c.fd.acquire() {
 		return 0, ErrConnClosed
 	}
-	n, err := writev(c.fd.fd, bufs)
+	n, err := writev(c.fd.num(), bufs)
 	c.fd.release()
 	switch {
 	case err == nil:

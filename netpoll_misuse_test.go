@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -1127,4 +1128,32 @@ func TestMisuseDoubleRegistration(t *testing.T) {
 			t.Fatalf("a second loop's failed Serve (%v) unregistered the first loop's listener, which no longer accepts (read %q, %v) (poll_default_linux.go Control: opPut before EPOLL_CTL_ADD, opDrop on EEXIST)", err2, buf, err)
 		}
 	})
+}
+
+// A number of loops too large for the manager's count is refused, by
+// SetNumLoops and by Configure, and changes nothing: the count used to wrap
+// around (1<<32 became 0 and the next pick divided by zero, 1<<31 went
+// negative).
+func TestMisuseNumLoopsOutOfRange(t *testing.T) {
+	loops := int(pollmanager.loops.Load())
+	defer func() { _ = SetNumLoops(loops) }()
+	for _, n := range []int{1 << 32, 1 << 31, 1<<32 + 1, maxNumLoops + 1, math.MaxInt} {
+		if err := SetNumLoops(n); err == nil {
+			_ = SetNumLoops(loops)
+			t.Errorf("SetNumLoops(%d) returned nil", n)
+		}
+		if err := Configure(Config{PollerNum: n, BufferSize: 1234}); err == nil {
+			_ = SetNumLoops(loops)
+			t.Errorf("Configure(PollerNum: %d) returned nil", n)
+		}
+		if got := int(pollmanager.loops.Load()); got != loops {
+			_ = SetNumLoops(loops)
+			t.Errorf("after refusing %d loops the count is %d, want %d", n, got, loops)
+		}
+	}
+	if got := defaultBufferSize(); got != defaultReadSize {
+		_ = Configure(Config{BufferSize: defaultReadSize})
+		t.Errorf("a refused Configure applied its BufferSize (%d)", got)
+	}
+	suiteRun(t, "Initialize", suiteWait, Initialize)
 }

@@ -30,10 +30,16 @@ func newManager() *manager {
 	return m
 }
 
-// setNumLoops sets how many pollers the pick uses; it applies at the next pick.
+// maxNumLoops bounds the number of pollers. Each one costs two fds and a
+// goroutine; the bound keeps a mistyped count from wrapping around in the
+// int32 that holds it.
+const maxNumLoops = 1 << 16
+
+// setNumLoops sets how many pollers the pick uses; it applies at the next
+// pick. n outside [1, maxNumLoops] gives an error and changes nothing.
 func (m *manager) setNumLoops(n int) error {
-	if n < 1 {
-		return fmt.Errorf("set invalid numLoops[%d]", n)
+	if n < 1 || n > maxNumLoops {
+		return fmt.Errorf("set invalid numLoops[%d]: want 1 to %d", n, maxNumLoops)
 	}
 	m.loops.Store(int32(n))
 	return nil

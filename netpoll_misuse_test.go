@@ -1157,3 +1157,78 @@ func TestMisuseNumLoopsOutOfRange(t *testing.T) {
 	}
 	suiteRun(t, "Initialize", suiteWait, Initialize)
 }
+
+// More loops than the process has fds for: every connection fails with the
+// error, no poller fd is kept from the failed starts, and after
+// SetNumLoops(1) connections work again. The pollers opened before the
+// failure used to be dropped unclosed, so each dial leaked more fds until
+// none was left for good. It runs in a child process with a low fd limit.
+func TestMisuseNumLoopsOutOfFds(t *testing.T) {
+	if os.Getenv("SUITE_LOOPFDS_CHILD") == "1" {
+		suiteNumLoopsOutOfFdsChild(t)
+		return
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Skip(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*suiteWait)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, "-test.run=^TestMisuseNumLoopsOutOfFds$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "SUITE_LOOPFDS_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "SUITE-LOOPFDS-OK") {
+		t.Fatalf("SetNumLoops beyond the fd limit: child failed (%v):\n%s", err, out)
+	}
+}
+
+func suiteNumLoopsOutOfFdsChild(t *testing.T) {
+	loops := int(pollmanager.loops.Load())
+	defer func() { _ = SetNumLoops(loops) }()
+	_ = SetNumLoops(1)
+	Initialize()
+	ln := suiteStdEcho(t, "tcp")
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	saved := lim
+	defer func() { _ = unix.Setrlimit(unix.RLIMIT_NOFILE, &saved) }()
+	before := suiteFds(t)
+	setLimit(&lim.Cur, before+40)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetNumLoops(1000); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		c, err := DialConnection("tcp", ln.Addr().String(), suiteWait)
+		if err == nil {
+			c.Close()
+			t.Fatalf("dial %d with 1000 loops and %d fds succeeded", i, before+40)
+		}
+		// The echo server may hold the accepted end of the failed dial
+		// for a moment.
+		n := 0
+		if !waitUntil(suiteWait, func() bool { n = suiteFds(t); return n <= before }) {
+			t.Fatalf("after failed dial %d (%v): %d fds open, %d before (poll_manager.go start drops the pollers it opened)", i, err, n, before)
+		}
+	}
+	if err := SetNumLoops(1); err != nil {
+		t.Fatal(err)
+	}
+	c, err := DialConnection("tcp", ln.Addr().String(), suiteWait)
+	if err != nil {
+		t.Fatalf("dial after SetNumLoops(1): %v", err)
+	}
+	defer c.Close()
+	_ = c.SetReadTimeout(suiteWait)
+	if _, err = c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := c.Reader().ReadString(4); err != nil || s != "ping" {
+		t.Fatalf("echo after SetNumLoops(1): %q, %v", s, err)
+	}
+	os.Stdout.WriteString("SUITE-LOOPFDS-OK\n")
+}

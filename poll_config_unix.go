@@ -50,7 +50,9 @@ func Initialize() {
 
 // SetNumLoops sets the number of pollers; n < 1 or n > 65536 gives an error
 // and changes nothing. Missing pollers start at the next connection or
-// Initialize.
+// Initialize, all or none: when the process is out of fds for them, that
+// connection fails with the error and no fd is kept, and a smaller n set
+// afterwards works.
 //
 // Deprecated: use Configure.
 func SetNumLoops(numLoops int) error { return pollmanager.setNumLoops(numLoops) }

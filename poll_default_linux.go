@@ -135,6 +135,8 @@ func (p *defaultPoll) Close() error {
 	return nil
 }
 
+// release closes the epoll and eventfd; Wait calls it once it stops, and a
+// poller that never ran is released by its opener.
 func (p *defaultPoll) release() {
 	unix.Close(p.wakefd)
 	unix.Close(p.epfd)

@@ -72,21 +72,33 @@ func (m *manager) pick() (*defaultPoll, error) {
 	return (*polls)[i], nil
 }
 
-// start brings the number of running pollers up to want.
+// start brings the number of running pollers up to want, all or none: when
+// one cannot be opened (out of fds, say), those this call opened are closed
+// again, so a count too large for the process fails each pick without
+// keeping any fd, and a smaller count set afterwards works.
 func (m *manager) start(want int) (*[]*defaultPoll, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var polls []*defaultPoll
 	if cur := m.polls.Load(); cur != nil {
+		if len(*cur) >= want {
+			return cur, nil
+		}
 		polls = append(polls, *cur...)
 	}
+	started := len(polls)
 	for len(polls) < want {
 		p, err := openDefaultPoll()
 		if err != nil {
+			for _, q := range polls[started:] {
+				q.release()
+			}
 			return nil, err
 		}
-		go p.run()
 		polls = append(polls, p)
+	}
+	for _, p := range polls[started:] {
+		go p.run()
 	}
 	m.polls.Store(&polls)
 	return &polls, nil

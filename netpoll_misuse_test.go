@@ -5,6 +5,7 @@ package netpoll
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -1063,71 +1064,92 @@ func TestMisuseWriteOver1GiB(t *testing.T) {
 
 // Registering a fd that is already registered fails, and must leave the
 // existing registration alone: NewFDConnection on a fd some connection
-// already wraps, and a second EventLoop serving the same Listener.
+// already wraps, and a second EventLoop serving the same Listener. With
+// several pollers the second registration goes to another poller, whose
+// kernel cannot refuse it: the operator table must.
 func TestMisuseDoubleRegistration(t *testing.T) {
-	suiteCheckLeaks(t)
-	t.Run("NewFDConnection twice", func(t *testing.T) {
-		r, w := GetSysFdPairs()
-		defer unix.Close(w)
-		c1, err := NewFDConnection(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c1.Close()
-		var c2 Connection
-		suiteRun(t, "second NewFDConnection", suiteWait, func() { c2, err = NewFDConnection(r) })
-		if err == nil {
-			defer c2.(interface{ Detach() error }).Detach()
-			t.Logf("a second NewFDConnection on the same fd succeeded")
-		}
-		_ = c1.SetReadTimeout(2 * time.Second)
-		if _, err := unix.Write(w, []byte("ping")); err != nil {
-			t.Fatal(err)
-		}
-		if s, err := c1.Reader().ReadString(4); err != nil || s != "ping" {
-			t.Fatalf("a refused second registration of fd %d unregistered the first connection, which no longer gets input (%q, %v) (poll_default_linux.go Control: opPut replaces the table entry before EPOLL_CTL_ADD fails with EEXIST, then opDrop clears it)", r, s, err)
-		}
+	loops := int(pollmanager.loops.Load())
+	defer func() { _ = SetNumLoops(loops) }()
+	for _, n := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d pollers", n), func(t *testing.T) {
+			if err := SetNumLoops(n); err != nil {
+				t.Fatal(err)
+			}
+			suiteCheckLeaks(t)
+			t.Run("NewFDConnection twice", suiteDoubleFDConnection)
+			t.Run("two loops on one Listener", suiteDoubleServe)
+		})
+	}
+}
+
+func suiteDoubleFDConnection(t *testing.T) {
+	r, w := GetSysFdPairs()
+	defer unix.Close(w)
+	c1, err := NewFDConnection(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	var c2 Connection
+	suiteRun(t, "second NewFDConnection", suiteWait, func() { c2, err = NewFDConnection(r) })
+	if err == nil {
+		defer c2.(interface{ Detach() error }).Detach()
+		t.Errorf("a second NewFDConnection on fd %d succeeded (poll_table.go opPut replaces a live operator registered with another poller)", r)
+	} else if !errors.Is(err, unix.EEXIST) {
+		t.Errorf("a second NewFDConnection on fd %d: %v, want EEXIST", r, err)
+	}
+	_ = c1.SetReadTimeout(2 * time.Second)
+	if _, err := unix.Write(w, []byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := c1.Reader().ReadString(4); err != nil || s != "ping" {
+		t.Fatalf("a second registration of fd %d unregistered the first connection, which no longer gets input (%q, %v)", r, s, err)
+	}
+}
+
+func suiteDoubleServe(t *testing.T) {
+	ln, err := CreateListener("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := NewEventLoop(func(ctx context.Context, c Connection) error {
+		b, _ := c.Reader().ReadByte()
+		_, err := c.Write([]byte{b})
+		return err
 	})
-	t.Run("two loops on one Listener", func(t *testing.T) {
-		ln, err := CreateListener("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		first, _ := NewEventLoop(func(ctx context.Context, c Connection) error {
-			b, _ := c.Reader().ReadByte()
-			_, err := c.Write([]byte{b})
-			return err
-		})
-		done := make(chan error, 1)
-		go func() { done <- first.Serve(ln) }()
-		el := first.(*eventLoop)
-		waitUntil(suiteWait, func() bool {
-			el.mu.Lock()
-			defer el.mu.Unlock()
-			return el.svr != nil && opCurrent(el.svr.op.FD) == &el.svr.op
-		})
-		defer func() {
-			_ = first.Shutdown(context.Background())
-			<-done
-		}()
-		second, _ := NewEventLoop(nil)
-		var err2 error
-		suiteRun(t, "second Serve", suiteWait, func() { err2 = second.Serve(ln) })
-		if err2 == nil {
-			t.Fatal("a second loop served a listener already served")
-		}
+	done := make(chan error, 1)
+	go func() { done <- first.Serve(ln) }()
+	el := first.(*eventLoop)
+	waitUntil(suiteWait, func() bool {
+		el.mu.Lock()
+		defer el.mu.Unlock()
+		return el.svr != nil && opCurrent(el.svr.op.FD) == &el.svr.op
+	})
+	defer func() {
+		_ = first.Shutdown(context.Background())
+		<-done
+	}()
+	second, _ := NewEventLoop(nil)
+	var err2 error
+	suiteRun(t, "second Serve", suiteWait, func() { err2 = second.Serve(ln) })
+	if err2 == nil {
+		t.Fatal("a second loop served a listener already served")
+	}
+	// Every connection goes to the first loop, not only the first one.
+	for i := 0; i < 4; i++ {
 		p, err := net.DialTimeout("tcp", ln.Addr().String(), suiteWait)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.Close()
 		_ = p.SetDeadline(time.Now().Add(3 * time.Second))
 		_, _ = p.Write([]byte{'q'})
 		buf := []byte{0}
-		if _, err := io.ReadFull(p, buf); err != nil || buf[0] != 'q' {
-			t.Fatalf("a second loop's failed Serve (%v) unregistered the first loop's listener, which no longer accepts (read %q, %v) (poll_default_linux.go Control: opPut before EPOLL_CTL_ADD, opDrop on EEXIST)", err2, buf, err)
+		_, err = io.ReadFull(p, buf)
+		p.Close()
+		if err != nil || buf[0] != 'q' {
+			t.Fatalf("connection %d: after a second loop's Serve (%v) the first loop no longer serves the listener (read %q, %v)", i, err2, buf, err)
 		}
-	})
+	}
 }
 
 // A number of loops too large for the manager's count is refused, by

@@ -42,4 +42,6 @@ type OnRequest func(ctx context.Context, connection Connection) error
 
 // OnDisconnect runs once when the peer closes the connection (or when either
 // side closed it during OnConnect), before the close callbacks. Keep it quick.
+// A panic in it does not stop the close callbacks, and is raised again on
+// the Runner goroutine.
 type OnDisconnect func(ctx context.Context, connection Connection)

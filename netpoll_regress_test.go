@@ -622,6 +622,55 @@ func TestRegressPanicInHandler(t *testing.T) {
 	}
 }
 
+// A panic in OnDisconnect after a peer close still finishes the close: the
+// close callbacks run, the buffers are recycled, the server forgets the
+// connection, and the panic reaches the Runner. The holds of the task that
+// runs OnDisconnect used to be released only when it returned.
+func TestRegressPanicInOnDisconnect(t *testing.T) {
+	suiteCheckLeaks(t)
+	panics := suiteRecoveringRunner(t)
+	rec := &suiteRecorder{}
+	conns := make(chan *connection, 1)
+	srv := suiteServe(t, "tcp", func(ctx context.Context, c Connection) error {
+		return c.Reader().Skip(c.Reader().Len())
+	},
+		WithOnPrepare(func(c Connection) context.Context {
+			conns <- suiteConnOf(c)
+			_ = c.AddCloseCallback(func(Connection) error { rec.add("closed"); return nil })
+			return nil
+		}),
+		WithOnDisconnect(func(ctx context.Context, c Connection) { panic("boom in OnDisconnect") }))
+	p := srv.dialStd(t)
+	_, _ = p.Write([]byte("some input"))
+	var c *connection
+	select {
+	case c = <-conns:
+	case <-time.After(suiteWait):
+		t.Fatal("the server never accepted the connection")
+	}
+	p.Close()
+	select {
+	case r := <-panics:
+		if fmt.Sprint(r) != "boom in OnDisconnect" {
+			t.Fatalf("the Runner recovered %v", r)
+		}
+	case <-time.After(suiteWait):
+		t.Fatal("the panic never reached the Runner")
+	}
+	if !waitUntil(suiteWait, func() bool { return rec.count("closed") == 1 }) {
+		t.Fatal("a panic in OnDisconnect left the connection half-closed: its close callbacks never ran (connection_reactor.go peerClosed: no recover in the OnDisconnect task)")
+	}
+	if in, out := suiteRetained(c); in != 0 || out != 0 {
+		t.Errorf("buffers still hold %d and %d bytes", in, out)
+	}
+	srv.sv.mu.Lock()
+	tracked := len(srv.sv.conns)
+	srv.sv.mu.Unlock()
+	if tracked != 0 {
+		t.Errorf("the server still tracks %d connection(s)", tracked)
+	}
+}
+
 type suiteCtxKey struct{}
 
 // OnDisconnect sees the ctx OnConnect returned, however quickly the peer

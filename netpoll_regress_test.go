@@ -671,6 +671,41 @@ func TestRegressPanicInOnDisconnect(t *testing.T) {
 	}
 }
 
+// SetKeepAlive and SetIdleTimeout on a closed connection fail with
+// ErrConnClosed and leave alone the connection that now has its fd number.
+// They used to set the options of whatever socket had the number.
+func TestRegressKeepAliveAfterClose(t *testing.T) {
+	suiteCheckLeaks(t)
+	ln := suiteStdEcho(t, "tcp")
+	var old, cur Connection
+	for i := 0; i < 20 && cur == nil; i++ {
+		c1 := suiteDialEcho(t, ln)
+		c1.Close()
+		c2 := suiteDialEcho(t, ln)
+		if c2.(Conn).Fd() == c1.(Conn).Fd() {
+			old, cur = c1, c2
+		} else {
+			c2.Close()
+		}
+	}
+	if cur == nil {
+		t.Skip("no new dial reused the fd number of the connection just closed")
+	}
+	fd := cur.(Conn).Fd()
+	calls := map[string]func() error{
+		"SetKeepAlive":   func() error { return old.(*TCPConnection).SetKeepAlive(77) },
+		"SetIdleTimeout": func() error { return old.SetIdleTimeout(77 * time.Second) },
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, ErrConnClosed) {
+			t.Errorf("%s after Close: %v, want ErrConnClosed", name, err)
+		}
+		if on, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE); err != nil || on != 0 {
+			t.Fatalf("%s on a closed connection turned on keep-alive (%d, %v) on the connection that reused its fd %d", name, on, err, fd)
+		}
+	}
+}
+
 type suiteCtxKey struct{}
 
 // OnDisconnect sees the ctx OnConnect returned, however quickly the peer

@@ -1254,3 +1254,26 @@ func suiteNumLoopsOutOfFdsChild(t *testing.T) {
 	}
 	os.Stdout.WriteString("SUITE-LOOPFDS-OK\n")
 }
+
+// Keep-alive seconds that do not fit the kernel's 32-bit int are refused and
+// change nothing; they used to be cut to their low 32 bits (1<<32+5 set 5 s).
+func TestMisuseKeepAliveSecondsRange(t *testing.T) {
+	suiteCheckLeaks(t)
+	ln := suiteStdEcho(t, "tcp")
+	c := suiteDialEcho(t, ln)
+	fd := c.(Conn).Fd()
+	const secs = 1<<32 + 5
+	calls := map[string]func() error{
+		"SetKeepAlive(fd, 1<<32+5)":         func() error { return SetKeepAlive(fd, secs) },
+		"SetKeepAlive(1<<32+5)":             func() error { return c.(*TCPConnection).SetKeepAlive(secs) },
+		"SetIdleTimeout((1<<32+5) seconds)": func() error { return c.SetIdleTimeout(secs * time.Second) },
+	}
+	for name, call := range calls {
+		if err := call(); err == nil {
+			t.Errorf("%s returned nil", name)
+		}
+		if on, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE); err != nil || on != 0 {
+			t.Fatalf("%s turned keep-alive on (%d, %v)", name, on, err)
+		}
+	}
+}

@@ -913,17 +913,22 @@ func TestMisuseAdapters(t *testing.T) {
 	suiteRunCases(t, cases)
 }
 
-// The io adapters given a nil Reader or Writer: Read and Write must fail
-// with an error, not panic.
+// The io adapters given a nil Reader or Writer, untyped or a nil
+// *LinkBuffer: Read and Write must fail with an error, not panic.
 func TestMisuseIOAdaptersNil(t *testing.T) {
 	var nilR Reader
 	var nilW Writer
 	var nilRW ReadWriter
+	var nilLB *LinkBuffer
 	calls := map[string]func() error{
-		"NewIOReader(nil).Read":      func() error { _, err := NewIOReader(nilR).Read(make([]byte, 4)); return err },
-		"NewIOWriter(nil).Write":     func() error { _, err := NewIOWriter(nilW).Write([]byte("x")); return err },
-		"NewIOReadWriter(nil).Read":  func() error { _, err := NewIOReadWriter(nilRW).Read(make([]byte, 4)); return err },
-		"NewIOReadWriter(nil).Write": func() error { _, err := NewIOReadWriter(nilRW).Write([]byte("x")); return err },
+		"NewIOReader(nil).Read":                  func() error { _, err := NewIOReader(nilR).Read(make([]byte, 4)); return err },
+		"NewIOWriter(nil).Write":                 func() error { _, err := NewIOWriter(nilW).Write([]byte("x")); return err },
+		"NewIOReadWriter(nil).Read":              func() error { _, err := NewIOReadWriter(nilRW).Read(make([]byte, 4)); return err },
+		"NewIOReadWriter(nil).Write":             func() error { _, err := NewIOReadWriter(nilRW).Write([]byte("x")); return err },
+		"NewIOReader(nil *LinkBuffer).Read":      func() error { _, err := NewIOReader(nilLB).Read(make([]byte, 4)); return err },
+		"NewIOWriter(nil *LinkBuffer).Write":     func() error { _, err := NewIOWriter(nilLB).Write([]byte("x")); return err },
+		"NewIOReadWriter(nil *LinkBuffer).Read":  func() error { _, err := NewIOReadWriter(nilLB).Read(make([]byte, 4)); return err },
+		"NewIOReadWriter(nil *LinkBuffer).Write": func() error { _, err := NewIOReadWriter(nilLB).Write([]byte("x")); return err },
 	}
 	var panicked []string
 	for name, call := range calls {
@@ -940,7 +945,7 @@ func TestMisuseIOAdaptersNil(t *testing.T) {
 	}
 	if len(panicked) > 0 {
 		sort.Strings(panicked)
-		t.Fatalf("%s panic with a nil argument instead of returning an error (nocopy_readwriter.go ioReader/ioWriter)", strings.Join(panicked, ", "))
+		t.Fatalf("%s panic with a nil argument instead of returning an error (nocopy_readwriter.go: a nil *LinkBuffer is not taken for nil)", strings.Join(panicked, ", "))
 	}
 }
 

@@ -134,8 +134,9 @@ type Connection interface {
 	// whole seconds of timeout, for TCP connections when that is at least 1.
 	// It never closes a connection itself. Below one second, or on a unix
 	// socket, it does nothing and returns nil; seconds the kernel refuses
-	// (over 32767 on Linux) give its setsockopt error. Do not call it after
-	// Close: the fd number may belong to another socket by then.
+	// (over 32767 on Linux) give its setsockopt error. Otherwise, after Close
+	// (or Detach), it fails with an error matching ErrConnClosed and changes
+	// no socket, whatever now has the fd number.
 	SetIdleTimeout(timeout time.Duration) error
 	// SetOnRequest replaces the request handler; nil is ignored. It returns nil.
 	SetOnRequest(on OnRequest) error

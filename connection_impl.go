@@ -172,22 +172,29 @@ func (c *connection) SetWriteDeadline(t time.Time) error {
 // SetIdleTimeout turns on TCP keep-alive probes every whole second of
 // timeout, after as long idle. It does nothing for non-TCP connections or
 // below one second, and it never closes the connection itself. Errors are
-// SetKeepAlive's; after Close it acts on a stale fd number.
+// SetKeepAlive's; once the connection is closed or detached it fails with
+// an error matching ErrConnClosed.
 func (c *connection) SetIdleTimeout(timeout time.Duration) error {
 	if secs := int(timeout / time.Second); c.isTCP && secs >= 1 {
-		return SetKeepAlive(c.fd.num(), secs)
+		return c.SetKeepAlive(secs)
 	}
 	return nil
 }
 
 // SetKeepAlive turns on TCP keep-alive with idle time and interval of second
 // seconds. On a unix socket it does nothing and returns nil; on TCP, second < 1
-// and the other errors are those of the package function SetKeepAlive. After
-// Close it acts on a stale fd number.
+// and the other errors are those of the package function SetKeepAlive, and
+// once the connection is closed or detached it fails with an error matching
+// ErrConnClosed: it holds a reference to the fd meanwhile, so it never
+// changes a socket that reused the fd number.
 func (c *connection) SetKeepAlive(second int) error {
 	if !c.isTCP {
 		return nil
 	}
+	if !c.fd.acquire() {
+		return Exception(ErrConnClosed, "when set keep-alive")
+	}
+	defer c.fd.release()
 	return SetKeepAlive(c.fd.num(), second)
 }
 

@@ -132,7 +132,8 @@ func (c *connection) arrived() {
 
 // peerClosed handles a hang-up or socket error: the connection becomes
 // inactive, waiters wake, the fd is released, and OnDisconnect and (for a
-// connection with handlers) the close callbacks follow on a Runner goroutine.
+// connection with handlers) the close callbacks follow on a Runner goroutine
+// (see disconnect).
 func (c *connection) peerClosed() {
 	if !c.state.markClose(closerPeer) {
 		return
@@ -149,17 +150,26 @@ func (c *connection) peerClosed() {
 	if !c.state.acquire() {
 		return // the user's Close finished it meanwhile
 	}
-	runTask(c.context(), func() {
-		if h := c.onDisconnect.Load(); h != nil && c.state.claimDisconnect() {
-			(*h)(c.context(), c)
-		}
+	runTask(c.context(), func() { c.disconnect(served) })
+}
+
+// disconnect runs OnDisconnect after a peer close, then releases the hold
+// peerClosed took and, for a connection with handlers, the owner's hold
+// (the peer's close ends it). It releases them even when OnDisconnect
+// panics, so the close callbacks still run and the buffers are still
+// recycled before the panic goes on into the Runner.
+func (c *connection) disconnect(served bool) {
+	defer func() {
 		if served && c.state.release(true) {
 			c.finalize()
 		}
 		if c.state.release(false) {
 			c.finalize()
 		}
-	})
+	}()
+	if h := c.onDisconnect.Load(); h != nil && c.state.claimDisconnect() {
+		(*h)(c.context(), c)
+	}
 }
 
 // afterMark follows the first move out of open: detach from the poller, wake

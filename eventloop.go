@@ -10,8 +10,9 @@ import (
 type EventLoop interface {
 	// Serve converts ln (see ConvertListener), registers it with a poller and
 	// blocks. It returns nil after Shutdown, or the error that stopped it: a
-	// listener that cannot be converted (a nil ln included) or registered, or
-	// one that was closed or hung up. While another Serve of the loop runs it
+	// listener that cannot be converted (a nil ln included) or registered
+	// (one another loop serves gives EEXIST, and that loop keeps it), or one
+	// that was closed or hung up. While another Serve of the loop runs it
 	// fails at once; after Shutdown it closes ln and returns nil at once.
 	Serve(ln net.Listener) error
 	// Shutdown stops accepting, closes the listener, then closes idle
@@ -41,4 +42,6 @@ type OnRequest func(ctx context.Context, connection Connection) error
 
 // OnDisconnect runs once when the peer closes the connection (or when either
 // side closed it during OnConnect), before the close callbacks. Keep it quick.
+// A panic in it does not stop the close callbacks, and is raised again on
+// the Runner goroutine.
 type OnDisconnect func(ctx context.Context, connection Connection)

@@ -37,7 +37,8 @@ var errServing = errors.New("netpoll: the event loop is already serving a listen
 // Serve converts ln (see ConvertListener), registers it with a poller and
 // blocks until Shutdown (nil) or an accept failure, a listener hang-up or a
 // close of ln (the error). A second concurrent Serve on the same loop fails
-// at once. After Shutdown, Serve closes ln (if not nil) and returns nil at once.
+// at once, and so does a Serve of a listener another loop serves (EEXIST;
+// the other loop keeps serving it). After Shutdown, Serve closes ln (if not nil) and returns nil at once.
 // A nil ln, or one ConvertListener refuses, gives its error.
 func (evl *eventLoop) Serve(ln net.Listener) error {
 	evl.mu.Lock()

@@ -65,8 +65,9 @@ var unixSocketTypes = map[string]int{
 // registered Connection without handlers; its addresses come from the
 // socket (nil for a fd that is not a socket). A negative fd, one that is
 // not open, or one the poller refuses (on Linux, a regular file) gives an
-// error and is not closed; a refused open fd is left non-blocking. Do not
-// pass a fd another Connection still wraps.
+// error and is not closed; a refused open fd is left non-blocking. A fd
+// another open Connection wraps gives an error matching EEXIST, and that
+// Connection keeps working.
 func NewFDConnection(fd int) (Connection, error) {
 	if fd < 0 {
 		return nil, Exception(unix.EBADF, "new fd connection")

@@ -5,7 +5,9 @@ package netpoll
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -911,17 +913,22 @@ func TestMisuseAdapters(t *testing.T) {
 	suiteRunCases(t, cases)
 }
 
-// The io adapters given a nil Reader or Writer: Read and Write must fail
-// with an error, not panic.
+// The io adapters given a nil Reader or Writer, untyped or a nil
+// *LinkBuffer: Read and Write must fail with an error, not panic.
 func TestMisuseIOAdaptersNil(t *testing.T) {
 	var nilR Reader
 	var nilW Writer
 	var nilRW ReadWriter
+	var nilLB *LinkBuffer
 	calls := map[string]func() error{
-		"NewIOReader(nil).Read":      func() error { _, err := NewIOReader(nilR).Read(make([]byte, 4)); return err },
-		"NewIOWriter(nil).Write":     func() error { _, err := NewIOWriter(nilW).Write([]byte("x")); return err },
-		"NewIOReadWriter(nil).Read":  func() error { _, err := NewIOReadWriter(nilRW).Read(make([]byte, 4)); return err },
-		"NewIOReadWriter(nil).Write": func() error { _, err := NewIOReadWriter(nilRW).Write([]byte("x")); return err },
+		"NewIOReader(nil).Read":                  func() error { _, err := NewIOReader(nilR).Read(make([]byte, 4)); return err },
+		"NewIOWriter(nil).Write":                 func() error { _, err := NewIOWriter(nilW).Write([]byte("x")); return err },
+		"NewIOReadWriter(nil).Read":              func() error { _, err := NewIOReadWriter(nilRW).Read(make([]byte, 4)); return err },
+		"NewIOReadWriter(nil).Write":             func() error { _, err := NewIOReadWriter(nilRW).Write([]byte("x")); return err },
+		"NewIOReader(nil *LinkBuffer).Read":      func() error { _, err := NewIOReader(nilLB).Read(make([]byte, 4)); return err },
+		"NewIOWriter(nil *LinkBuffer).Write":     func() error { _, err := NewIOWriter(nilLB).Write([]byte("x")); return err },
+		"NewIOReadWriter(nil *LinkBuffer).Read":  func() error { _, err := NewIOReadWriter(nilLB).Read(make([]byte, 4)); return err },
+		"NewIOReadWriter(nil *LinkBuffer).Write": func() error { _, err := NewIOReadWriter(nilLB).Write([]byte("x")); return err },
 	}
 	var panicked []string
 	for name, call := range calls {
@@ -938,7 +945,7 @@ func TestMisuseIOAdaptersNil(t *testing.T) {
 	}
 	if len(panicked) > 0 {
 		sort.Strings(panicked)
-		t.Fatalf("%s panic with a nil argument instead of returning an error (nocopy_readwriter.go ioReader/ioWriter)", strings.Join(panicked, ", "))
+		t.Fatalf("%s panic with a nil argument instead of returning an error (nocopy_readwriter.go: a nil *LinkBuffer is not taken for nil)", strings.Join(panicked, ", "))
 	}
 }
 
@@ -1062,69 +1069,216 @@ func TestMisuseWriteOver1GiB(t *testing.T) {
 
 // Registering a fd that is already registered fails, and must leave the
 // existing registration alone: NewFDConnection on a fd some connection
-// already wraps, and a second EventLoop serving the same Listener.
+// already wraps, and a second EventLoop serving the same Listener. With
+// several pollers the second registration goes to another poller, whose
+// kernel cannot refuse it: the operator table must.
 func TestMisuseDoubleRegistration(t *testing.T) {
-	suiteCheckLeaks(t)
-	t.Run("NewFDConnection twice", func(t *testing.T) {
-		r, w := GetSysFdPairs()
-		defer unix.Close(w)
-		c1, err := NewFDConnection(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c1.Close()
-		var c2 Connection
-		suiteRun(t, "second NewFDConnection", suiteWait, func() { c2, err = NewFDConnection(r) })
-		if err == nil {
-			defer c2.(interface{ Detach() error }).Detach()
-			t.Logf("a second NewFDConnection on the same fd succeeded")
-		}
-		_ = c1.SetReadTimeout(2 * time.Second)
-		if _, err := unix.Write(w, []byte("ping")); err != nil {
-			t.Fatal(err)
-		}
-		if s, err := c1.Reader().ReadString(4); err != nil || s != "ping" {
-			t.Fatalf("a refused second registration of fd %d unregistered the first connection, which no longer gets input (%q, %v) (poll_default_linux.go Control: opPut replaces the table entry before EPOLL_CTL_ADD fails with EEXIST, then opDrop clears it)", r, s, err)
-		}
+	loops := int(pollmanager.loops.Load())
+	defer func() { _ = SetNumLoops(loops) }()
+	for _, n := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d pollers", n), func(t *testing.T) {
+			if err := SetNumLoops(n); err != nil {
+				t.Fatal(err)
+			}
+			suiteCheckLeaks(t)
+			t.Run("NewFDConnection twice", suiteDoubleFDConnection)
+			t.Run("two loops on one Listener", suiteDoubleServe)
+		})
+	}
+}
+
+func suiteDoubleFDConnection(t *testing.T) {
+	r, w := GetSysFdPairs()
+	defer unix.Close(w)
+	c1, err := NewFDConnection(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	var c2 Connection
+	suiteRun(t, "second NewFDConnection", suiteWait, func() { c2, err = NewFDConnection(r) })
+	if err == nil {
+		defer c2.(interface{ Detach() error }).Detach()
+		t.Errorf("a second NewFDConnection on fd %d succeeded (poll_table.go opPut replaces a live operator registered with another poller)", r)
+	} else if !errors.Is(err, unix.EEXIST) {
+		t.Errorf("a second NewFDConnection on fd %d: %v, want EEXIST", r, err)
+	}
+	_ = c1.SetReadTimeout(2 * time.Second)
+	if _, err := unix.Write(w, []byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := c1.Reader().ReadString(4); err != nil || s != "ping" {
+		t.Fatalf("a second registration of fd %d unregistered the first connection, which no longer gets input (%q, %v)", r, s, err)
+	}
+}
+
+func suiteDoubleServe(t *testing.T) {
+	ln, err := CreateListener("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := NewEventLoop(func(ctx context.Context, c Connection) error {
+		b, _ := c.Reader().ReadByte()
+		_, err := c.Write([]byte{b})
+		return err
 	})
-	t.Run("two loops on one Listener", func(t *testing.T) {
-		ln, err := CreateListener("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		first, _ := NewEventLoop(func(ctx context.Context, c Connection) error {
-			b, _ := c.Reader().ReadByte()
-			_, err := c.Write([]byte{b})
-			return err
-		})
-		done := make(chan error, 1)
-		go func() { done <- first.Serve(ln) }()
-		el := first.(*eventLoop)
-		waitUntil(suiteWait, func() bool {
-			el.mu.Lock()
-			defer el.mu.Unlock()
-			return el.svr != nil && opCurrent(el.svr.op.FD) == &el.svr.op
-		})
-		defer func() {
-			_ = first.Shutdown(context.Background())
-			<-done
-		}()
-		second, _ := NewEventLoop(nil)
-		var err2 error
-		suiteRun(t, "second Serve", suiteWait, func() { err2 = second.Serve(ln) })
-		if err2 == nil {
-			t.Fatal("a second loop served a listener already served")
-		}
+	done := make(chan error, 1)
+	go func() { done <- first.Serve(ln) }()
+	el := first.(*eventLoop)
+	waitUntil(suiteWait, func() bool {
+		el.mu.Lock()
+		defer el.mu.Unlock()
+		return el.svr != nil && opCurrent(el.svr.op.FD) == &el.svr.op
+	})
+	defer func() {
+		_ = first.Shutdown(context.Background())
+		<-done
+	}()
+	second, _ := NewEventLoop(nil)
+	var err2 error
+	suiteRun(t, "second Serve", suiteWait, func() { err2 = second.Serve(ln) })
+	if err2 == nil {
+		t.Fatal("a second loop served a listener already served")
+	}
+	// Every connection goes to the first loop, not only the first one.
+	for i := 0; i < 4; i++ {
 		p, err := net.DialTimeout("tcp", ln.Addr().String(), suiteWait)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.Close()
 		_ = p.SetDeadline(time.Now().Add(3 * time.Second))
 		_, _ = p.Write([]byte{'q'})
 		buf := []byte{0}
-		if _, err := io.ReadFull(p, buf); err != nil || buf[0] != 'q' {
-			t.Fatalf("a second loop's failed Serve (%v) unregistered the first loop's listener, which no longer accepts (read %q, %v) (poll_default_linux.go Control: opPut before EPOLL_CTL_ADD, opDrop on EEXIST)", err2, buf, err)
+		_, err = io.ReadFull(p, buf)
+		p.Close()
+		if err != nil || buf[0] != 'q' {
+			t.Fatalf("connection %d: after a second loop's Serve (%v) the first loop no longer serves the listener (read %q, %v)", i, err2, buf, err)
 		}
-	})
+	}
+}
+
+// A number of loops too large for the manager's count is refused, by
+// SetNumLoops and by Configure, and changes nothing: the count used to wrap
+// around (1<<32 became 0 and the next pick divided by zero, 1<<31 went
+// negative).
+func TestMisuseNumLoopsOutOfRange(t *testing.T) {
+	loops := int(pollmanager.loops.Load())
+	defer func() { _ = SetNumLoops(loops) }()
+	for _, n := range []int{1 << 32, 1 << 31, 1<<32 + 1, maxNumLoops + 1, math.MaxInt} {
+		if err := SetNumLoops(n); err == nil {
+			_ = SetNumLoops(loops)
+			t.Errorf("SetNumLoops(%d) returned nil", n)
+		}
+		if err := Configure(Config{PollerNum: n, BufferSize: 1234}); err == nil {
+			_ = SetNumLoops(loops)
+			t.Errorf("Configure(PollerNum: %d) returned nil", n)
+		}
+		if got := int(pollmanager.loops.Load()); got != loops {
+			_ = SetNumLoops(loops)
+			t.Errorf("after refusing %d loops the count is %d, want %d", n, got, loops)
+		}
+	}
+	if got := defaultBufferSize(); got != defaultReadSize {
+		_ = Configure(Config{BufferSize: defaultReadSize})
+		t.Errorf("a refused Configure applied its BufferSize (%d)", got)
+	}
+	suiteRun(t, "Initialize", suiteWait, Initialize)
+}
+
+// More loops than the process has fds for: every connection fails with the
+// error, no poller fd is kept from the failed starts, and after
+// SetNumLoops(1) connections work again. The pollers opened before the
+// failure used to be dropped unclosed, so each dial leaked more fds until
+// none was left for good. It runs in a child process with a low fd limit.
+func TestMisuseNumLoopsOutOfFds(t *testing.T) {
+	if os.Getenv("SUITE_LOOPFDS_CHILD") == "1" {
+		suiteNumLoopsOutOfFdsChild(t)
+		return
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Skip(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*suiteWait)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, "-test.run=^TestMisuseNumLoopsOutOfFds$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "SUITE_LOOPFDS_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "SUITE-LOOPFDS-OK") {
+		t.Fatalf("SetNumLoops beyond the fd limit: child failed (%v):\n%s", err, out)
+	}
+}
+
+func suiteNumLoopsOutOfFdsChild(t *testing.T) {
+	loops := int(pollmanager.loops.Load())
+	defer func() { _ = SetNumLoops(loops) }()
+	_ = SetNumLoops(1)
+	Initialize()
+	ln := suiteStdEcho(t, "tcp")
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	saved := lim
+	defer func() { _ = unix.Setrlimit(unix.RLIMIT_NOFILE, &saved) }()
+	before := suiteFds(t)
+	setLimit(&lim.Cur, before+40)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetNumLoops(1000); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		c, err := DialConnection("tcp", ln.Addr().String(), suiteWait)
+		if err == nil {
+			c.Close()
+			t.Fatalf("dial %d with 1000 loops and %d fds succeeded", i, before+40)
+		}
+		// The echo server may hold the accepted end of the failed dial
+		// for a moment.
+		n := 0
+		if !waitUntil(suiteWait, func() bool { n = suiteFds(t); return n <= before }) {
+			t.Fatalf("after failed dial %d (%v): %d fds open, %d before (poll_manager.go start drops the pollers it opened)", i, err, n, before)
+		}
+	}
+	if err := SetNumLoops(1); err != nil {
+		t.Fatal(err)
+	}
+	c, err := DialConnection("tcp", ln.Addr().String(), suiteWait)
+	if err != nil {
+		t.Fatalf("dial after SetNumLoops(1): %v", err)
+	}
+	defer c.Close()
+	_ = c.SetReadTimeout(suiteWait)
+	if _, err = c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := c.Reader().ReadString(4); err != nil || s != "ping" {
+		t.Fatalf("echo after SetNumLoops(1): %q, %v", s, err)
+	}
+	os.Stdout.WriteString("SUITE-LOOPFDS-OK\n")
+}
+
+// Keep-alive seconds that do not fit the kernel's 32-bit int are refused and
+// change nothing; they used to be cut to their low 32 bits (1<<32+5 set 5 s).
+func TestMisuseKeepAliveSecondsRange(t *testing.T) {
+	suiteCheckLeaks(t)
+	ln := suiteStdEcho(t, "tcp")
+	c := suiteDialEcho(t, ln)
+	fd := c.(Conn).Fd()
+	const secs = 1<<32 + 5
+	calls := map[string]func() error{
+		"SetKeepAlive(fd, 1<<32+5)":         func() error { return SetKeepAlive(fd, secs) },
+		"SetKeepAlive(1<<32+5)":             func() error { return c.(*TCPConnection).SetKeepAlive(secs) },
+		"SetIdleTimeout((1<<32+5) seconds)": func() error { return c.SetIdleTimeout(secs * time.Second) },
+	}
+	for name, call := range calls {
+		if err := call(); err == nil {
+			t.Errorf("%s returned nil", name)
+		}
+		if on, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE); err != nil || on != 0 {
+			t.Fatalf("%s turned keep-alive on (%d, %v)", name, on, err)
+		}
+	}
 }

@@ -622,6 +622,90 @@ func TestRegressPanicInHandler(t *testing.T) {
 	}
 }
 
+// A panic in OnDisconnect after a peer close still finishes the close: the
+// close callbacks run, the buffers are recycled, the server forgets the
+// connection, and the panic reaches the Runner. The holds of the task that
+// runs OnDisconnect used to be released only when it returned.
+func TestRegressPanicInOnDisconnect(t *testing.T) {
+	suiteCheckLeaks(t)
+	panics := suiteRecoveringRunner(t)
+	rec := &suiteRecorder{}
+	conns := make(chan *connection, 1)
+	srv := suiteServe(t, "tcp", func(ctx context.Context, c Connection) error {
+		return c.Reader().Skip(c.Reader().Len())
+	},
+		WithOnPrepare(func(c Connection) context.Context {
+			conns <- suiteConnOf(c)
+			_ = c.AddCloseCallback(func(Connection) error { rec.add("closed"); return nil })
+			return nil
+		}),
+		WithOnDisconnect(func(ctx context.Context, c Connection) { panic("boom in OnDisconnect") }))
+	p := srv.dialStd(t)
+	_, _ = p.Write([]byte("some input"))
+	var c *connection
+	select {
+	case c = <-conns:
+	case <-time.After(suiteWait):
+		t.Fatal("the server never accepted the connection")
+	}
+	p.Close()
+	select {
+	case r := <-panics:
+		if fmt.Sprint(r) != "boom in OnDisconnect" {
+			t.Fatalf("the Runner recovered %v", r)
+		}
+	case <-time.After(suiteWait):
+		t.Fatal("the panic never reached the Runner")
+	}
+	if !waitUntil(suiteWait, func() bool { return rec.count("closed") == 1 }) {
+		t.Fatal("a panic in OnDisconnect left the connection half-closed: its close callbacks never ran (connection_reactor.go peerClosed: no recover in the OnDisconnect task)")
+	}
+	if in, out := suiteRetained(c); in != 0 || out != 0 {
+		t.Errorf("buffers still hold %d and %d bytes", in, out)
+	}
+	srv.sv.mu.Lock()
+	tracked := len(srv.sv.conns)
+	srv.sv.mu.Unlock()
+	if tracked != 0 {
+		t.Errorf("the server still tracks %d connection(s)", tracked)
+	}
+}
+
+// SetKeepAlive and SetIdleTimeout on a closed connection fail with
+// ErrConnClosed and leave alone the connection that now has its fd number.
+// They used to set the options of whatever socket had the number.
+func TestRegressKeepAliveAfterClose(t *testing.T) {
+	suiteCheckLeaks(t)
+	ln := suiteStdEcho(t, "tcp")
+	var old, cur Connection
+	for i := 0; i < 20 && cur == nil; i++ {
+		c1 := suiteDialEcho(t, ln)
+		c1.Close()
+		c2 := suiteDialEcho(t, ln)
+		if c2.(Conn).Fd() == c1.(Conn).Fd() {
+			old, cur = c1, c2
+		} else {
+			c2.Close()
+		}
+	}
+	if cur == nil {
+		t.Skip("no new dial reused the fd number of the connection just closed")
+	}
+	fd := cur.(Conn).Fd()
+	calls := map[string]func() error{
+		"SetKeepAlive":   func() error { return old.(*TCPConnection).SetKeepAlive(77) },
+		"SetIdleTimeout": func() error { return old.SetIdleTimeout(77 * time.Second) },
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, ErrConnClosed) {
+			t.Errorf("%s after Close: %v, want ErrConnClosed", name, err)
+		}
+		if on, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE); err != nil || on != 0 {
+			t.Fatalf("%s on a closed connection turned on keep-alive (%d, %v) on the connection that reused its fd %d", name, on, err, fd)
+		}
+	}
+}
+
 type suiteCtxKey struct{}
 
 // OnDisconnect sees the ctx OnConnect returned, however quickly the peer

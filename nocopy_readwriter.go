@@ -40,37 +40,38 @@ func NewReadWriter(rw io.ReadWriter) ReadWriter {
 
 // NewIOReader returns r itself if it is an io.Reader (a Connection is).
 // Otherwise Read copies what r has buffered, never blocks, Releases what it
-// copied, and returns (0, io.EOF) when r is empty. A nil r gives a reader
-// whose Read fails.
+// copied, and returns (0, io.EOF) when r is empty. A nil r, a nil
+// *LinkBuffer included, gives a reader whose Read fails.
 func NewIOReader(r Reader) io.Reader {
 	if rd, ok := r.(io.Reader); ok {
 		return rd
 	}
-	if r == nil {
+	if isNilIO(r) {
 		return nilIO{}
 	}
 	return &ioReader{r: r}
 }
 
 // NewIOWriter returns w itself if it is an io.Writer. Otherwise Write copies
-// p into w and Flushes it. A nil w gives a writer whose Write fails.
+// p into w and Flushes it. A nil w, a nil *LinkBuffer included, gives a
+// writer whose Write fails.
 func NewIOWriter(w Writer) io.Writer {
 	if wr, ok := w.(io.Writer); ok {
 		return wr
 	}
-	if w == nil {
+	if isNilIO(w) {
 		return nilIO{}
 	}
 	return &ioWriter{w: w}
 }
 
-// NewIOReadWriter combines NewIOReader and NewIOWriter; a nil rw gives one
-// whose Read and Write fail.
+// NewIOReadWriter combines NewIOReader and NewIOWriter; a nil rw, a nil
+// *LinkBuffer included, gives one whose Read and Write fail.
 func NewIOReadWriter(rw ReadWriter) io.ReadWriter {
 	if v, ok := rw.(io.ReadWriter); ok {
 		return v
 	}
-	if rw == nil {
+	if isNilIO(rw) {
 		return nilIO{}
 	}
 	return &ioReadWriter{ioReader: ioReader{r: rw}, ioWriter: ioWriter{w: rw}}
@@ -78,6 +79,15 @@ func NewIOReadWriter(rw ReadWriter) io.ReadWriter {
 
 // nilIO is what the io adapters return for a nil argument: every call fails.
 type nilIO struct{}
+
+// isNilIO reports an argument the io adapters treat as nil: nil itself, or a
+// nil *LinkBuffer, whose methods would panic.
+func isNilIO(v interface{}) bool {
+	if b, ok := v.(*LinkBuffer); ok {
+		return b == nil
+	}
+	return v == nil
+}
 
 var errNilReadWriter = errors.New("netpoll: nil Reader or Writer")
 

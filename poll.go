@@ -12,7 +12,9 @@ type Poll interface {
 	Trigger() error
 	// Control registers, changes or removes operator's interest. An unknown
 	// event gives ErrUnsupported, PollR2RW or PollRW2R on a detached operator
-	// ErrConnClosed, and a second PollDetach nil.
+	// ErrConnClosed, and a second PollDetach nil. Registering a fd that
+	// another operator, not detached, holds gives EEXIST (with any poller)
+	// and leaves that operator registered.
 	Control(operator *FDOperator, event PollEvent) error
 	// Alloc returns a fresh operator bound to this poller.
 	Alloc() (operator *FDOperator)

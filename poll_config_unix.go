@@ -9,13 +9,14 @@ import (
 	"github.com/cloudwego/netpoll/internal/runner"
 )
 
-// Configure applies config: PollerNum > 0 sets the number of pollers,
-// BufferSize > 0 the first read size, a non-nil Runner and LoggerOutput
-// replace the current ones, LoadBalance >= 0 sets the balancer (so the zero
-// Config resets it to RoundRobin; unknown values mean RoundRobin), and
-// AlwaysNoCopyRead is always copied. Values out of those ranges are ignored
-// and a BufferSize over 8 MiB counts as 8 MiB: it always returns nil. Call it
-// from init, before the first connection.
+// Configure applies config: PollerNum > 0 sets the number of pollers (see
+// SetNumLoops), BufferSize > 0 the first read size, a non-nil Runner and
+// LoggerOutput replace the current ones, LoadBalance >= 0 sets the balancer
+// (so the zero Config resets it to RoundRobin; unknown values mean
+// RoundRobin), and AlwaysNoCopyRead is always copied. Other values out of
+// those ranges are ignored and a BufferSize over 8 MiB counts as 8 MiB. A
+// PollerNum over 65536 gives an error and nothing is applied; otherwise it
+// returns nil. Call it from init, before the first connection.
 func Configure(config Config) (err error) {
 	if config.PollerNum > 0 {
 		if err = pollmanager.setNumLoops(config.PollerNum); err != nil {
@@ -47,8 +48,11 @@ func Initialize() {
 	}
 }
 
-// SetNumLoops sets the number of pollers; n < 1 gives an error and changes
-// nothing. Missing pollers start at the next connection or Initialize.
+// SetNumLoops sets the number of pollers; n < 1 or n > 65536 gives an error
+// and changes nothing. Missing pollers start at the next connection or
+// Initialize, all or none: when the process is out of fds for them, that
+// connection fails with the error and no fd is kept, and a smaller n set
+// afterwards works.
 //
 // Deprecated: use Configure.
 func SetNumLoops(numLoops int) error { return pollmanager.setNumLoops(numLoops) }

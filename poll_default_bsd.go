@@ -53,7 +53,7 @@ func (p *defaultPoll) Wait() error {
 		}
 		timeout = zero
 		if p.handle(p.events[:n]) {
-			unix.Close(p.kq)
+			p.release()
 			return nil
 		}
 	}
@@ -96,6 +96,10 @@ func (p *defaultPoll) Close() error {
 	<-p.done
 	return nil
 }
+
+// release closes the kqueue; Wait calls it once it stops, and a poller
+// that never ran is released by its opener.
+func (p *defaultPoll) release() { unix.Close(p.kq) }
 
 // Trigger wakes the loop once.
 func (p *defaultPoll) Trigger() error {

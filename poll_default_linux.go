@@ -159,6 +159,8 @@ func (p *defaultPoll) Close() error {
 	return nil
 }
 
+// release closes the epoll and eventfd; Wait calls it once it stops, and a
+// poller that never ran is released by its opener.
 func (p *defaultPoll) release() {
 	unix.Close(p.wakefd)
 	p.file.Close()

@@ -30,10 +30,16 @@ func newManager() *manager {
 	return m
 }
 
-// setNumLoops sets how many pollers the pick uses; it applies at the next pick.
+// maxNumLoops bounds the number of pollers. Each one costs two fds and a
+// goroutine; the bound keeps a mistyped count from wrapping around in the
+// int32 that holds it.
+const maxNumLoops = 1 << 16
+
+// setNumLoops sets how many pollers the pick uses; it applies at the next
+// pick. n outside [1, maxNumLoops] gives an error and changes nothing.
 func (m *manager) setNumLoops(n int) error {
-	if n < 1 {
-		return fmt.Errorf("set invalid numLoops[%d]", n)
+	if n < 1 || n > maxNumLoops {
+		return fmt.Errorf("set invalid numLoops[%d]: want 1 to %d", n, maxNumLoops)
 	}
 	m.loops.Store(int32(n))
 	return nil
@@ -66,21 +72,33 @@ func (m *manager) pick() (*defaultPoll, error) {
 	return (*polls)[i], nil
 }
 
-// start brings the number of running pollers up to want.
+// start brings the number of running pollers up to want, all or none: when
+// one cannot be opened (out of fds, say), those this call opened are closed
+// again, so a count too large for the process fails each pick without
+// keeping any fd, and a smaller count set afterwards works.
 func (m *manager) start(want int) (*[]*defaultPoll, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var polls []*defaultPoll
 	if cur := m.polls.Load(); cur != nil {
+		if len(*cur) >= want {
+			return cur, nil
+		}
 		polls = append(polls, *cur...)
 	}
+	started := len(polls)
 	for len(polls) < want {
 		p, err := openDefaultPoll()
 		if err != nil {
+			for _, q := range polls[started:] {
+				q.release()
+			}
 			return nil, err
 		}
-		go p.run()
 		polls = append(polls, p)
+	}
+	for _, p := range polls[started:] {
+		go p.run()
 	}
 	m.polls.Store(&polls)
 	return &polls, nil

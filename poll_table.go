@@ -4,6 +4,8 @@ package netpoll
 
 import (
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // The operator table maps a file descriptor to the operator registered for
@@ -46,14 +48,27 @@ func opSlot(fd int, alloc bool) *atomic.Pointer[FDOperator] {
 	return &chunk[fd&(opChunkSize-1)]
 }
 
-// opPut records op as the owner of its fd with a new generation.
+// opPut records op as the owner of its fd with a new generation. While
+// another operator holds the fd and is not detached, it fails with EEXIST
+// and changes nothing: the fd is registered, maybe with another poller,
+// whose kernel could not refuse the registration as the same poller's does.
+// A closed connection's operator is always detached before its fd is
+// closed, so a fd number that was closed and reused is never refused.
 func opPut(op *FDOperator) (prev *FDOperator, err error) {
 	slot := opSlot(op.FD, true)
 	if slot == nil {
 		return nil, Exception(ErrUnsupported, "fd out of range")
 	}
-	atomic.StoreUint32(&op.gen, opGen.Add(1))
-	return slot.Swap(op), nil
+	for {
+		prev = slot.Load()
+		if prev != nil && prev != op && atomic.LoadInt32(&prev.detached) == 0 {
+			return nil, wrapSyscall("register", unix.EEXIST)
+		}
+		atomic.StoreUint32(&op.gen, opGen.Add(1))
+		if slot.CompareAndSwap(prev, op) {
+			return prev, nil
+		}
+	}
 }
 
 // opUndo reverts a failed registration of op: the fd goes back to prev,

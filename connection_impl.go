@@ -18,8 +18,7 @@ type connection struct {
 	fd          fdRef
 	state       connState
 	isTCP       bool
-	needConnect bool   // the first task runs OnConnect; touched only by tasks
-	runTaskFn   func() // c.task, made once: handing it to the Runner allocates nothing
+	needConnect bool // the first task runs OnConnect; touched only by tasks
 
 	inMu sync.Mutex // guards in's structure: the poller's fill and the reader's calls
 	// outMu serialises the Writer: Malloc, Write and Flush (which holds it
@@ -51,9 +50,10 @@ type connection struct {
 // cannot be its fields: TCPConnection and UnixConnection, which embed a
 // connection, are comparable. The operator table keeps &op.
 type connParts struct {
-	op  FDOperator // registered with one poller; op.handler is the connection
-	in  LinkBuffer // filled by the poller, read by the user
-	out LinkBuffer
+	op        FDOperator // registered with one poller; op.handler is the connection
+	in        LinkBuffer // filled by the poller, read by the user
+	out       LinkBuffer
+	runTaskFn func() // c.task, made once: handing it to the Runner allocates nothing
 }
 
 var _ Connection = &connection{}

@@ -252,12 +252,20 @@ func (m *lbModel) stepWriteDirect(in *fuzzInput) {
 	m.pending = np
 }
 
-// stepBook is the poller's path: book, fill, bookAck. The owner writes
-// nothing meanwhile, so it runs only with nothing pending.
+// stepBook is the poller's path: book, fill, bookAck, or (odd c) a small
+// read copied in by appendRead. The owner writes nothing meanwhile, so it
+// runs only with nothing pending.
 func (m *lbModel) stepBook(in *fuzzInput) {
 	size := max(1, in.size())
 	c := int(in.u8())
 	if len(m.pending) > 0 {
+		return
+	}
+	if c&1 == 1 {
+		p := m.fresh(1 + c*size/255)
+		m.log("appendRead(%d)", len(p))
+		m.noErr(m.b.appendRead(p), "appendRead")
+		m.readable = append(m.readable, p...)
 		return
 	}
 	m.log("book(%d)", size)

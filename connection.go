@@ -88,8 +88,8 @@ type Writer interface {
 	MallocAck(n int) (err error)
 	// Append moves every byte of w (a *LinkBuffer) behind the staged region, without
 	// copying. w is unusable afterwards. A nil *LinkBuffer does nothing; any other
-	// Writer, a nil one included, is an error, and so is a closed w (on a
-	// Connection that error matches ErrConnClosed, though the connection stays open).
+	// Writer, a nil one included, is an error, and so is a closed w (an error
+	// that does not match ErrConnClosed: the receiver stays open).
 	Append(w Writer) (err error)
 	// Flush publishes the staged bytes. On a Connection it blocks until they are
 	// all sent, the write timeout passes (ErrWriteTimeout) or the connection closes.

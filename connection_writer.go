@@ -109,8 +109,8 @@ func (c *connection) WriteDirect(p []byte, remainCap int) (err error) {
 
 // Append moves every byte of w (a *LinkBuffer) to the staged output without
 // copying. A nil *LinkBuffer does nothing; another Writer type, a nil one
-// included, is an error, and a closed w gives ErrConnClosed "when append"
-// although the connection stays open.
+// included, is an error, and so is a closed w (not ErrConnClosed: the
+// connection stays open).
 func (c *connection) Append(w Writer) (err error) {
 	if c.closedLocally() {
 		return c.closedWrite("when append")

@@ -369,10 +369,13 @@ func TestLinkBufferClosed(t *testing.T) {
 	require.Empty(t, b.GetBytes(make([][]byte, 2)))
 	require.Zero(t, b.retained())
 
-	// A closed buffer given to Append is refused too.
+	// A closed buffer given to Append is refused too, with an error that
+	// does not say the (open) receiver is closed.
 	target := NewLinkBuffer()
 	defer target.Close()
-	closed("Append(closed)", target.Append(b))
+	err = target.Append(b)
+	require.ErrorIs(t, err, errAppendClosed)
+	require.NotErrorIs(t, err, ErrConnClosed)
 	require.Zero(t, target.MallocLen())
 }
 

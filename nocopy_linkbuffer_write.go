@@ -203,7 +203,12 @@ func (b *UnsafeLinkBuffer) WriteDirect(extra []byte, remainLen int) error {
 	return nil
 }
 
-var errNotLinkBuffer = errors.New("unsupported writer which is not LinkBuffer")
+var (
+	errNotLinkBuffer = errors.New("unsupported writer which is not LinkBuffer")
+	// errAppendClosed is not errBufferClosed: the receiving buffer (or
+	// connection) is still open.
+	errAppendClosed = errors.New("link buffer write buffer: the appended buffer is closed")
+)
 
 // Append moves every byte of w, readable and pending, behind this buffer's
 // pending bytes without copying; they all become pending here, and w becomes
@@ -230,7 +235,7 @@ func (b *UnsafeLinkBuffer) WriteBuffer(buf *LinkBuffer) (err error) {
 	case buf == b:
 		return errors.New("link buffer write buffer: cannot append a buffer to itself")
 	case buf.closed:
-		return errBufferClosed
+		return errAppendClosed
 	case buf.booked:
 		return errors.New("link buffer write buffer: the buffer is being filled")
 	}

@@ -2,7 +2,9 @@ package netpoll
 
 // The poller's side of an input buffer: it books free space, reads into it
 // without holding the owner's lock, then acknowledges what it read. The
-// owner must not write to the buffer (its pending count stays 0).
+// owner must not write to the buffer (its pending count stays 0). So the
+// tail that receives the bytes may become pend: a MallocAck(0) or an empty
+// Flush can leave pend on an earlier node, and reads never seek past pend.
 
 // book returns free space of at least size/2 bytes (all the free space of
 // the last node if it has that much, else a new node of size bytes). It
@@ -14,8 +16,8 @@ func (b *UnsafeLinkBuffer) book(size int) []byte {
 	t := b.tail
 	if t == nil || t.readonly || len(t.buf)-t.malloc < max(size/2, 1) {
 		t = b.grow(size)
-		b.pend = t
 	}
+	b.pend = t
 	b.booked = true
 	return t.buf[t.malloc:len(t.buf):len(t.buf)]
 }
@@ -31,8 +33,8 @@ func (b *UnsafeLinkBuffer) appendRead(p []byte) error {
 	if t == nil || t.readonly || len(t.buf)-t.malloc < len(p) {
 		t = newNode(len(p))
 		b.link(t)
-		b.pend = t
 	}
+	b.pend = t
 	n := copy(t.buf[t.malloc:], p)
 	t.malloc += n
 	t.end += n

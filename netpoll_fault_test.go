@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -891,22 +890,7 @@ func TestFaultShutdownUnderLoad(t *testing.T) {
 // fails with an error (no panic, nil Connection) and works again once fds
 // are freed.
 func TestFaultDialEMFILE(t *testing.T) {
-	if os.Getenv("SUITE_EMFILE_CHILD") == "1" {
-		suiteEMFILEChild(t)
-		return
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Skip(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*suiteWait)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, "-test.run=^TestFaultDialEMFILE$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), "SUITE_EMFILE_CHILD=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "SUITE-EMFILE-OK") {
-		t.Fatalf("child: %v\n%s", err, out)
-	}
+	suiteInChild(t, "SUITE_EMFILE_CHILD", "SUITE-EMFILE-OK", suiteEMFILEChild)
 }
 
 func suiteEMFILEChild(t *testing.T) {

@@ -10,7 +10,6 @@ import (
 	"math"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"sort"
 	"strings"
@@ -850,7 +849,7 @@ func suiteDialEcho(t *testing.T, ln net.Listener) Connection {
 // A huge configured BufferSize must not crash the poller at the first read
 // (child process: the failure mode is a fatal out-of-memory).
 func TestMisuseHugeBufferSize(t *testing.T) {
-	if os.Getenv("SUITE_HUGEBUF_CHILD") == "1" {
+	suiteInChild(t, "SUITE_HUGEBUF_CHILD", "SUITE-HUGEBUF-OK", func(t *testing.T) {
 		if err := Configure(Config{BufferSize: 1 << 40}); err != nil {
 			t.Fatal(err)
 		}
@@ -868,24 +867,7 @@ func TestMisuseHugeBufferSize(t *testing.T) {
 			t.Fatalf("echo: %q, %v", s, err)
 		}
 		os.Stdout.WriteString("SUITE-HUGEBUF-OK\n")
-		return
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Skip(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*suiteWait)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, "-test.run=^TestMisuseHugeBufferSize$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), "SUITE_HUGEBUF_CHILD=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "SUITE-HUGEBUF-OK") {
-		lines := strings.Split(string(out), "\n")
-		if len(lines) > 12 {
-			lines = lines[:12]
-		}
-		t.Fatalf("Configure(Config{BufferSize: 1<<40}) then one read: child failed (%v):\n%s", err, strings.Join(lines, "\n"))
-	}
+	})
 }
 
 // Adapters given nil: reads end with an error, writes fail, nothing panics.
@@ -1198,22 +1180,7 @@ func TestMisuseNumLoopsOutOfRange(t *testing.T) {
 // failure used to be dropped unclosed, so each dial leaked more fds until
 // none was left for good. It runs in a child process with a low fd limit.
 func TestMisuseNumLoopsOutOfFds(t *testing.T) {
-	if os.Getenv("SUITE_LOOPFDS_CHILD") == "1" {
-		suiteNumLoopsOutOfFdsChild(t)
-		return
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Skip(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*suiteWait)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, "-test.run=^TestMisuseNumLoopsOutOfFds$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), "SUITE_LOOPFDS_CHILD=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "SUITE-LOOPFDS-OK") {
-		t.Fatalf("SetNumLoops beyond the fd limit: child failed (%v):\n%s", err, out)
-	}
+	suiteInChild(t, "SUITE_LOOPFDS_CHILD", "SUITE-LOOPFDS-OK", suiteNumLoopsOutOfFdsChild)
 }
 
 func suiteNumLoopsOutOfFdsChild(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"math/rand"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -159,6 +160,30 @@ func suiteConnOf(c Connection) *connection {
 		return &v.connection
 	}
 	return nil
+}
+
+// suiteInChild runs child in a child process (the same test binary, this
+// test only, with env=1 set) and fails unless the child printed marker.
+// Called from the child, it runs child itself. For tests that change
+// process-wide limits or may kill the process.
+func suiteInChild(t *testing.T, env, marker string, child func(t *testing.T)) {
+	if os.Getenv(env) == "1" {
+		child(t)
+		return
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Skip(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*suiteWait)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), env+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), marker) {
+		lines := strings.Split(string(out), "\n")
+		t.Fatalf("child process failed (%v):\n%s", err, strings.Join(lines[:min(len(lines), 40)], "\n"))
+	}
 }
 
 // suiteRetained returns the memory held by a connection's input and output

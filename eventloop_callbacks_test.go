@@ -28,22 +28,8 @@ func logFrom(t testing.TB, ctx context.Context, where string) *callLog {
 }
 
 // echoAll answers once with every buffered byte (bytes that arrive
-// meanwhile wait for the next call, unlike echoChunks). WriteBinary may keep
-// a reference to the Next slice, so it is flushed before the Release.
-func echoAll(c Connection) error {
-	r, w := c.Reader(), c.Writer()
-	p, err := r.Next(r.Len())
-	if err != nil {
-		return err
-	}
-	if _, err = w.WriteBinary(p); err != nil {
-		return err
-	}
-	if err = w.Flush(); err != nil {
-		return err
-	}
-	return r.Release()
-}
+// meanwhile wait for the next call, unlike echoChunks).
+func echoAll(c Connection) error { return echoNext(c, c.Reader().Len(), nil) }
 
 // §2.8.1, §2.8.2, §2.8.5, §2.8.6: the callbacks run in the order OnPrepare →
 // OnConnect → OnRequest… → OnDisconnect → close callbacks, each ctx flows to

@@ -183,26 +183,32 @@ func peerPair(t testing.TB, network string) (npConn, net.Conn) {
 	return nil, nil
 }
 
-// echoChunks echoes the buffered input in pieces of at most chunk bytes,
-// each flushed before its Release (WriteBinary may keep a reference to the
-// Next slice); sample, if not nil, runs after each Flush.
-func echoChunks(c Connection, chunk int, sample func()) error {
+// echoNext echoes the next n input bytes. WriteBinary may keep a reference
+// to the Next slice, so it is flushed before the Release; sample, if not
+// nil, runs between the two, when the most memory is held.
+func echoNext(c Connection, n int, sample func()) error {
 	r, w := c.Reader(), c.Writer()
-	for r.Len() > 0 {
-		p, err := r.Next(min(r.Len(), chunk))
-		if err != nil {
-			return err
-		}
-		if _, err = w.WriteBinary(p); err != nil {
-			return err
-		}
-		if err = w.Flush(); err != nil {
-			return err
-		}
-		if sample != nil {
-			sample()
-		}
-		if err = r.Release(); err != nil {
+	p, err := r.Next(n)
+	if err != nil {
+		return err
+	}
+	if _, err = w.WriteBinary(p); err != nil {
+		return err
+	}
+	if err = w.Flush(); err != nil {
+		return err
+	}
+	if sample != nil {
+		sample()
+	}
+	return r.Release()
+}
+
+// echoChunks echoes the buffered input, and what arrives meanwhile, in
+// pieces of at most chunk bytes, sampling as echoNext does.
+func echoChunks(c Connection, chunk int, sample func()) error {
+	for r := c.Reader(); r.Len() > 0; {
+		if err := echoNext(c, min(r.Len(), chunk), sample); err != nil {
 			return err
 		}
 	}

@@ -89,6 +89,18 @@ func suiteAcceptOne(t testing.TB, ln net.Listener) <-chan net.Conn {
 	return ch
 }
 
+// suiteDialAccepted dials ln with DialConnection and returns the dialed
+// connection and the accepted peer; closing them is the caller's.
+func suiteDialAccepted(t testing.TB, network string, ln net.Listener) (Connection, net.Conn) {
+	t.Helper()
+	acc := suiteAcceptOne(t, ln)
+	c, err := DialConnection(network, ln.Addr().String(), suiteWait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, suiteAccepted(t, acc)
+}
+
 func suiteAccepted(t testing.TB, ch <-chan net.Conn) net.Conn {
 	t.Helper()
 	select {
@@ -140,13 +152,9 @@ func TestFaultPeerResetMidMessage(t *testing.T) {
 			suiteCheckLeaks(t)
 			ln := suiteListen(t, network)
 			defer ln.Close()
-			acc := suiteAcceptOne(t, ln)
-			c, err := DialConnection(network, ln.Addr().String(), suiteWait)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c, peer := suiteDialAccepted(t, network, ln)
+			var err error
 			defer c.Close()
-			peer := suiteAccepted(t, acc)
 			readErr := make(chan error, 1)
 			go func() {
 				_, err := c.Reader().Next(1 << 20)
@@ -185,13 +193,9 @@ func TestFaultPeerHalfClose(t *testing.T) {
 			suiteCheckLeaks(t)
 			ln := suiteListen(t, network)
 			defer ln.Close()
-			acc := suiteAcceptOne(t, ln)
-			c, err := DialConnection(network, ln.Addr().String(), suiteWait)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c, peer := suiteDialAccepted(t, network, ln)
+			var err error
 			defer c.Close()
-			peer := suiteAccepted(t, acc)
 			defer peer.Close()
 			if _, err = peer.Write(want); err != nil {
 				t.Fatal(err)
@@ -312,12 +316,8 @@ func TestFaultCloseWhilePeerReads(t *testing.T) {
 			suiteCheckLeaks(t)
 			ln := suiteListen(t, network)
 			defer ln.Close()
-			acc := suiteAcceptOne(t, ln)
-			c, err := DialConnection(network, ln.Addr().String(), suiteWait)
-			if err != nil {
-				t.Fatal(err)
-			}
-			peer := suiteAccepted(t, acc)
+			c, peer := suiteDialAccepted(t, network, ln)
+			var err error
 			defer peer.Close()
 			got := make(chan []byte, 1)
 			go func() {
@@ -483,12 +483,7 @@ func TestFaultCloseDuring(t *testing.T) {
 			suiteCheckLeaks(t)
 			ln := suiteListen(t, network)
 			defer ln.Close()
-			acc := suiteAcceptOne(t, ln)
-			c, err := DialConnection(network, ln.Addr().String(), suiteWait)
-			if err != nil {
-				t.Fatal(err)
-			}
-			peer := suiteAccepted(t, acc) // never reads
+			c, peer := suiteDialAccepted(t, network, ln) // never reads
 			defer peer.Close()
 			flushErr := make(chan error, 1)
 			go func() {
@@ -607,12 +602,8 @@ func TestFaultDetachWhileReading(t *testing.T) {
 			suiteCheckLeaks(t)
 			ln := suiteListen(t, network)
 			defer ln.Close()
-			acc := suiteAcceptOne(t, ln)
-			dc, err := DialConnection(network, ln.Addr().String(), suiteWait)
-			if err != nil {
-				t.Fatal(err)
-			}
-			peer := suiteAccepted(t, acc)
+			dc, peer := suiteDialAccepted(t, network, ln)
+			var err error
 			defer peer.Close()
 			readErr := make(chan error, 1)
 			go func() {
@@ -671,14 +662,10 @@ func TestFaultPeerNeverReads(t *testing.T) {
 			suiteCheckLeaks(t)
 			ln := suiteListen(t, network)
 			defer ln.Close()
-			acc := suiteAcceptOne(t, ln)
-			dc, err := DialConnection(network, ln.Addr().String(), suiteWait)
-			if err != nil {
-				t.Fatal(err)
-			}
+			dc, peer := suiteDialAccepted(t, network, ln)
+			var err error
 			defer dc.Close()
 			c := suiteConnOf(dc)
-			peer := suiteAccepted(t, acc)
 			defer peer.Close()
 			_ = dc.SetWriteTimeout(100 * time.Millisecond)
 			sum := crc32.NewIEEE()

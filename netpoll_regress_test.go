@@ -265,12 +265,8 @@ func TestRegressSendThenClose(t *testing.T) {
 			ln := suiteListen(t, network)
 			defer ln.Close()
 			for i, size := range sizes {
-				acc := suiteAcceptOne(t, ln)
-				c, err := DialConnection(network, ln.Addr().String(), suiteWait)
-				if err != nil {
-					t.Fatal(err)
-				}
-				peer := suiteAccepted(t, acc)
+				c, peer := suiteDialAccepted(t, network, ln)
+				var err error
 				want := suiteBig(size, uint64(i))
 				type res struct {
 					b   []byte
@@ -327,11 +323,8 @@ func TestRegressNoEOFWhileDataUnread(t *testing.T) {
 			ln := suiteListen(t, network)
 			defer ln.Close()
 			for i, size := range sizes {
-				acc := suiteAcceptOne(t, ln)
-				c, err := DialConnection(network, ln.Addr().String(), suiteWait)
-				if err != nil {
-					t.Fatal(err)
-				}
+				c, peer := suiteDialAccepted(t, network, ln)
+				var err error
 				_ = c.SetReadTimeout(suiteWait)
 				want := suiteBig(size, uint64(i))
 				type res struct {
@@ -343,7 +336,6 @@ func TestRegressNoEOFWhileDataUnread(t *testing.T) {
 					p, err := c.Reader().ReadBinary(size)
 					got <- res{p, err}
 				}()
-				peer := suiteAccepted(t, acc)
 				time.Sleep(10 * time.Millisecond)
 				_, _ = peer.Write(want)
 				peer.Close()
@@ -1087,13 +1079,8 @@ func TestRoughEdgeConcurrentWrites(t *testing.T) {
 			const writers, writes = 8, 2000
 			ln := suiteListen(t, network)
 			defer ln.Close()
-			acc := suiteAcceptOne(t, ln)
-			c, err := DialConnection(network, ln.Addr().String(), suiteWait)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c, peer := suiteDialAccepted(t, network, ln)
 			defer c.Close()
-			peer := suiteAccepted(t, acc)
 			defer peer.Close()
 			tally := &suiteTally{}
 			done := make(chan struct{})
@@ -1197,13 +1184,8 @@ func TestRoughEdgeDialedReleasesFdOnPeerClose(t *testing.T) {
 			ln := suiteListen(t, network)
 			defer ln.Close()
 			base := suiteFds(t)
-			acc := suiteAcceptOne(t, ln)
-			c, err := DialConnection(network, ln.Addr().String(), suiteWait)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c, peer := suiteDialAccepted(t, network, ln)
 			defer c.Close()
-			peer := suiteAccepted(t, acc)
 			if n := suiteFds(t); n != base+2 {
 				t.Logf("fds: %d, expected %d", n, base+2)
 			}

@@ -307,13 +307,7 @@ func TestMisuseConnectionArguments(t *testing.T) {
 		})
 	}
 	t.Run("fd connection", func(t *testing.T) {
-		r, w := GetSysFdPairs()
-		defer unix.Close(w)
-		c, err := NewFDConnection(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c, _ := suiteFdConn(t)
 		suiteRunCases(t, suiteConnCases(c))
 	})
 }

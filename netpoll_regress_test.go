@@ -497,13 +497,8 @@ func TestRegressCloseCallbackAlwaysRuns(t *testing.T) {
 // handler for that input at once.
 func TestRegressSetOnRequestWithBufferedInput(t *testing.T) {
 	suiteCheckLeaks(t)
-	r, w := GetSysFdPairs()
-	defer unix.Close(w)
-	c, err := NewFDConnection(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, w := suiteFdConn(t)
+	var err error
 	if _, err = unix.Write(w, []byte("hello")); err != nil {
 		t.Fatal(err)
 	}
@@ -756,13 +751,8 @@ func TestRegressCtxFromOnConnectToOnDisconnect(t *testing.T) {
 // next read's own timeout applies, not a stale one.
 func TestRegressReadTimerAfterError(t *testing.T) {
 	suiteCheckLeaks(t)
-	r, w := GetSysFdPairs()
-	defer unix.Close(w)
-	dc, err := NewFDConnection(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dc.Close()
+	dc, w := suiteFdConn(t)
+	var err error
 	c := suiteConnOf(dc)
 	_ = dc.SetReadTimeout(50 * time.Millisecond)
 	if _, err = dc.Reader().Next(1); !errors.Is(err, ErrReadTimeout) {
@@ -980,13 +970,8 @@ func TestRoughEdgeNoPanicAfterClose(t *testing.T) {
 // gives ErrReadTimeout instead of a panic.
 func TestRoughEdgeFDConnectionReadTimeout(t *testing.T) {
 	suiteCheckLeaks(t)
-	r, w := GetSysFdPairs()
-	defer unix.Close(w)
-	c, err := NewFDConnection(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, _ := suiteFdConn(t)
+	var err error
 	if c.LocalAddr() == nil || c.RemoteAddr() == nil {
 		t.Errorf("addresses %v %v, want non-nil", c.LocalAddr(), c.RemoteAddr())
 	}

@@ -186,6 +186,21 @@ func suiteInChild(t *testing.T, env, marker string, child func(t *testing.T)) {
 	}
 }
 
+// suiteFdConn wraps one end of a new socket pair with NewFDConnection and
+// returns it with the other end's fd; both close at cleanup.
+func suiteFdConn(t testing.TB) (Connection, int) {
+	t.Helper()
+	r, w := GetSysFdPairs()
+	t.Cleanup(func() { _ = syscall.Close(w) })
+	c, err := NewFDConnection(r)
+	if err != nil {
+		_ = syscall.Close(r)
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c, w
+}
+
 // suiteRetained returns the memory held by a connection's input and output
 // buffers (0 once they are recycled).
 func suiteRetained(c *connection) (in, out int) {

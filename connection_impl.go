@@ -62,25 +62,22 @@ var _ Connection = &connection{}
 // yet. The connection and its parts are one allocation, of 512 bytes: mind
 // the size class when adding a field to either.
 func newConnection(fd int, local, remote net.Addr) (*connection, error) {
+	poll, err := pollmanager.pick()
+	if err != nil {
+		return nil, err
+	}
 	both := &struct {
 		c connection
 		p connParts
 	}{}
-	if err := both.c.init(fd, local, remote, &both.p); err != nil {
-		return nil, err
-	}
+	both.c.init(fd, local, remote, &both.p, poll)
 	return &both.c, nil
 }
 
 // init sets up a zero connection in place with the zero parts p (it is
-// embedded in TCPConnection and UnixConnection, and must never be copied).
-// Its poller is chosen here, before anyone else can see the connection, and
-// never changes.
-func (c *connection) init(fd int, local, remote net.Addr, p *connParts) error {
-	poll, err := pollmanager.pick()
-	if err != nil {
-		return err
-	}
+// embedded in TCPConnection and UnixConnection, and must never be copied),
+// on poll, which the caller picked and which never changes.
+func (c *connection) init(fd int, local, remote net.Addr, p *connParts, poll *defaultPoll) {
 	c.connParts = p
 	p.op.FD, p.op.poll, p.op.handler = fd, poll, c
 	p.in.lean = true
@@ -92,7 +89,6 @@ func (c *connection) init(fd int, local, remote net.Addr, p *connParts) error {
 	_, c.isTCP = remote.(*net.TCPAddr)
 	c.state.init(false)
 	c.setContext(context.Background())
-	return nil
 }
 
 func (c *connection) context() context.Context { return *c.ctx.Load() }

@@ -32,7 +32,7 @@ func (w *connectWait) onEvent(Poll, pollFlags) { wake(w.ch) }
 // connectSocket makes a socket of family and sotype, binds it to laddr if
 // set, connects it to raddr and waits for the end of the connect under ctx.
 // It returns the connected fd; on error the fd is closed.
-func connectSocket(ctx context.Context, family, sotype int, laddr, raddr unix.Sockaddr) (int, error) {
+func connectSocket(ctx context.Context, p *defaultPoll, family, sotype int, laddr, raddr unix.Sockaddr) (int, error) {
 	fd, err := socket(family, sotype)
 	if err != nil {
 		return -1, err
@@ -53,7 +53,7 @@ func connectSocket(ctx context.Context, family, sotype int, laddr, raddr unix.So
 	case nil:
 		return fd, nil
 	case unix.EINPROGRESS, unix.EALREADY, unix.EAGAIN:
-		if err = waitConnect(ctx, fd); err == nil {
+		if err = waitConnect(ctx, p, fd); err == nil {
 			return fd, nil
 		}
 	default:
@@ -63,15 +63,11 @@ func connectSocket(ctx context.Context, family, sotype int, laddr, raddr unix.So
 	return -1, err
 }
 
-// waitConnect waits, on a poller, for a non-blocking connect to end.
-func waitConnect(ctx context.Context, fd int) error {
-	p, err := pollmanager.pick()
-	if err != nil {
-		return err
-	}
+// waitConnect waits, on p, for a non-blocking connect to end.
+func waitConnect(ctx context.Context, p *defaultPoll, fd int) error {
 	w := &connectWait{ch: make(chan struct{}, 1)}
 	op := &FDOperator{FD: fd, handler: w, poll: p}
-	if err = p.Control(op, pollConnect); err != nil {
+	if err := p.Control(op, pollConnect); err != nil {
 		return err
 	}
 	defer p.Control(op, PollDetach)
@@ -93,17 +89,16 @@ func waitConnect(ctx context.Context, fd int) error {
 	return nil
 }
 
-// initDialed sets c up around a connected fd and registers it; on error the fd is closed.
-func initDialed(c *connection, fd int, tcp bool) error {
+// initDialed sets c up around a connected fd on p, the poller its connect
+// waited on, and registers it; on error the fd is closed.
+func initDialed(c *connection, p *defaultPoll, fd int, tcp bool) error {
 	local, remote := socketAddrs(fd)
 	if tcp {
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
-	err := c.init(fd, local, remote, new(connParts))
-	if err == nil {
-		err = c.register()
-	}
-	if err != nil {
+	c.init(fd, local, remote, new(connParts), p)
+	c.isTCP = tcp // remote is nil if the peer already reset
+	if err := c.register(); err != nil {
 		unix.Close(fd)
 		return err
 	}

@@ -353,3 +353,30 @@ func TestDialResolves(t *testing.T) {
 	_, err = DialConnection("tcp4", ln6.Addr().String(), longWait)
 	require.Error(t, err, "tcp4 must not dial an IPv6 address")
 }
+
+// Dialed connections spread over the pollers. The connect used to wait on a
+// poller picked apart from the connection's own, so round robin advanced
+// twice per TCP dial and, with two pollers, every connection got the same one.
+func TestDialSpreadsOverPollers(t *testing.T) {
+	loops := int(pollmanager.loops.Load())
+	require.NoError(t, SetNumLoops(2))
+	t.Cleanup(func() { _ = SetNumLoops(loops) })
+	forEachNetwork(t, func(t *testing.T, network string) {
+		ln := listenStd(t, network)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				_ = c.Close() // only the dialed side's poller matters
+			}
+		}()
+		seen := map[Poll]int{}
+		for i := 0; i < 8; i++ {
+			c := dialNP(t, network, ln.Addr().String())
+			seen[suiteConnOf(c).op.poll]++
+		}
+		require.Len(t, seen, 2, "8 dials over 2 pollers: %v", seen)
+	})
+}

@@ -48,12 +48,16 @@ func DialTCP(ctx context.Context, network string, laddr, raddr *TCPAddr) (*TCPCo
 			return nil, dialError(network, la, ra, err)
 		}
 	}
-	fd, err := connectSocket(ctx, family, unix.SOCK_STREAM, lsa, rsa)
+	p, err := pollmanager.pick()
+	if err != nil {
+		return nil, dialError(network, la, ra, err)
+	}
+	fd, err := connectSocket(ctx, p, family, unix.SOCK_STREAM, lsa, rsa)
 	if err != nil {
 		return nil, dialError(network, la, ra, err)
 	}
 	tc := &TCPConnection{}
-	if err = initDialed(&tc.connection, fd, true); err != nil {
+	if err = initDialed(&tc.connection, p, fd, true); err != nil {
 		return nil, dialError(network, la, ra, err)
 	}
 	return tc, nil

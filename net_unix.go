@@ -44,12 +44,16 @@ func dialUnix(ctx context.Context, network string, laddr, raddr *UnixAddr) (*Uni
 	if laddr != nil {
 		lsa = &unix.SockaddrUnix{Name: laddr.Name}
 	}
-	fd, err := connectSocket(ctx, unix.AF_UNIX, sotype, lsa, &unix.SockaddrUnix{Name: raddr.Name})
+	p, err := pollmanager.pick()
+	if err != nil {
+		return nil, dialError(network, la, ra, err)
+	}
+	fd, err := connectSocket(ctx, p, unix.AF_UNIX, sotype, lsa, &unix.SockaddrUnix{Name: raddr.Name})
 	if err != nil {
 		return nil, dialError(network, la, ra, err)
 	}
 	uc := &UnixConnection{}
-	if err = initDialed(&uc.connection, fd, false); err != nil {
+	if err = initDialed(&uc.connection, p, fd, false); err != nil {
 		return nil, dialError(network, la, ra, err)
 	}
 	return uc, nil

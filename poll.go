@@ -40,8 +40,6 @@ const (
 
 	// pollConnect registers a connecting fd for one writability event.
 	pollConnect PollEvent = 0x10
-	// pollConnected turns a pollConnect registration into PollReadable.
-	pollConnected PollEvent = 0x11
 )
 
 // FDOperator is what a poller knows of one file descriptor: the callbacks it

@@ -156,8 +156,6 @@ func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
 		add(unix.EVFILT_WRITE, unix.EV_ADD)
 	case PollRW2R:
 		add(unix.EVFILT_WRITE, unix.EV_DELETE)
-	case pollConnected:
-		add(unix.EVFILT_READ, unix.EV_ADD)
 	case PollDetach:
 		if !atomic.CompareAndSwapInt32(&op.detached, 0, 1) {
 			return nil

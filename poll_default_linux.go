@@ -189,7 +189,7 @@ func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
 		ctl, ev.Events = unix.EPOLL_CTL_ADD, epollWrite|unix.EPOLLONESHOT
 	case PollR2RW:
 		ev.Events = epollRead | epollWrite
-	case PollRW2R, pollConnected:
+	case PollRW2R:
 		ev.Events = epollRead
 	case PollDetach:
 		return p.detach(op)

@@ -278,7 +278,6 @@ func (b *UnsafeLinkBuffer) Slice(n int) (r Reader, err error) {
 		src.off += m
 		left -= m
 	}
-	s.pend = s.tail
 	s.length.Store(int64(n))
 	return s, b.Release()
 }

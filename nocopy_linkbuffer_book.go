@@ -2,9 +2,8 @@ package netpoll
 
 // The poller's side of an input buffer: it books free space, reads into it
 // without holding the owner's lock, then acknowledges what it read. The
-// owner must not write to the buffer (its pending count stays 0). So the
-// tail that receives the bytes may become pend: a MallocAck(0) or an empty
-// Flush can leave pend on an earlier node, and reads never seek past pend.
+// owner must not write to the buffer (its pending count stays 0), so the
+// tail that receives the bytes is pend (see link).
 
 // book returns free space of at least size/2 bytes (all the free space of
 // the last node if it has that much, else a new node of size bytes). It
@@ -17,7 +16,6 @@ func (b *UnsafeLinkBuffer) book(size int) []byte {
 	if t == nil || t.readonly || len(t.buf)-t.malloc < max(size/2, 1) {
 		t = b.grow(size)
 	}
-	b.pend = t
 	b.booked = true
 	return t.buf[t.malloc:len(t.buf):len(t.buf)]
 }
@@ -34,7 +32,6 @@ func (b *UnsafeLinkBuffer) appendRead(p []byte) error {
 		t = newNode(len(p))
 		b.link(t)
 	}
-	b.pend = t
 	n := copy(t.buf[t.malloc:], p)
 	t.malloc += n
 	t.end += n

@@ -20,14 +20,20 @@ func (b *UnsafeLinkBuffer) checkWrite(n int, op string) error {
 	return nil
 }
 
-// link appends nd to the list.
+// link appends nd to the list. With nothing pending, nd becomes pend: pend
+// is the first node that may hold pending bytes, and reads never seek past
+// it, so a node linked behind an earlier pend (an emptied tail kept for
+// reuse, say) would hide its bytes.
 func (b *UnsafeLinkBuffer) link(nd *node) {
 	if b.tail == nil {
-		b.head, b.read, b.pend = nd, nd, nd
+		b.head, b.read = nd, nd
 	} else {
 		b.tail.next = nd
 	}
 	b.tail = nd
+	if b.pending == 0 {
+		b.pend = nd
+	}
 }
 
 // grow links a new writable node with room for at least n bytes.
@@ -246,17 +252,10 @@ func (b *UnsafeLinkBuffer) WriteBuffer(buf *LinkBuffer) (err error) {
 		for nd := first; nd != nil; nd = nd.next {
 			nd.end = nd.off
 		}
-		if b.tail == nil {
-			b.head, b.read, b.pend = first, first, first
-		} else {
-			b.tail.next = first
-		}
+		b.link(first)
 		b.tail = buf.tail
 		b.pending += moved
 	}
-	buf.head, buf.read, buf.pend, buf.tail = nil, nil, nil, nil
-	buf.length.Store(0)
-	buf.pending = 0
-	buf.closed = true
-	return nil
+	buf.head = nil // the nodes are b's now: Close frees none of them
+	return buf.Close()
 }

@@ -18,7 +18,7 @@ type connection struct {
 	fd          fdRef
 	state       connState
 	isTCP       bool
-	needConnect bool // the first task runs OnConnect; touched only by tasks
+	needConnect bool // the first task runs OnConnect; set by register before any task, then the task's
 
 	inMu sync.Mutex // guards in's structure: the poller's fill and the reader's calls
 	// outMu serialises the Writer: Malloc, Write and Flush (which holds it

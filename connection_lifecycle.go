@@ -10,9 +10,10 @@ import (
 
 // Close closes the connection; it is idempotent and returns nil. The first
 // call wakes blocked reads and Flushes with ErrConnClosed and closes the fd.
-// The close callbacks run before Close returns unless a task (OnConnect or
-// OnRequest, this call's own caller included) is running: then that task
-// runs them once its handler returns.
+// The close callbacks run before Close returns unless something else holds
+// the connection: a task (OnConnect or OnRequest, this call's own caller
+// included), OnDisconnect or OnPrepare. The last of those to return runs
+// them.
 func (c *connection) Close() error {
 	c.closeAs(closerUser)
 	return nil
@@ -136,7 +137,7 @@ func (c *connection) serve() (seen uint64) {
 		seen = c.arrivals.Load()
 		h := c.onRequest.Load()
 		before := c.in.Len()
-		if h == nil || before == 0 || c.closedByUser() {
+		if h == nil || before == 0 || c.closedLocally() {
 			return seen
 		}
 		_ = (*h)(c.context(), c)
@@ -144,12 +145,4 @@ func (c *connection) serve() (seen uint64) {
 			return seen
 		}
 	}
-}
-
-func (c *connection) closedByUser() bool {
-	if c.state.phase() == phaseOpen {
-		return false
-	}
-	closer := c.state.closer()
-	return closer == closerUser || closer == closerDetach
 }

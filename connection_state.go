@@ -18,7 +18,7 @@ import "sync/atomic"
 //	bit  7     released  the owner's hold was given up.
 //	bits 8-15  holds     what delays the close callbacks: the owner (the user,
 //	                     or for a connection with handlers the peer as well),
-//	                     a running task, a running OnDisconnect.
+//	                     a running task, a running OnDisconnect, OnPrepare.
 //
 // The goroutine whose release brings a closing connection to zero holds moves
 // it to done and runs the close callbacks: that is "close by marking, then

@@ -12,8 +12,8 @@ import (
 // server's, whose handlers run when input is there) carry none.
 //
 // No wake-up is lost to the lazy creation: a sleeper publishes waiters
-// before it publishes what it waits for (waitRead, or the PollR2RW
-// request) and checks the phase after; a waker changes the phase or the
+// before it publishes what it waits for (waitRead, or the writability
+// request of wantWrite) and checks the phase after; a waker changes the phase or the
 // buffer before it looks for waiters. With Go's sequentially consistent
 // atomics one of the two sees the other.
 type waiters struct {

@@ -252,8 +252,11 @@ func (b *UnsafeLinkBuffer) Until(delim byte) (line []byte, err error) {
 			break
 		}
 	}
-	return nil, errors.New("link buffer read slice cannot find delim")
+	return nil, errNoDelim
 }
+
+// errNoDelim is Until's miss; a connection's Until waits and tries again.
+var errNoDelim = errors.New("link buffer read slice cannot find delim")
 
 // Slice consumes n bytes into a new read-only LinkBuffer that shares their
 // memory, then Releases this buffer. The result outlives this buffer's

@@ -11,8 +11,8 @@ import (
 )
 
 // manager owns the pollers. They start lazily, at the first pick (or
-// Initialize), and are never stopped: an idle poller blocks in the kernel and
-// costs no CPU. Lowering the number of loops only narrows the pick, so no
+// Initialize), and are never stopped: an idle poller is parked (in Go's
+// netpoller on Linux, in kevent elsewhere) and costs no CPU. Lowering the number of loops only narrows the pick, so no
 // poller holding connections is ever closed under them.
 type manager struct {
 	mu      sync.Mutex
@@ -30,8 +30,8 @@ func newManager() *manager {
 	return m
 }
 
-// maxNumLoops bounds the number of pollers. Each one costs two fds and a
-// goroutine; the bound keeps a mistyped count from wrapping around in the
+// maxNumLoops bounds the number of pollers. Each one costs a goroutine and
+// two fds (epoll and eventfd; one kqueue on the BSDs); the bound keeps a mistyped count from wrapping around in the
 // int32 that holds it.
 const maxNumLoops = 1 << 16
 

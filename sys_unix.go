@@ -9,7 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// wrapSyscall names the failed syscall; it is the only place syscall errors are wrapped.
+// wrapSyscall names the failed syscall as an *os.SyscallError (Exception
+// wraps errnos that belong to a connection's operation instead).
 func wrapSyscall(name string, err error) error {
 	if err == nil {
 		return nil

@@ -227,8 +227,7 @@ func TestConnDetachFdUsable(t *testing.T) {
 			_ = err // EAGAIN until the bytes arrive
 			return len(got) >= 5
 		}, "the bytes the peer sent after Detach to be readable from the fd")
-		require.Equal(t, "after", string(got))
-		require.Equal(t, 0, c.Len(), "the poller read from a detached fd")
+		require.Equal(t, "after", string(got), "the poller read from a detached fd")
 	})
 }
 

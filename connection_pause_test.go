@@ -63,7 +63,7 @@ func TestPauseBoundsTheInputOfASlowReader(t *testing.T) {
 			require.NoError(t, c.Release())
 			time.Sleep(2 * time.Millisecond)
 		}
-		require.NoError(t, recv(t, async(func() error { return <-written }), "the peer's write"))
+		require.NoError(t, recv(t, written, "the peer's write"))
 		require.True(t, bytes.Equal(want, got), "the bytes differ")
 		t.Logf("peak input buffer %s, seen paused %d times", suiteMiB(int64(peak)), pauses)
 		require.LessOrEqual(t, peak, 32<<20, "input buffer peak")
@@ -124,7 +124,7 @@ func TestPauseHandlerWaitsForALargeFrame(t *testing.T) {
 		written := stdWriteAsync(peer, append(frame, body...))
 		sum := readFull(t, peer, 4)
 		require.Equal(t, crc32.ChecksumIEEE(body), binary.BigEndian.Uint32(sum))
-		require.NoError(t, recv(t, async(func() error { return <-written }), "the peer's write"))
+		require.NoError(t, recv(t, written, "the peer's write"))
 	})
 }
 
@@ -140,7 +140,7 @@ func TestPauseBlockedReaderResumes(t *testing.T) {
 		got, err := c.Next(len(want))
 		require.NoError(t, err)
 		require.True(t, bytes.Equal(want, got), "the bytes differ")
-		require.NoError(t, recv(t, async(func() error { return <-written }), "the peer's write"))
+		require.NoError(t, recv(t, written, "the peer's write"))
 	})
 }
 

@@ -264,7 +264,11 @@ func TestEventLoopCloseRacesOnRequest(t *testing.T) {
 			if err := waitEOF(c); err != nil {
 				return err
 			}
-			<-writer
+			select {
+			case <-writer:
+			case <-time.After(longWait):
+				return errors.New("the writer did not end")
+			}
 			return checkClosedOnce(rec)
 		})
 	})
@@ -417,6 +421,10 @@ func TestConnDetachRacesArrival(t *testing.T) {
 		for i := 0; i < 40; i++ {
 			c, peer := peerPair(t, network)
 			fd := c.(Conn).Fd()
+			// What the poller had read when Detach finished: the close
+			// callbacks run before the input buffer is recycled.
+			buffered := -1
+			require.NoError(t, c.AddCloseCallback(func(Connection) error { buffered = c.Len(); return nil }))
 			detached := make(chan struct{})
 			sent := async(func() error {
 				// Close (the end of the stream) only after Detach: Detach
@@ -457,6 +465,8 @@ func TestConnDetachRacesArrival(t *testing.T) {
 			}
 			require.NoError(t, unix.Close(fd))
 			require.NoError(t, recv(t, sent, "the peer's writes"))
+			require.Equal(t, len(stream), buffered+len(raw),
+				"iteration %d: %d bytes buffered at Detach and %d read from the fd after it", i, buffered, len(raw))
 			if len(raw) == 0 {
 				continue // the poller had read everything before Detach
 			}

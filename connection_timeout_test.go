@@ -246,6 +246,7 @@ func TestConnReadTimeoutChurn(t *testing.T) {
 		require.NoError(t, recv(t, sent, "the writer"))
 		require.Equal(t, 0, c.Len())
 		t.Logf("%d read timeouts while reading %d bytes", timeouts, n)
+		require.Positive(t, timeouts, "no read timed out: the churn was not exercised")
 	})
 }
 
@@ -291,5 +292,6 @@ func TestConnWriteTimeoutChurn(t *testing.T) {
 		require.NoError(t, r.err)
 		require.True(t, bytes.Equal(payload, r.b), "bytes lost, repeated or reordered across write timeouts")
 		t.Logf("%d write timeouts while sending %d bytes", timeouts, len(payload))
+		require.Positive(t, timeouts, "no write timed out: the churn was not exercised")
 	})
 }

@@ -48,7 +48,7 @@ func TestServeShutdownCycles(t *testing.T) {
 			t.Fatalf("cycle %d: shutdown: %v", i, err)
 		}
 		cancel()
-		if err := <-served; err != nil {
+		if err := recv(t, served, "Serve after Shutdown"); err != nil {
 			t.Fatalf("cycle %d: Serve returned %v", i, err)
 		}
 	}

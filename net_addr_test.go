@@ -90,7 +90,7 @@ func TestAcceptedAddrs(t *testing.T) {
 				go func() { served <- evl.Serve(ln) }()
 				defer func() {
 					require.NoError(t, evl.Shutdown(context.Background()))
-					require.NoError(t, <-served)
+					require.NoError(t, recv(t, served, "Serve after Shutdown"))
 				}()
 				for _, onlyAfterClose := range []bool{false, true} {
 					peer := dialStd(t, ln.Addr().Network(), dial)

@@ -33,7 +33,7 @@ func echoServer(t *testing.T, ops ...Option) (addr string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		require.NoError(t, evl.Shutdown(ctx))
-		require.NoError(t, <-done)
+		require.NoError(t, recv(t, done, "Serve after Shutdown"))
 	})
 	return ln.Addr().String()
 }

@@ -848,7 +848,7 @@ func TestFaultShutdownUnderLoad(t *testing.T) {
 					}
 				}(uint64(i), c)
 			}
-			waitUntil(suiteWait, func() bool { return sent.Load() > 2000 })
+			eventually(t, func() bool { return sent.Load() > 2000 }, "sent.Load() > 2000")
 			if err := srv.stop(); err != nil {
 				t.Fatal(err)
 			}

@@ -322,7 +322,7 @@ func TestMisuseConnectionAfterClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _ = c.Write([]byte("0123456789"))
-	waitUntil(suiteWait, func() bool { return c.Reader().Len() == 10 })
+	eventually(t, func() bool { return c.Reader().Len() == 10 }, "c.Reader().Len() == 10")
 	_, _ = c.Writer().Malloc(5)
 	if err = c.Close(); err != nil {
 		t.Fatal(err)
@@ -349,7 +349,7 @@ func TestMisuseConnectionAfterClose(t *testing.T) {
 		{"Next(more than buffered)", suiteWantNil, func() error { _, err := full.Next(1 << 20); return closed(err) }},
 		{"Release", suiteWantNil, func() error { return full.Release() }},
 		{"Len", suiteWantAny, func() error { _ = full.Len(); return nil }},
-		{"Read", suiteWantAny, func() error { _, err := full.Read(make([]byte, 4)); return readOK(err) }},
+		{"Read", suiteWantNil, func() error { _, err := full.Read(make([]byte, 4)); return readOK(err) }},
 		{"Malloc", suiteWantNil, func() error { _, err := full.Malloc(1); return closed(err) }},
 		{"WriteString", suiteWantNil, func() error { _, err := full.WriteString("x"); return closed(err) }},
 		{"WriteBinary", suiteWantNil, func() error { _, err := full.WriteBinary([]byte("x")); return closed(err) }},
@@ -540,7 +540,7 @@ func TestMisuseNilCallbacks(t *testing.T) {
 	}
 	p := srv.dialStd(t) // silent: its connection is idle, Shutdown closes it
 	defer p.Close()
-	waitUntil(suiteWait, func() bool { return suiteServerConns(srv.sv) >= 1 })
+	eventually(t, func() bool { return suiteServerConns(srv.sv) >= 1 }, "suiteServerConns(srv.sv) >= 1")
 	time.Sleep(50 * time.Millisecond)
 	if err := srv.stop(); err != nil {
 		t.Fatal(err)
@@ -568,8 +568,17 @@ func TestMisuseNoHandlerPeerClosedWithData(t *testing.T) {
 		_, _ = p.Write([]byte("nobody reads this"))
 		p.Close()
 	}
-	waitUntil(suiteWait, func() bool { return suiteServerConns(srv.sv) == 3 })
-	time.Sleep(50 * time.Millisecond) // the peers' closes are seen
+	eventually(t, func() bool { return suiteServerConns(srv.sv) == 3 }, "three tracked connections")
+	eventually(t, func() bool { // the peers' closes are seen
+		srv.sv.mu.Lock()
+		defer srv.sv.mu.Unlock()
+		for c := range srv.sv.conns {
+			if c.IsActive() {
+				return false
+			}
+		}
+		return true
+	}, "the peers' closes to be seen")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	sv := srv.sv
@@ -1047,7 +1056,7 @@ func TestMisuseWriteOver1GiB(t *testing.T) {
 		}
 	}
 	c.Close()
-	<-drained
+	recv(t, drained, "the reader of the peer end")
 }
 
 // Registering a fd that is already registered fails, and must leave the
@@ -1108,14 +1117,14 @@ func suiteDoubleServe(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- first.Serve(ln) }()
 	el := first.(*eventLoop)
-	waitUntil(suiteWait, func() bool {
+	eventually(t, func() bool {
 		el.mu.Lock()
 		defer el.mu.Unlock()
 		return el.svr != nil && opCurrent(el.svr.op.FD) == &el.svr.op
-	})
+	}, "the first loop's listener registration")
 	defer func() {
 		_ = first.Shutdown(context.Background())
-		<-done
+		_ = suiteErrWithin(t, "the first Serve", done)
 	}()
 	second, _ := NewEventLoop(nil)
 	var err2 error

@@ -394,7 +394,7 @@ func TestRegressCloseCallbackAlwaysRuns(t *testing.T) {
 			c, _ := DialConnection("tcp", ln.Addr().String(), suiteWait)
 			_ = c.AddCloseCallback(func(Connection) error { rec.add("closed"); return nil })
 			suiteAccepted(t, acc).Close()
-			waitUntil(suiteWait, func() bool { return !c.IsActive() })
+			eventually(t, func() bool { return !c.IsActive() }, "!c.IsActive()")
 			c.Close()
 		}},
 		{"dialed with OnRequest, peer close", func(t *testing.T, rec *suiteRecorder) {
@@ -919,7 +919,7 @@ func TestRoughEdgeNoSpinningOnRequest(t *testing.T) {
 	}))
 	p := srv.dialStd(t)
 	_, _ = p.Write([]byte("never consumed"))
-	waitUntil(suiteWait, func() bool { return calls.Load() > 0 })
+	eventually(t, func() bool { return calls.Load() > 0 }, "calls.Load() > 0")
 	time.Sleep(300 * time.Millisecond)
 	if n := calls.Load(); n > 3 {
 		t.Fatalf("OnRequest ran %d times for one unconsumed request", n)
@@ -943,7 +943,7 @@ func TestRoughEdgeNoPanicAfterClose(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, _ = c.Write([]byte("abc"))
-		waitUntil(suiteWait, func() bool { return c.Reader().Len() == 3 })
+		eventually(t, func() bool { return c.Reader().Len() == 3 }, "c.Reader().Len() == 3")
 		c.Close()
 		suiteRun(t, "Malloc after Close", suiteWait, func() {
 			if _, err := c.Writer().Malloc(16); !errors.Is(err, ErrConnClosed) {
@@ -1255,7 +1255,7 @@ func TestRegressServeShutdownRace(t *testing.T) {
 		if i%4 != 0 {
 			// Shutdown once Serve is in, at varying points of its start.
 			el := evl.(*eventLoop)
-			waitUntil(suiteWait, func() bool { el.mu.Lock(); defer el.mu.Unlock(); return el.svr != nil || el.done })
+			eventually(t, func() bool { el.mu.Lock(); defer el.mu.Unlock(); return el.svr != nil || el.done }, "el.svr != nil || el.done")
 			for j := 0; j < i%7; j++ {
 				runtime.Gosched()
 			}
@@ -1273,7 +1273,7 @@ func TestRegressServeShutdownRace(t *testing.T) {
 			// Shutdown is allowed) and may run on; end it.
 			_ = evl.Shutdown(context.Background())
 			ln.Close()
-			serveErr = <-done
+			serveErr = suiteErrWithin(t, "Serve after the second Shutdown", done)
 		}
 		if serveErr != nil {
 			serveErrs++

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -353,7 +354,12 @@ func TestLinkBufferBookConcurrent(t *testing.T) {
 	require.NoError(t, b.Release())
 	require.NoError(t, b.Close())
 	mu.Unlock()
-	require.NoError(t, <-pollerDone)
+	select {
+	case err := <-pollerDone:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the poller goroutine did not end")
+	}
 }
 
 // appendRead copies a small read into the tail's room or a node of its own

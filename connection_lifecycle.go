@@ -71,12 +71,16 @@ func (c *connection) startTask() {
 		return
 	}
 	if c.state.acquireTask() {
-		runTask(c.context(), c.runTaskFn)
+		c.scheduleTask()
 	}
 }
 
 // runTask hands f to the configured Runner.
 func runTask(ctx context.Context, f func()) { runner.Run(ctx, f) }
+
+// runnerIsDefault reports whether the Runner is the default one, bytedance
+// gopool, which the task queues may stand in for.
+func runnerIsDefault() bool { return runner.IsDefault() }
 
 // task runs OnConnect (once, first) and then OnRequest while there is news.
 // It holds the running bit, so handlers never run concurrently. A panic in a

@@ -21,7 +21,7 @@ func (c *connection) register() error {
 		return err
 	}
 	if connecting {
-		runTask(c.context(), c.runTaskFn)
+		c.scheduleTask()
 	}
 	return nil
 }

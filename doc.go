@@ -33,7 +33,12 @@
 //     connection is accepted and before it is registered. It must not block
 //     or read; it may write (the bytes are sent at once).
 //   - OnConnect and OnRequest run on a Runner goroutine (bytedance gopool by
-//     default; see Configure). They run serially per connection: OnConnect
+//     default; see Configure). With the default Runner, the tasks of one
+//     poller's connections go through its task queue (poll_tasks.go): a
+//     gopool worker runs them one after the other, and a blocked handler
+//     never holds up the rest, because a spare worker is always started
+//     while tasks wait. A custom Runner gets one call per task, with the
+//     connection's context. They run serially per connection: OnConnect
 //     first, then OnRequest whenever input is buffered. OnRequest is called
 //     again while input remains and the previous call consumed some; when a
 //     call consumes nothing it is called again only when new bytes arrive or

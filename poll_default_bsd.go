@@ -15,7 +15,8 @@ import (
 type defaultPoll struct {
 	kq      int
 	events  []unix.Kevent_t
-	scratch []byte // small reads land here first (connection.fill)
+	scratch []byte    // small reads land here first (connection.fill)
+	tasks   taskQueue // handler tasks, with the default Runner
 	closing atomic.Bool
 	done    chan struct{}
 }

@@ -25,6 +25,7 @@ type defaultPoll struct {
 	pollErr error                 // or its error
 	pollFn  func(fd uintptr) bool // poll, made once: Wait allocates nothing
 	scratch []byte                // small reads land here first (connection.fill)
+	tasks   taskQueue             // handler tasks, with the default Runner
 	closing atomic.Bool
 	done    chan struct{}
 }

@@ -11,7 +11,13 @@ import (
 // Func runs f, usually on another goroutine. It must accept a nil ctx.
 type Func = func(ctx context.Context, f func())
 
-var current atomic.Pointer[Func]
+// runner is one setting: the function and whether it is the default.
+type runner struct {
+	run       Func
+	isDefault bool
+}
+
+var current atomic.Pointer[runner]
 
 func init() { Reset() }
 
@@ -21,30 +27,31 @@ func Set(f Func) {
 		Reset()
 		return
 	}
-	current.Store(&f)
+	current.Store(&runner{run: f})
 }
 
 // Reset restores the default runner, bytedance gopool.
 func Reset() {
-	var f Func = func(ctx context.Context, task func()) {
+	current.Store(&runner{run: func(ctx context.Context, task func()) {
 		if ctx == nil {
 			ctx = context.Background()
 		}
 		gopool.CtxGo(ctx, task)
-	}
-	current.Store(&f)
+	}, isDefault: true})
 }
 
 // UseGoroutines makes every task a new goroutine (`go f()`).
 func UseGoroutines() {
-	var f Func = func(_ context.Context, task func()) { go task() }
-	current.Store(&f)
+	current.Store(&runner{run: func(_ context.Context, task func()) { go task() }})
 }
+
+// IsDefault reports whether the runner is the default one, gopool.
+func IsDefault() bool { return current.Load().isDefault }
 
 // Run runs f with the current runner. A nil ctx becomes context.Background().
 func Run(ctx context.Context, f func()) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	(*current.Load())(ctx, f)
+	current.Load().run(ctx, f)
 }

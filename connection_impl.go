@@ -271,36 +271,3 @@ func wake(ch chan struct{}) {
 	default:
 	}
 }
-
-// sleep waits for a signal on ch or until the unix-nano deadline dl (0:
-// none), reusing *timer. It reports whether ch was signalled: false when dl
-// passed first.
-func sleep(ch chan struct{}, timer **time.Timer, dl int64) bool {
-	if dl == 0 {
-		<-ch
-		return true
-	}
-	d := time.Duration(dl - time.Now().UnixNano())
-	if d <= 0 {
-		return false
-	}
-	t := *timer
-	if t == nil {
-		t = time.NewTimer(d)
-		*timer = t
-	} else {
-		t.Reset(d)
-	}
-	select {
-	case <-ch:
-		if !t.Stop() {
-			select {
-			case <-t.C:
-			default:
-			}
-		}
-		return true
-	case <-t.C:
-		return false
-	}
-}

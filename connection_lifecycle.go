@@ -54,6 +54,7 @@ func (c *connection) finalize() {
 	for n := callbacks; n != nil; n = n.next {
 		_ = n.fn(c)
 	}
+	c.stopTimers()
 	c.inMu.Lock()
 	_ = c.in.Close()
 	c.inMu.Unlock()

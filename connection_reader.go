@@ -27,7 +27,7 @@ func (c *connection) waitInput(n int) error {
 			return c.readClosedErr()
 		}
 		c.resumeIfPaused()
-		ok := sleep(w.readCh, &w.readTimer, dl)
+		ok := w.readTimer.sleep(w.readCh, dl)
 		c.waitRead.Store(0)
 		if !ok {
 			if c.in.Len() >= n {

@@ -4,6 +4,7 @@ package netpoll
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,8 +20,8 @@ import (
 type waiters struct {
 	readCh     chan struct{} // a blocked reader's wake-up; stale signals only cause a recheck
 	writeCh    chan struct{} // a blocked Flush's wake-up
-	readTimer  *time.Timer   // owned by the blocked reader
-	writeTimer *time.Timer   // owned by the blocked Flush
+	readTimer  wakeTimer     // wakes the blocked reader at its deadline
+	writeTimer wakeTimer     // wakes the blocked Flush at its deadline
 
 	// ioMu orders the changes of the poller registration: a Flush's
 	// request for writability and the input's pausing
@@ -53,5 +54,61 @@ func (c *connection) wakeRead() {
 func (c *connection) wakeWrite() {
 	if w := c.wait.Load(); w != nil {
 		wake(w.writeCh)
+	}
+}
+
+// stopTimers stops the deadline timers of a finished connection, so none
+// keeps its waiters alive until it fires.
+func (c *connection) stopTimers() {
+	if w := c.wait.Load(); w != nil {
+		w.readTimer.stop()
+		w.writeTimer.stop()
+	}
+}
+
+// wakeTimer wakes a sleeper at its deadline by signalling the sleeper's
+// channel. It is armed lazily and left armed when the sleeper wakes for
+// another reason: most waits end long before their deadline, and the next
+// wait, whose deadline is later, then needs no arming, no clock reading
+// and no select. Firing before a sleeper's deadline is a spurious wake-up;
+// the sleeper rechecks what it waits for and sleeps again, re-arming.
+type wakeTimer struct {
+	t  atomic.Pointer[time.Timer] // made by the first sleep with a deadline
+	at atomic.Int64               // the unix-nano time t fires; 0: not armed, or fired
+}
+
+// sleep waits for a signal on ch, or until the unix-nano deadline dl (0:
+// none). It reports false only when dl has passed; true means signalled,
+// or possibly woken early, so the caller rechecks. One goroutine at a time
+// sleeps on a wakeTimer, always with the same ch.
+func (wt *wakeTimer) sleep(ch chan struct{}, dl int64) bool {
+	if dl == 0 {
+		<-ch
+		return true
+	}
+	if at := wt.at.Load(); at == 0 || at > dl {
+		d := time.Duration(dl - time.Now().UnixNano())
+		if d <= 0 {
+			return false
+		}
+		if t := wt.t.Load(); t != nil {
+			t.Reset(d)
+		} else {
+			wt.t.Store(time.AfterFunc(d, func() {
+				wt.at.Store(0) // before the signal: a sleeper woken by it sees 0
+				wake(ch)
+			}))
+		}
+		wt.at.Store(dl)
+	}
+	<-ch
+	return wt.at.Load() != 0 || time.Now().UnixNano() < dl
+}
+
+// stop disarms the timer.
+func (wt *wakeTimer) stop() {
+	if t := wt.t.Load(); t != nil {
+		t.Stop()
+		wt.at.Store(0)
 	}
 }

@@ -203,7 +203,7 @@ func (c *connection) waitWritable(dl int64) error {
 				until, grace = g, true
 			}
 		}
-		if sleep(w.writeCh, &w.writeTimer, until) {
+		if w.writeTimer.sleep(w.writeCh, until) {
 			return nil
 		}
 		if !grace {

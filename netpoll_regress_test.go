@@ -780,12 +780,60 @@ func TestRegressReadTimerAfterError(t *testing.T) {
 		t.Fatalf("Next after Close: %v", err)
 	}
 	wt := c.wait.Load()
-	if wt == nil || wt.readTimer == nil {
+	if wt == nil || wt.readTimer.t.Load() == nil {
 		t.Fatal("the read never armed a timer")
 	}
-	if wt.readTimer.Stop() {
-		t.Fatal("the read timer was left running after the read ended")
+	if wt.readTimer.t.Load().Stop() {
+		t.Fatal("the read timer was left running after the connection closed")
 	}
+}
+
+// The read timer stays armed after a read that got its data (wakeTimer), and
+// a stale arming never decides a later read: one armed for a longer timeout
+// does not delay a shorter one, and one armed for a shorter timeout fires
+// early without failing a longer one.
+func TestRegressReadTimerRearms(t *testing.T) {
+	suiteCheckLeaks(t)
+	dc, w := suiteFdConn(t)
+	defer dc.Close()
+	r := dc.Reader()
+	read := func(want string) {
+		t.Helper()
+		if p, err := r.Next(len(want)); err != nil || string(p) != want {
+			t.Fatalf("Next: %q, %v; want %q", p, err, want)
+		}
+		_ = r.Release()
+	}
+	// Armed for a long timeout by a read that got its data...
+	_ = dc.SetReadTimeout(time.Hour)
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		_, _ = unix.Write(w, []byte("a"))
+	}()
+	read("a")
+	// ...a short one still times out on time.
+	_ = dc.SetReadTimeout(100 * time.Millisecond)
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := r.Next(1)
+		readErr <- err
+	}()
+	if err := suiteErrWithin(t, "Next with a 100ms timeout", readErr); !errors.Is(err, ErrReadTimeout) {
+		t.Fatalf("Next: %v, want ErrReadTimeout", err)
+	}
+	// Armed for a short timeout by a read that got its data...
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		_, _ = unix.Write(w, []byte("b"))
+	}()
+	read("b")
+	// ...a longer one outlives the stale arming.
+	_ = dc.SetReadTimeout(suiteWait)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_, _ = unix.Write(w, []byte("c"))
+	}()
+	read("c")
 }
 
 // Output of more than 2 GiB queued by reference (one 64 MiB slice written 40

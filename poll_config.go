@@ -17,7 +17,11 @@ type Config struct {
 	// BufferSize, when > 0, is the first read size of each connection
 	// (default 8192; at most 8 MiB, the largest read size).
 	BufferSize int
-	// Runner, when set, runs every handler task; it must accept a nil ctx.
+	// Runner, when set, runs every handler task, one call per task with the
+	// connection's context; it must accept a nil ctx. The default, bytedance
+	// gopool, is given workers that each run a poller's queued tasks in turn
+	// (a handler that blocks never holds up the others), and gets a handler's
+	// panic with the connection's context.
 	Runner func(ctx context.Context, f func())
 	// LoggerOutput, when set, receives the package's log lines.
 	LoggerOutput io.Writer

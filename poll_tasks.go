@@ -56,6 +56,9 @@ func (q *taskQueue) push(c *connection) {
 	}
 }
 
+// maxIdleRing is the largest ring an empty queue keeps.
+const maxIdleRing = 1024
+
 func (q *taskQueue) grow() {
 	ring := make([]*connection, max(2*len(q.ring), 16))
 	for i := 0; i < q.n; i++ {
@@ -68,6 +71,9 @@ func (q *taskQueue) grow() {
 // started because more are left. q.mu is held.
 func (q *taskQueue) take() (c *connection, start bool) {
 	if q.n == 0 {
+		if len(q.ring) > maxIdleRing {
+			q.ring, q.head = nil, 0 // a burst is over: give its ring back
+		}
 		return nil, false
 	}
 	c = q.ring[q.head]

@@ -24,10 +24,12 @@ import "sync"
 // the next task, starting another. With several Ps, pending workers run on
 // idle ones, and the queue is worked on in parallel.
 //
-// A handler's panic is recovered by its worker, which goes on with the
-// queue, and is re-raised into the Runner on a goroutine of its own, with
-// the connection's context, as if the task had been handed to the Runner
-// alone.
+// The rule holds at every release of mu, since a worker takes its first
+// task under the lock that cleared pending. So a handler that never returns
+// or calls runtime.Goexit stalls nothing. A handler's panic is recovered by
+// its worker, which goes on with the queue, and is re-raised into the
+// Runner on a goroutine of its own, with the connection's context, as if
+// the task had been handed to the Runner alone.
 type taskQueue struct {
 	mu      sync.Mutex
 	ring    []*connection // len is a power of two, or 0
@@ -91,18 +93,6 @@ func (q *taskQueue) take() (c *connection, start bool) {
 func (q *taskQueue) work() {
 	q.mu.Lock()
 	q.pending = false
-	left := false
-	defer func() {
-		if left { // runtime.Goexit in a handler: the queue must not stall
-			q.mu.Lock()
-			start := q.n > 0 && !q.pending
-			q.pending = q.pending || start
-			q.mu.Unlock()
-			if start {
-				runTask(background, q.workFn)
-			}
-		}
-	}()
 	for {
 		c, start := q.take()
 		q.mu.Unlock()
@@ -112,9 +102,7 @@ func (q *taskQueue) work() {
 		if start {
 			runTask(background, q.workFn)
 		}
-		left = true
 		runQueued(c)
-		left = false
 		q.mu.Lock()
 	}
 }

@@ -5,6 +5,7 @@ package netpoll
 import (
 	"bytes"
 	"net"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -13,12 +14,24 @@ import (
 // unnamedUnixAddr is how an unnamed unix socket's address prints.
 const unnamedUnixAddr = "@"
 
-// writev writes bufs with one syscall; iovecs live on the stack.
+var iovecs = sync.Pool{New: func() any { return new([maxIovecs]unix.Iovec) }}
+
+// writev writes bufs (at most maxIovecs) with one syscall; up to smallSend
+// iovecs live on the stack, more in a pooled vector.
 func writev(fd int, bufs [][]byte) (int, error) {
 	if len(bufs) == 1 {
 		return unix.Write(fd, bufs[0])
 	}
-	var iov [maxIovecs]unix.Iovec
+	var small [smallSend]unix.Iovec
+	iov := small[:]
+	if len(bufs) > smallSend {
+		v := iovecs.Get().(*[maxIovecs]unix.Iovec)
+		defer func() {
+			clear(v[:])
+			iovecs.Put(v)
+		}()
+		iov = v[:]
+	}
 	n := 0
 	for _, b := range bufs {
 		if len(b) == 0 {

@@ -5,6 +5,7 @@ package netpoll
 import (
 	"net"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -108,10 +109,26 @@ const maxIovecs = 64
 // near 2 GiB, and a larger sum of iovec lengths fails with EINVAL.
 const maxSend = 1 << 30
 
+// smallSend is how many segments a flush gathers on the stack; a flush of
+// more borrows a pooled vector. Keeping the frames small matters: most
+// Flushes run on fresh Runner goroutines, whose stacks start small and are
+// copied to a larger one if a call needs it.
+const smallSend = 4
+
+var sendVecs = sync.Pool{New: func() any { return new([maxIovecs][]byte) }}
+
 // send writes as much of the flushed output as one writev takes.
 func (c *connection) send() (int, error) {
-	var arr [maxIovecs][]byte
-	bufs := c.out.GetBytes(arr[:])
+	var small [smallSend][]byte
+	bufs := c.out.GetBytes(small[:])
+	if len(bufs) == smallSend {
+		v := sendVecs.Get().(*[maxIovecs][]byte)
+		defer func() {
+			clear(v[:])
+			sendVecs.Put(v)
+		}()
+		bufs = c.out.GetBytes(v[:])
+	}
 	total := 0
 	for i, b := range bufs {
 		if total+len(b) > maxSend {

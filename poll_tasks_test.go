@@ -250,43 +250,51 @@ func tasksSideBySide(t *testing.T, network, mode string) {
 // connections of the same poller keep getting answered, round trip after
 // round trip, and the blocked handler is still blocked at the end.
 func TestTaskQueueBlockedHandlerOthersServed(t *testing.T) {
+	tasksEachNetwork(t, func(t *testing.T, network string) {
+		blockedIn := make(chan struct{}, 1)
+		var blockerReturned atomic.Bool
+		conns := &tasksConns{}
+		release := tasksNewRelease()
+		srv := suiteServe(t, network, func(ctx context.Context, c Connection) error {
+			if p, err := c.Reader().Peek(1); err == nil && p[0] == 'B' {
+				suiteTrySend(blockedIn, struct{}{})
+				release.wait(3 * suiteWait)
+				blockerReturned.Store(true)
+				return nil
+			}
+			return echoAll(c)
+		}, WithOnPrepare(conns.prepare))
+		t.Cleanup(release.open)
+
+		blocker := dialStd(t, network, srv.addr)
+		_, err := blocker.Write([]byte("B"))
+		require.NoError(t, err)
+		recv(t, blockedIn, "the blocking handler to start")
+
+		const clients, rounds = 8, 100
+		cs := make([]net.Conn, clients)
+		for i := range cs {
+			cs[i] = dialStd(t, network, srv.addr)
+		}
+		// More input for the blocked connection meanwhile: it must not
+		// start a second task of that connection or hold anything up.
+		_, err = blocker.Write([]byte("more"))
+		require.NoError(t, err)
+		tasksAllRoundTrips(t, cs, rounds)
+		require.False(t, blockerReturned.Load(), "the blocked handler returned before the test released it")
+		conns.requireOnePoller(t, clients+1)
+	})
+}
+
+// tasksEachNetwork runs f once per network, each with one poller, the leak
+// check and the default Runner.
+func tasksEachNetwork(t *testing.T, f func(t *testing.T, network string)) {
 	for _, network := range suiteNetworks {
 		t.Run(network, func(t *testing.T) {
 			tasksOnePoller(t)
 			suiteCheckLeaks(t)
 			tasksRequireRunner(t, true)
-			blockedIn := make(chan struct{}, 1)
-			var blockerReturned atomic.Bool
-			conns := &tasksConns{}
-			release := tasksNewRelease()
-			srv := suiteServe(t, network, func(ctx context.Context, c Connection) error {
-				if p, err := c.Reader().Peek(1); err == nil && p[0] == 'B' {
-					suiteTrySend(blockedIn, struct{}{})
-					release.wait(3 * suiteWait)
-					blockerReturned.Store(true)
-					return nil
-				}
-				return echoAll(c)
-			}, WithOnPrepare(conns.prepare))
-			t.Cleanup(release.open)
-
-			blocker := dialStd(t, network, srv.addr)
-			_, err := blocker.Write([]byte("B"))
-			require.NoError(t, err)
-			recv(t, blockedIn, "the blocking handler to start")
-
-			const clients, rounds = 8, 100
-			cs := make([]net.Conn, clients)
-			for i := range cs {
-				cs[i] = dialStd(t, network, srv.addr)
-			}
-			// More input for the blocked connection meanwhile: it must not
-			// start a second task of that connection or hold anything up.
-			_, err = blocker.Write([]byte("more"))
-			require.NoError(t, err)
-			tasksAllRoundTrips(t, cs, rounds)
-			require.False(t, blockerReturned.Load(), "the blocked handler returned before the test released it")
-			conns.requireOnePoller(t, clients+1)
+			f(t, network)
 		})
 	}
 }
@@ -323,58 +331,53 @@ type tasksPanic struct{ what string }
 // run; the other connections of the same poller, old and new, keep being
 // served afterwards.
 func TestTaskQueuePanicReachesGopool(t *testing.T) {
-	for _, network := range suiteNetworks {
-		t.Run(network, func(t *testing.T) {
-			tasksOnePoller(t)
-			suiteCheckLeaks(t)
-			tasksRequireRunner(t, true)
-			type report struct {
-				id int64
-				r  interface{}
-			}
-			reports := make(chan report, 16)
-			tasksSetPanicHandler(t, func(ctx context.Context, r interface{}) {
-				suiteTrySend(reports, report{tasksID(ctx), r})
-			})
-			boom := &tasksPanic{"poll_tasks_test: boom"}
-			var panicker atomic.Int64
-			conns := &tasksConns{}
-			srv := suiteServe(t, network, func(ctx context.Context, c Connection) error {
-				if p, err := c.Reader().Peek(1); err == nil && p[0] == 'P' {
-					panicker.Store(tasksID(ctx))
-					panic(boom)
-				}
-				return echoAll(c)
-			}, WithOnPrepare(conns.prepare))
-
-			const clients = 4
-			cs := make([]net.Conn, clients)
-			for i := range cs {
-				cs[i] = dialStd(t, network, srv.addr)
-			}
-			tasksAllRoundTrips(t, cs, 1)
-
-			p := dialStd(t, network, srv.addr)
-			_, err := p.Write([]byte("P"))
-			require.NoError(t, err)
-			rep := recv(t, reports, "the panic at gopool's panic handler")
-			require.True(t, rep.r == interface{}(boom), "gopool's panic handler got %#v, want the handler's panic value %p", rep.r, boom)
-			require.NotZero(t, panicker.Load(), "the panicking handler saw no connection id in its ctx")
-			require.Equal(t, panicker.Load(), rep.id, "the ctx at gopool's panic handler is not the panicking connection's")
-			expectEOF(t, p)
-			conns.waitClosed(t, rep.id)
-
-			// The others, and a new connection, are still served.
-			cs = append(cs, dialStd(t, network, srv.addr))
-			tasksAllRoundTrips(t, cs, 20)
-			select {
-			case extra := <-reports:
-				t.Fatalf("gopool's panic handler got a second panic: %#v (ctx id %d)", extra.r, extra.id)
-			default:
-			}
-			conns.requireOnePoller(t, clients+2)
+	tasksEachNetwork(t, func(t *testing.T, network string) {
+		type report struct {
+			id int64
+			r  interface{}
+		}
+		reports := make(chan report, 16)
+		tasksSetPanicHandler(t, func(ctx context.Context, r interface{}) {
+			suiteTrySend(reports, report{tasksID(ctx), r})
 		})
-	}
+		boom := &tasksPanic{"poll_tasks_test: boom"}
+		var panicker atomic.Int64
+		conns := &tasksConns{}
+		srv := suiteServe(t, network, func(ctx context.Context, c Connection) error {
+			if p, err := c.Reader().Peek(1); err == nil && p[0] == 'P' {
+				panicker.Store(tasksID(ctx))
+				panic(boom)
+			}
+			return echoAll(c)
+		}, WithOnPrepare(conns.prepare))
+
+		const clients = 4
+		cs := make([]net.Conn, clients)
+		for i := range cs {
+			cs[i] = dialStd(t, network, srv.addr)
+		}
+		tasksAllRoundTrips(t, cs, 1)
+
+		p := dialStd(t, network, srv.addr)
+		_, err := p.Write([]byte("P"))
+		require.NoError(t, err)
+		rep := recv(t, reports, "the panic at gopool's panic handler")
+		require.True(t, rep.r == interface{}(boom), "gopool's panic handler got %#v, want the handler's panic value %p", rep.r, boom)
+		require.NotZero(t, panicker.Load(), "the panicking handler saw no connection id in its ctx")
+		require.Equal(t, panicker.Load(), rep.id, "the ctx at gopool's panic handler is not the panicking connection's")
+		expectEOF(t, p)
+		conns.waitClosed(t, rep.id)
+
+		// The others, and a new connection, are still served.
+		cs = append(cs, dialStd(t, network, srv.addr))
+		tasksAllRoundTrips(t, cs, 20)
+		select {
+		case extra := <-reports:
+			t.Fatalf("gopool's panic handler got a second panic: %#v (ctx id %d)", extra.r, extra.id)
+		default:
+		}
+		conns.requireOnePoller(t, clients+2)
+	})
 }
 
 // runtime.Goexit in one connection's OnRequest, while other connections of
@@ -383,59 +386,54 @@ func TestTaskQueuePanicReachesGopool(t *testing.T) {
 // connection whose handler exited is closed with its close callbacks run.
 // Several rounds, so that the queue survives repeated Goexits.
 func TestTaskQueueGoexitInHandler(t *testing.T) {
-	for _, network := range suiteNetworks {
-		t.Run(network, func(t *testing.T) {
-			tasksOnePoller(t)
-			suiteCheckLeaks(t)
-			tasksRequireRunner(t, true)
-			goexitIn := make(chan int64, 1)
-			goAhead := make(chan struct{}, 1)
-			var goexits atomic.Int32
-			conns := &tasksConns{}
-			srv := suiteServe(t, network, func(ctx context.Context, c Connection) error {
-				if p, err := c.Reader().Peek(1); err == nil && p[0] == 'G' {
-					suiteTrySend(goexitIn, tasksID(ctx))
-					select {
-					case <-goAhead:
-					case <-time.After(suiteWait):
-					}
-					goexits.Add(1)
-					runtime.Goexit()
+	tasksEachNetwork(t, func(t *testing.T, network string) {
+		goexitIn := make(chan int64, 1)
+		goAhead := make(chan struct{}, 1)
+		var goexits atomic.Int32
+		conns := &tasksConns{}
+		srv := suiteServe(t, network, func(ctx context.Context, c Connection) error {
+			if p, err := c.Reader().Peek(1); err == nil && p[0] == 'G' {
+				suiteTrySend(goexitIn, tasksID(ctx))
+				select {
+				case <-goAhead:
+				case <-time.After(suiteWait):
 				}
-				return echoAll(c)
-			}, WithOnPrepare(conns.prepare))
+				goexits.Add(1)
+				runtime.Goexit()
+			}
+			return echoAll(c)
+		}, WithOnPrepare(conns.prepare))
 
-			const clients, rounds = 4, 5
-			cs := make([]net.Conn, clients)
-			for i := range cs {
-				cs[i] = dialStd(t, network, srv.addr)
-			}
-			tasksAllRoundTrips(t, cs, 1)
-			for r := 0; r < rounds; r++ {
-				g := dialStd(t, network, srv.addr)
-				_, err := g.Write([]byte("G"))
+		const clients, rounds = 4, 5
+		cs := make([]net.Conn, clients)
+		for i := range cs {
+			cs[i] = dialStd(t, network, srv.addr)
+		}
+		tasksAllRoundTrips(t, cs, 1)
+		for r := 0; r < rounds; r++ {
+			g := dialStd(t, network, srv.addr)
+			_, err := g.Write([]byte("G"))
+			require.NoError(t, err)
+			id := recv(t, goexitIn, "the Goexit handler to start")
+			// Requests from every other connection while the Goexit
+			// handler's worker is busy, then the Goexit.
+			msgs := make([]string, len(cs))
+			for i, c := range cs {
+				msgs[i] = fmt.Sprintf("client %d before goexit %d;", i, r)
+				_, err := c.Write([]byte(msgs[i]))
 				require.NoError(t, err)
-				id := recv(t, goexitIn, "the Goexit handler to start")
-				// Requests from every other connection while the Goexit
-				// handler's worker is busy, then the Goexit.
-				msgs := make([]string, len(cs))
-				for i, c := range cs {
-					msgs[i] = fmt.Sprintf("client %d before goexit %d;", i, r)
-					_, err := c.Write([]byte(msgs[i]))
-					require.NoError(t, err)
-				}
-				goAhead <- struct{}{}
-				for i, c := range cs {
-					require.Equal(t, msgs[i], string(readFull(t, c, len(msgs[i]))), "client %d, round %d", i, r)
-				}
-				expectEOF(t, g)
-				conns.waitClosed(t, id)
-				tasksAllRoundTrips(t, cs, 5)
 			}
-			require.Equal(t, int32(rounds), goexits.Load())
-			conns.requireOnePoller(t, clients+rounds)
-		})
-	}
+			goAhead <- struct{}{}
+			for i, c := range cs {
+				require.Equal(t, msgs[i], string(readFull(t, c, len(msgs[i]))), "client %d, round %d", i, r)
+			}
+			expectEOF(t, g)
+			conns.waitClosed(t, id)
+			tasksAllRoundTrips(t, cs, 5)
+		}
+		require.Equal(t, int32(rounds), goexits.Load())
+		conns.requireOnePoller(t, clients+rounds)
+	})
 }
 
 // A custom Runner, installed with SetRunner or Configure, gets every task

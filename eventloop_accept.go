@@ -128,11 +128,12 @@ func (s *server) onEvent(_ Poll, flags pollFlags) {
 				s.stop(errors.New("netpoll: listener hung up"))
 			}
 			return
-		case unix.EINTR, unix.ECONNABORTED, unix.EPROTO:
-			continue
 		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
 			s.pause(err)
 			return
+		}
+		if acceptAgain(err) {
+			continue
 		}
 		s.stop(wrapSyscall("accept", err))
 		return

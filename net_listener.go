@@ -109,7 +109,8 @@ func (l *listener) Accept() (net.Conn, error) {
 			return c, nil
 		case unix.EAGAIN:
 			return nil, nil
-		case unix.EINTR, unix.ECONNABORTED:
+		}
+		if acceptAgain(err) {
 			continue
 		}
 		return nil, wrapSyscall("accept", err)

@@ -105,6 +105,13 @@ func GetSysFdPairs() (r, w int) {
 
 const maxIovecs = 64
 
+// acceptAgain reports whether an accept error concerns only the
+// connection it would have returned (interrupted, or aborted or broken
+// before it was taken), so the caller tries the next one.
+func acceptAgain(err error) bool {
+	return err == unix.EINTR || err == unix.ECONNABORTED || err == unix.EPROTO
+}
+
 // maxSend bounds the bytes one writev may carry: the kernel caps a call
 // near 2 GiB, and a larger sum of iovec lengths fails with EINVAL.
 const maxSend = 1 << 30

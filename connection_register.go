@@ -2,6 +2,21 @@
 
 package netpoll
 
+import "golang.org/x/sys/unix"
+
+// start sets TCP_NODELAY on a TCP connection, as both accepted and dialed
+// ones get it, and registers it; if that fails, the fd is closed.
+func (c *connection) start() error {
+	if c.isTCP {
+		_ = unix.SetsockoptInt(c.fd.num(), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	}
+	if err := c.register(); err != nil {
+		unix.Close(c.fd.num())
+		return err
+	}
+	return nil
+}
+
 // register hands the connection to a poller. With an OnConnect handler the
 // task that runs it is claimed first, so OnRequest cannot start before
 // OnConnect returns, and started once the fd is registered.

@@ -93,16 +93,9 @@ func waitConnect(ctx context.Context, p *defaultPoll, fd int) error {
 // waited on, and registers it; on error the fd is closed.
 func initDialed(c *connection, p *defaultPoll, fd int, tcp bool) error {
 	local, remote := socketAddrs(fd)
-	if tcp {
-		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	}
 	c.init(fd, local, remote, new(connParts), p)
 	c.isTCP = tcp // remote is nil if the peer already reset
-	if err := c.register(); err != nil {
-		unix.Close(fd)
-		return err
-	}
-	return nil
+	return c.start()
 }
 
 // orBackground turns a nil ctx into Background.

@@ -120,14 +120,11 @@ func (l *listener) Accept() (net.Conn, error) {
 // wrapAccepted makes an accepted fd a registered connection.
 func wrapAccepted(fd int, local, remote net.Addr) (*connection, error) {
 	c, err := newConnection(fd, local, remote)
-	if err == nil {
-		if c.isTCP {
-			_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-		}
-		err = c.register()
-	}
 	if err != nil {
 		unix.Close(fd)
+		return nil, err
+	}
+	if err = c.start(); err != nil {
 		return nil, err
 	}
 	return c, nil

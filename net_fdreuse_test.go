@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -157,9 +158,29 @@ func TestFdReuseAfterPeerReset(t *testing.T) {
 func TestFdReuseServerSide(t *testing.T) {
 	checkFDs(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
+		var mu sync.Mutex
+		seen := map[int]int{} // accepted fd number -> connections that had it
 		s := startServer(t, network, func(ctx context.Context, c Connection) error {
 			return echoAll(c)
-		})
+		}, WithOnPrepare(func(c Connection) context.Context {
+			mu.Lock()
+			seen[c.(Conn).Fd()]++
+			mu.Unlock()
+			return context.Background()
+		}))
+		defer func() {
+			mu.Lock()
+			defer mu.Unlock()
+			reused := 0
+			for _, n := range seen {
+				if n > 1 {
+					reused++
+				}
+			}
+			if reused == 0 {
+				t.Errorf("no fd number was accepted twice among %d: the test did not exercise reuse", len(seen))
+			}
+		}()
 		seed := time.Now().UnixNano()
 		t.Logf("random seed %d", seed)
 		parallel(t, 8, 800, func(i int) error {

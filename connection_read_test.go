@@ -327,6 +327,22 @@ func TestConnUntil(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, "xyz", string(p))
 		})
+		t.Run("line in pieces", func(t *testing.T) {
+			c, peer := peerPair(t, network)
+			done := async(func() result { p, err := c.Until('\n'); return result{b: p, err: err} })
+			var want []byte
+			for i := 0; i < 40; i++ {
+				piece := bytes.Repeat([]byte{byte('a' + i%26)}, 700)
+				want = append(want, piece...)
+				feed(t, peer, c, piece, len(want))
+			}
+			notYet(t, done, 20*time.Millisecond, "Until without the delimiter")
+			_, err := peer.Write([]byte("\nrest"))
+			require.NoError(t, err)
+			got := recv(t, done, "Until")
+			require.NoError(t, got.err)
+			require.Equal(t, string(want)+"\n", string(got.b))
+		})
 		t.Run("peer close", func(t *testing.T) {
 			c, peer := peerPair(t, network)
 			feed(t, peer, c, []byte("no newline here"), 15)

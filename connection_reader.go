@@ -172,10 +172,11 @@ func (c *connection) Slice(n int) (r Reader, err error) {
 // delim to arrive; if the wait fails, it returns every buffered byte
 // (consumed) together with the error.
 func (c *connection) Until(delim byte) (line []byte, err error) {
+	searched := 0
 	for {
 		have := c.in.Len()
 		c.inMu.Lock()
-		line, err = c.in.Until(delim)
+		line, searched, err = c.in.until(delim, searched)
 		c.inMu.Unlock()
 		if err == nil {
 			return line, nil

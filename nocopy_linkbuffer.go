@@ -239,20 +239,34 @@ func (b *UnsafeLinkBuffer) ReadByte() (p byte, err error) {
 // Until consumes and returns the bytes up to and including the first delim,
 // in memory the caller owns. Without delim it fails and consumes nothing.
 func (b *UnsafeLinkBuffer) Until(delim byte) (line []byte, err error) {
+	line, _, err = b.until(delim, 0)
+	return line, err
+}
+
+// until is Until that looks for delim only past the first skip bytes, which
+// the caller already searched. On a miss it returns how many bytes are
+// searched now, the skip of the next call if nothing is consumed meanwhile:
+// a reader waiting for a long line that arrives in pieces searches each
+// byte once.
+func (b *UnsafeLinkBuffer) until(delim byte, skip int) (line []byte, searched int, err error) {
 	if b.closed {
-		return nil, errBufferClosed
+		return nil, 0, errBufferClosed
 	}
 	seen := 0
 	for r := b.read; r != nil && b.Len() > 0; r = r.next {
-		if i := bytes.IndexByte(r.buf[r.off:r.end], delim); i >= 0 {
-			return b.ReadBinary(seen + i + 1)
+		seg := r.buf[r.off:r.end]
+		if from := max(skip-seen, 0); from < len(seg) {
+			if i := bytes.IndexByte(seg[from:], delim); i >= 0 {
+				line, err = b.ReadBinary(seen + from + i + 1)
+				return line, 0, err
+			}
 		}
-		seen += r.end - r.off
+		seen += len(seg)
 		if r == b.pend {
 			break
 		}
 	}
-	return nil, errNoDelim
+	return nil, seen, errNoDelim
 }
 
 // errNoDelim is Until's miss; a connection's Until waits and tries again.

@@ -214,6 +214,25 @@ func TestLinkBufferUntil(t *testing.T) {
 	require.Equal(t, "second, longer line\n", string(line), "Until's result died with Release")
 }
 
+// until searches only past the bytes its caller already searched, across
+// nodes, and reports how far it has searched on a miss.
+func TestLinkBufferUntilSkipsSearched(t *testing.T) {
+	setLinkBufferCap(t, 4)
+	b := readable(t, []byte("ab\ncdefg"), 3) // nodes "ab\n", "cde", "fg"
+	defer b.Close()
+	_, searched, err := b.until('\n', 3)
+	require.ErrorIs(t, err, errNoDelim, "the delim before skip was searched again")
+	require.Equal(t, 8, searched)
+	_, err = b.WriteBinary([]byte("h\nij"))
+	require.NoError(t, err)
+	require.NoError(t, b.Flush())
+	line, searched, err := b.until('\n', 4) // skip ends inside a node
+	require.NoError(t, err)
+	require.Equal(t, "ab\ncdefgh\n", string(line))
+	require.Zero(t, searched)
+	require.Equal(t, "ij", string(b.Bytes()))
+}
+
 // §2.3.2: Bytes returns every readable byte without consuming it: an alias
 // for one node, a copy otherwise. GetBytes aliases the segments.
 func TestLinkBufferBytesAndGetBytes(t *testing.T) {

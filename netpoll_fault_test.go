@@ -163,7 +163,7 @@ func TestFaultPeerResetMidMessage(t *testing.T) {
 			if _, err = peer.Write(bytes.Repeat([]byte{'y'}, 64<<10)); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(50 * time.Millisecond)
+			suiteBlockedInRead(t, c)
 			suiteAbort(peer)
 			err = suiteErrWithin(t, "the client's Next", readErr)
 			if !errors.Is(err, ErrEOF) {
@@ -460,7 +460,7 @@ func TestFaultCloseDuring(t *testing.T) {
 			case <-time.After(suiteWait):
 				t.Fatal("no request")
 			}
-			time.Sleep(30 * time.Millisecond)
+			suiteBlockedInRead(t, sc)
 			sc.Close()
 			if err := suiteErrWithin(t, "the server's blocked Next", readErr); !errors.Is(err, ErrConnClosed) || errors.Is(err, ErrEOF) {
 				t.Fatalf("server Next after Close: %v, want ErrConnClosed", err)
@@ -473,7 +473,7 @@ func TestFaultCloseDuring(t *testing.T) {
 				_, err := c.Reader().Next(10)
 				readErr <- err
 			}()
-			time.Sleep(30 * time.Millisecond)
+			suiteBlockedInRead(t, c)
 			c.Close()
 			if err := suiteErrWithin(t, "the client's blocked Next", readErr); !errors.Is(err, ErrConnClosed) || errors.Is(err, ErrEOF) {
 				t.Fatalf("client Next after Close: %v, want ErrConnClosed", err)
@@ -492,7 +492,7 @@ func TestFaultCloseDuring(t *testing.T) {
 				_, _ = c.Writer().WriteBinary(suiteBlock)
 				flushErr <- c.Writer().Flush()
 			}()
-			time.Sleep(100 * time.Millisecond) // the socket fills, Flush waits
+			suiteBlockedInFlush(t, c) // the socket filled
 			c.Close()
 			if err := suiteErrWithin(t, "the blocked Flush", flushErr); !errors.Is(err, ErrConnClosed) {
 				t.Fatalf("Flush after Close: %v, want ErrConnClosed", err)
@@ -610,7 +610,7 @@ func TestFaultDetachWhileReading(t *testing.T) {
 				_, err := dc.Reader().Next(5)
 				readErr <- err
 			}()
-			time.Sleep(30 * time.Millisecond)
+			suiteBlockedInRead(t, dc)
 			d := dc.(interface {
 				Detach() error
 				Fd() int

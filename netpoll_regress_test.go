@@ -774,7 +774,7 @@ func TestRegressReadTimerAfterError(t *testing.T) {
 		_, err := dc.Reader().Next(1)
 		readErr <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	suiteBlockedInRead(t, dc)
 	dc.Close()
 	if err = suiteErrWithin(t, "Next", readErr); !errors.Is(err, ErrConnClosed) {
 		t.Fatalf("Next after Close: %v", err)

@@ -149,6 +149,30 @@ func (s *suiteServer) dialStd(t testing.TB) net.Conn {
 	return c
 }
 
+// suiteBlockedInRead waits until a read on c waits for input, so that what
+// the test does next meets a blocked read.
+func suiteBlockedInRead(t testing.TB, c Connection) {
+	t.Helper()
+	cc := suiteConnOf(c)
+	eventually(t, func() bool { return cc.waitRead.Load() != 0 }, "a read to block")
+}
+
+// suiteBlockedInFlush waits until a Flush on c waits for the socket to take
+// more.
+func suiteBlockedInFlush(t testing.TB, c Connection) {
+	t.Helper()
+	cc := suiteConnOf(c)
+	eventually(t, func() bool {
+		w := cc.wait.Load()
+		if w == nil {
+			return false
+		}
+		w.ioMu.Lock()
+		defer w.ioMu.Unlock()
+		return w.wantOut
+	}, "a Flush to block")
+}
+
 // suiteConnOf returns the implementation behind a Connection of this package.
 func suiteConnOf(c Connection) *connection {
 	switch v := c.(type) {

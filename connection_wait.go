@@ -91,6 +91,10 @@ func (wt *wakeTimer) sleep(ch chan struct{}, dl int64) bool {
 		if d <= 0 {
 			return false
 		}
+		// at is set before arming: a timer that fires at once must leave
+		// it 0, or the sleeper would take the firing for a signal and then
+		// sleep on, past its deadline, on a timer that no longer runs.
+		wt.at.Store(dl)
 		if t := wt.t.Load(); t != nil {
 			t.Reset(d)
 		} else {
@@ -99,7 +103,6 @@ func (wt *wakeTimer) sleep(ch chan struct{}, dl int64) bool {
 				wake(ch)
 			}))
 		}
-		wt.at.Store(dl)
 	}
 	<-ch
 	return wt.at.Load() != 0 || time.Now().UnixNano() < dl

@@ -1448,3 +1448,27 @@ func TestRegressDetachThenRewrap(t *testing.T) {
 		})
 	}
 }
+
+// Deadlines a few microseconds away, over and over: every read times out,
+// none sleeps on past its deadline. The timer may fire before sleep has
+// finished arming it; the arming must not then mistake the firing for a
+// signal.
+func TestRegressReadDeadlineImminent(t *testing.T) {
+	suiteCheckLeaks(t)
+	dc, _ := suiteFdConn(t)
+	defer dc.Close()
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < 4000; i++ {
+			_ = dc.SetReadDeadline(time.Now().Add(time.Duration(i%20) * time.Microsecond))
+			if _, err := dc.Reader().Next(1); !errors.Is(err, ErrReadTimeout) {
+				done <- fmt.Errorf("read %d: %v, want ErrReadTimeout", i, err)
+				return
+			}
+		}
+		done <- nil
+	}()
+	if err := suiteErrWithin(t, "4000 reads with imminent deadlines", done); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -54,7 +54,9 @@ func newServer(ln Listener, onRequest OnRequest, opts *options) *server {
 	s.op.FD = ln.Fd()
 	s.op.handler = s
 	s.fd.fd = int32(s.op.FD)
-	if s.op.FD >= 0 {
+	if l, ok := ln.(*listener); ok {
+		s.addrs = l.addrs // learnt when it was converted
+	} else if s.op.FD >= 0 {
 		s.addrs = listenerAddrs(s.op.FD)
 	}
 	return s

@@ -120,6 +120,21 @@ func (s *testServer) shutdown(t testing.TB) {
 	})
 }
 
+// acceptPending polls ln's non-blocking Accept until it returns the
+// connection a peer made, and closes that connection at cleanup.
+func acceptPending(t testing.TB, ln Listener) net.Conn {
+	t.Helper()
+	var c net.Conn
+	eventually(t, func() bool {
+		var err error
+		c, err = ln.Accept()
+		require.NoError(t, err)
+		return c != nil
+	}, "Accept to return the pending connection")
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 // dialStd dials addr on network with the standard library, closed at cleanup.
 func dialStd(t testing.TB, network, addr string) net.Conn {
 	t.Helper()

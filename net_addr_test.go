@@ -104,12 +104,7 @@ func TestAcceptedAddrs(t *testing.T) {
 				defer ln.Close()
 				for _, onlyAfterClose := range []bool{false, true} {
 					peer := dialStd(t, ln.Addr().Network(), dial)
-					var c net.Conn
-					eventually(t, func() bool {
-						c, err = ln.Accept()
-						require.NoError(t, err)
-						return c != nil
-					}, "Accept to return the pending connection")
+					c := acceptPending(t, ln)
 					requireSameAddrs(t, c.(Connection), peer, onlyAfterClose)
 				}
 			})

@@ -90,12 +90,7 @@ func TestConvertListener(t *testing.T) {
 
 		// The converted listener accepts connections made to the original's address.
 		peer := dialStd(t, network, orig.Addr().String())
-		var c net.Conn
-		eventually(t, func() bool {
-			c, err = nl.Accept()
-			require.NoError(t, err)
-			return c != nil
-		}, "the converted listener to accept")
+		c := acceptPending(t, nl)
 		require.NoError(t, c.Close())
 		expectEOF(t, peer)
 

@@ -830,23 +830,32 @@ func TestMisuseConfigure(t *testing.T) {
 	_ = SetLoadBalance(RoundRobin)
 	// The live connection and a new one still work.
 	for _, c := range []Connection{live, suiteDialEcho(t, ln)} {
-		_ = c.SetReadTimeout(suiteWait)
-		if _, err := c.Write([]byte("ping")); err != nil {
-			t.Fatal(err)
-		}
-		if s, err := c.Reader().ReadString(4); err != nil || s != "ping" {
-			t.Fatalf("after Configure: %q, %v", s, err)
-		}
+		suitePing(t, c, "after Configure")
 	}
 }
 
+// suiteDialEcho dials ln, an echo server, and closes the connection at cleanup.
 func suiteDialEcho(t *testing.T, ln net.Listener) Connection {
+	t.Helper()
 	c, err := DialConnection("tcp", ln.Addr().String(), suiteWait)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// suitePing sends "ping" on c, a connection to an echo server, and requires
+// it back within suiteWait.
+func suitePing(t *testing.T, c Connection, when string) {
+	t.Helper()
+	_ = c.SetReadTimeout(suiteWait)
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatalf("write %s: %v", when, err)
+	}
+	if s, err := c.Reader().ReadString(4); err != nil || s != "ping" {
+		t.Fatalf("echo %s: %q, %v", when, s, err)
+	}
 }
 
 // A huge configured BufferSize must not crash the poller at the first read
@@ -856,19 +865,7 @@ func TestMisuseHugeBufferSize(t *testing.T) {
 		if err := Configure(Config{BufferSize: 1 << 40}); err != nil {
 			t.Fatal(err)
 		}
-		ln := suiteStdEcho(t, "tcp")
-		c, err := DialConnection("tcp", ln.Addr().String(), suiteWait)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_ = c.SetReadTimeout(suiteWait)
-		if _, err = c.Write([]byte("ping")); err != nil {
-			t.Fatal(err)
-		}
-		if s, err := c.Reader().ReadString(4); err != nil || s != "ping" {
-			t.Fatalf("echo: %q, %v", s, err)
-		}
+		suitePing(t, suiteDialEcho(t, suiteStdEcho(t, "tcp")), "with a huge BufferSize")
 		os.Stdout.WriteString("SUITE-HUGEBUF-OK\n")
 	})
 }
@@ -1222,18 +1219,7 @@ func suiteNumLoopsOutOfFdsChild(t *testing.T) {
 	if err := SetNumLoops(1); err != nil {
 		t.Fatal(err)
 	}
-	c, err := DialConnection("tcp", ln.Addr().String(), suiteWait)
-	if err != nil {
-		t.Fatalf("dial after SetNumLoops(1): %v", err)
-	}
-	defer c.Close()
-	_ = c.SetReadTimeout(suiteWait)
-	if _, err = c.Write([]byte("ping")); err != nil {
-		t.Fatal(err)
-	}
-	if s, err := c.Reader().ReadString(4); err != nil || s != "ping" {
-		t.Fatalf("echo after SetNumLoops(1): %q, %v", s, err)
-	}
+	suitePing(t, suiteDialEcho(t, ln), "after SetNumLoops(1)")
 	os.Stdout.WriteString("SUITE-LOOPFDS-OK\n")
 }
 

@@ -50,7 +50,7 @@ func (c *connection) onEvent(_ Poll, flags pollFlags) {
 
 // scratchSize is the size of a poller's scratch buffer: reads of at most
 // this size go through it.
-const scratchSize = 16 << 10
+const scratchSize = appendReadGrowth
 
 // fill reads once into the input buffer. err is nil after a read of n > 0
 // bytes, errWouldBlock when nothing was there, and otherwise the end of the

@@ -174,16 +174,16 @@ func (c *connection) Slice(n int) (r Reader, err error) {
 func (c *connection) Until(delim byte) (line []byte, err error) {
 	searched := 0
 	for {
-		have := c.in.Len()
 		c.inMu.Lock()
 		line, searched, err = c.in.until(delim, searched)
 		c.inMu.Unlock()
-		if err == nil {
-			return line, nil
+		if err != errNoDelim {
+			return line, c.inputErr(err)
 		}
-		if err = c.waitInput(have + 1); err != nil {
+		// A miss searched every buffered byte: wait for one more.
+		if err = c.waitInput(searched + 1); err != nil {
 			c.inMu.Lock()
-			line, _ = c.in.Next(c.in.Len())
+			line, _ = c.in.ReadBinary(c.in.Len())
 			c.inMu.Unlock()
 			return line, err
 		}

@@ -21,15 +21,22 @@ func (b *UnsafeLinkBuffer) book(size int) []byte {
 }
 
 // appendRead makes a copy of p, read by the poller elsewhere, readable: in
-// the tail's free room when it fits, otherwise in a new node of len(p)
-// bytes (rounded up by the pool). It fails only on a closed buffer.
+// the tail's free room when it fits, otherwise in a new node. The first
+// node is len(p) bytes (rounded up by the pool), so a request waiting for
+// its handler holds little; behind unread bytes each new node doubles the
+// tail's size up to appendReadGrowth, so input trickling in small reads
+// does not become a node per read. It fails only on a closed buffer.
 func (b *UnsafeLinkBuffer) appendRead(p []byte) error {
 	if b.closed {
 		return errBufferClosed
 	}
 	t := b.tail
 	if t == nil || t.readonly || len(t.buf)-t.malloc < len(p) {
-		t = newNode(len(p))
+		size := len(p)
+		if t != nil && b.Len() > 0 {
+			size = max(size, min(2*len(t.buf), appendReadGrowth))
+		}
+		t = newNode(size)
 		b.link(t)
 	}
 	n := copy(t.buf[t.malloc:], p)
@@ -38,6 +45,10 @@ func (b *UnsafeLinkBuffer) appendRead(p []byte) error {
 	b.length.Add(int64(n))
 	return nil
 }
+
+// appendReadGrowth bounds the doubling of appendRead's nodes: the largest
+// read that goes through appendRead (the poller's scratch buffer).
+const appendReadGrowth = 16 << 10
 
 // bookAck makes the first n booked bytes readable and ends the booking. On a
 // buffer closed meanwhile it frees the booked node instead.

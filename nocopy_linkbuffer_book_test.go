@@ -403,3 +403,31 @@ func TestLinkBufferAppendReadNodeSize(t *testing.T) {
 	require.LessOrEqual(t, b.retained(), 2048)
 	require.Equal(t, pattern(1028, 1), b.Bytes())
 }
+
+// Input arriving in many small reads behind unread bytes does not become a
+// node per read: appendRead's nodes double up to appendReadGrowth.
+func TestLinkBufferAppendReadGrows(t *testing.T) {
+	b := NewLinkBuffer()
+	defer b.Close()
+	piece := []byte("0123456789")
+	var want []byte
+	for i := 0; i < 1000; i++ {
+		require.NoError(t, b.appendRead(piece))
+		want = append(want, piece...)
+	}
+	nodes := 0
+	for n := b.head; n != nil; n = n.next {
+		nodes++
+	}
+	require.LessOrEqual(t, nodes, 12, "1000 reads of 10 bytes made %d nodes", nodes)
+	require.Equal(t, string(want), string(b.Bytes()))
+	// Once everything is read, a read that does not fit the tail gets a node
+	// of its own size again, not twice the tail's.
+	d := NewLinkBuffer()
+	defer d.Close()
+	require.NoError(t, d.appendRead(make([]byte, 1000)))
+	_, err := d.Next(1000)
+	require.NoError(t, err)
+	require.NoError(t, d.appendRead(make([]byte, 100)))
+	require.LessOrEqual(t, len(d.tail.buf), 128, "a read into a drained buffer got a %d-byte node", len(d.tail.buf))
+}

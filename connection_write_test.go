@@ -292,7 +292,8 @@ func TestConnFlushAfterPeerReset(t *testing.T) {
 		flushFailed := false
 		ok := waitUntil(longWait, func() bool {
 			if _, err = c.WriteString("are you there?"); err == nil {
-				err, flushFailed = c.Flush(), true
+				err = c.Flush()
+				flushFailed = err != nil
 			}
 			return err != nil
 		})

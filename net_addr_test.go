@@ -89,7 +89,9 @@ func TestAcceptedAddrs(t *testing.T) {
 				served := make(chan error, 1)
 				go func() { served <- evl.Serve(ln) }()
 				defer func() {
-					require.NoError(t, evl.Shutdown(context.Background()))
+					ctx, cancel := context.WithTimeout(context.Background(), longWait)
+					defer cancel()
+					require.NoError(t, evl.Shutdown(ctx))
 					require.NoError(t, recv(t, served, "Serve after Shutdown"))
 				}()
 				for _, onlyAfterClose := range []bool{false, true} {

@@ -164,6 +164,7 @@ func TestFaultPeerResetMidMessage(t *testing.T) {
 				t.Fatal(err)
 			}
 			suiteBlockedInRead(t, c)
+			eventually(t, func() bool { return c.Reader().Len() == 64<<10 }, "the 64 KiB to arrive before the reset")
 			suiteAbort(peer)
 			err = suiteErrWithin(t, "the client's Next", readErr)
 			if !errors.Is(err, ErrEOF) {

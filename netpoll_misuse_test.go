@@ -1120,7 +1120,9 @@ func suiteDoubleServe(t *testing.T) {
 		return el.svr != nil && opCurrent(el.svr.op.FD) == &el.svr.op
 	}, "the first loop's listener registration")
 	defer func() {
-		_ = first.Shutdown(context.Background())
+		ctx, cancel := context.WithTimeout(context.Background(), suiteWait)
+		defer cancel()
+		_ = first.Shutdown(ctx)
 		_ = suiteErrWithin(t, "the first Serve", done)
 	}()
 	second, _ := NewEventLoop(nil)

@@ -336,15 +336,10 @@ func TestRegressNoEOFWhileDataUnread(t *testing.T) {
 					p, err := c.Reader().ReadBinary(size)
 					got <- res{p, err}
 				}()
-				time.Sleep(10 * time.Millisecond)
+				suiteBlockedInRead(t, c)
 				_, _ = peer.Write(want)
 				peer.Close()
-				var r res
-				select {
-				case r = <-got:
-				case <-time.After(suiteWait):
-					t.Fatal("read did not return")
-				}
+				r := recv(t, got, "the read")
 				if r.err != nil || !bytes.Equal(r.p, want) {
 					t.Fatalf("size %d: read of the bytes sent before the close: %d bytes, %v", size, len(r.p), r.err)
 				}
@@ -811,6 +806,7 @@ func TestRegressReadTimerRearms(t *testing.T) {
 		_, _ = unix.Write(w, []byte("a"))
 	}()
 	read("a")
+	requireArmed(t, dc)
 	// ...a short one still times out on time.
 	_ = dc.SetReadTimeout(100 * time.Millisecond)
 	readErr := make(chan error, 1)
@@ -827,6 +823,7 @@ func TestRegressReadTimerRearms(t *testing.T) {
 		_, _ = unix.Write(w, []byte("b"))
 	}()
 	read("b")
+	requireArmed(t, dc)
 	// ...a longer one outlives the stale arming.
 	_ = dc.SetReadTimeout(suiteWait)
 	go func() {
@@ -834,6 +831,15 @@ func TestRegressReadTimerRearms(t *testing.T) {
 		_, _ = unix.Write(w, []byte("c"))
 	}()
 	read("c")
+}
+
+// requireArmed requires that c's read timer is still armed: the read before
+// blocked, and its timer outlived it.
+func requireArmed(t *testing.T, c Connection) {
+	t.Helper()
+	if w := suiteConnOf(c).wait.Load(); w == nil || w.readTimer.at.Load() == 0 {
+		t.Fatal("the read did not block, or left no timer armed")
+	}
 }
 
 // Output of more than 2 GiB queued by reference (one 64 MiB slice written 40

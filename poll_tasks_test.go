@@ -282,6 +282,7 @@ func TestTaskQueueBlockedHandlerOthersServed(t *testing.T) {
 		require.NoError(t, err)
 		tasksAllRoundTrips(t, cs, rounds)
 		require.False(t, blockerReturned.Load(), "the blocked handler returned before the test released it")
+		require.Zero(t, len(blockedIn), "a second task of the blocked connection started")
 		conns.requireOnePoller(t, clients+1)
 	})
 }

@@ -32,7 +32,9 @@ func (c *connection) onEvent(_ Poll, flags pollFlags) {
 	for {
 		n, err := c.fill()
 		if n > 0 {
-			c.pauseIfBehind()
+			if flags&pollHup == 0 { // a hang-up is read to its end: no pausing
+				c.pauseIfBehind()
+			}
 			c.arrived()
 		}
 		switch {

@@ -4,17 +4,23 @@ package netpoll
 
 import "golang.org/x/sys/unix"
 
-// start sets TCP_NODELAY on a TCP connection, as both accepted and dialed
-// ones get it, and registers it; if that fails, the fd is closed.
+// start sets TCP_NODELAY (setNoDelay) and registers the connection; if
+// that fails, the fd is closed.
 func (c *connection) start() error {
-	if c.isTCP {
-		_ = unix.SetsockoptInt(c.fd.num(), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	}
+	c.setNoDelay()
 	if err := c.register(); err != nil {
 		unix.Close(c.fd.num())
 		return err
 	}
 	return nil
+}
+
+// setNoDelay turns Nagle off on a TCP connection, as every accepted and
+// dialed one gets.
+func (c *connection) setNoDelay() {
+	if c.isTCP {
+		_ = unix.SetsockoptInt(c.fd.num(), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	}
 }
 
 // register hands the connection to a poller. With an OnConnect handler the

@@ -182,9 +182,7 @@ func (s *server) accepted(fd int, remote net.Addr) {
 		return
 	}
 	c.server = s
-	if c.isTCP {
-		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	}
+	c.setNoDelay()
 	s.configure(c)
 	if !s.track(c) {
 		c.Close()

@@ -188,10 +188,8 @@ func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
 		ctl, ev.Events = unix.EPOLL_CTL_ADD, epollWrite
 	case pollConnect:
 		ctl, ev.Events = unix.EPOLL_CTL_ADD, epollWrite|unix.EPOLLONESHOT
-	case PollR2RW:
-		ev.Events = epollRead | epollWrite
-	case PollRW2R:
-		ev.Events = epollRead
+	case PollR2RW, PollRW2R:
+		return p.setInterest(op, true, event == PollR2RW)
 	case PollDetach:
 		return p.detach(op)
 	default:

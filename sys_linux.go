@@ -26,10 +26,10 @@ func writev(fd int, bufs [][]byte) (int, error) {
 	iov := small[:]
 	if len(bufs) > smallSend {
 		v := iovecs.Get().(*[maxIovecs]unix.Iovec)
-		defer func() {
-			clear(v[:])
+		defer func(n int) {
+			clear(v[:n])
 			iovecs.Put(v)
-		}()
+		}(len(bufs))
 		iov = v[:]
 	}
 	n := 0

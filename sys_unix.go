@@ -130,11 +130,11 @@ func (c *connection) send() (int, error) {
 	bufs := c.out.GetBytes(small[:])
 	if len(bufs) == smallSend {
 		v := sendVecs.Get().(*[maxIovecs][]byte)
-		defer func() {
-			clear(v[:])
-			sendVecs.Put(v)
-		}()
 		bufs = c.out.GetBytes(v[:])
+		defer func(n int) {
+			clear(v[:n])
+			sendVecs.Put(v)
+		}(len(bufs))
 	}
 	total := 0
 	for i, b := range bufs {

@@ -34,6 +34,15 @@ func (c *connection) Detach() error {
 	return nil
 }
 
+// orphaned is told that c's fd was closed by someone else (syscall.Close
+// on Fd) and that the number now names another socket (see opOrphan): c
+// makes no syscall on the number from now on, never closes it, and closes
+// as if by Close, in the background, since close callbacks may block.
+func (c *connection) orphaned() {
+	c.fd.close(true)
+	go c.closeAs(closerUser)
+}
+
 func (c *connection) closeAs(closer uint32) {
 	if c.state.markClose(closer) {
 		c.afterMark(false)

@@ -28,7 +28,8 @@ type server struct {
 
 	mu         sync.Mutex
 	conns      map[*connection]struct{}
-	stopped    bool
+	stopped    bool // Serve is over (Shutdown, or an accept failure)
+	released   bool // no accept will run again: stopped, or the Listener was closed
 	registered bool
 	backoff    time.Duration
 	retry      *time.Timer
@@ -62,7 +63,9 @@ func newServer(ln Listener, onRequest OnRequest, opts *options) *server {
 	return s
 }
 
-// start registers the listener with a poller, unless stop came first.
+// start registers the listener with a poller, unless stop came first. A
+// listener of this package learns of its server first, so that its Close
+// can unregister it before closing the fd (see release).
 func (s *server) start() error {
 	if s.op.FD < 0 {
 		return Exception(ErrUnsupported, "serve on "+s.ln.Addr().Network())
@@ -71,6 +74,12 @@ func (s *server) start() error {
 	defer s.mu.Unlock()
 	if s.stopped {
 		return nil
+	}
+	if l, ok := s.ln.(*listener); ok {
+		l.server.Store(s)
+		if l.closed.Load() {
+			return Exception(ErrConnClosed, "listener closed")
+		}
 	}
 	p, err := pollmanager.pick()
 	if err != nil {
@@ -83,9 +92,7 @@ func (s *server) start() error {
 	return nil
 }
 
-// stop ends Serve with err (nil at Shutdown): no accept starts after it
-// and none is running when it unregisters and closes the listener, so the
-// fd number, once reused, is never accepted from by this server.
+// stop ends Serve with err (nil at Shutdown), then closes the listener.
 func (s *server) stop(err error) {
 	s.mu.Lock()
 	if s.stopped {
@@ -93,7 +100,28 @@ func (s *server) stop(err error) {
 		return
 	}
 	s.stopped = true
+	s.mu.Unlock()
+	s.release()
+	_ = s.ln.Close()
+	s.quit <- err
+}
+
+// release stops accepting for good: when it returns no accept is running
+// or will run, and the poller no longer watches the fd, so the number, once
+// closed and reused by another socket, is neither accepted from nor
+// refused a registration because of this server. Stop calls it, and so
+// does the Listener's Close, which then closes the fd while Serve keeps
+// waiting for Shutdown (the order of a graceful shutdown that closes the
+// listener first). Only the first call does anything.
+func (s *server) release() {
+	s.mu.Lock()
+	if s.released {
+		s.mu.Unlock()
+		return
+	}
+	s.released = true
 	registered := s.registered
+	s.registered = false
 	if s.retry != nil {
 		s.retry.Stop()
 	}
@@ -103,8 +131,17 @@ func (s *server) stop(err error) {
 	if registered {
 		_ = s.op.Control(PollDetach)
 	}
-	_ = s.ln.Close()
-	s.quit <- err
+}
+
+// orphaned is told that the listener's fd was closed by other means than
+// the Listener's Close and that the number now names another socket (see
+// opOrphan): the server stops accepting, the Listener's Close will not
+// close the number, and Serve waits for Shutdown.
+func (s *server) orphaned() {
+	if l, ok := s.ln.(*listener); ok {
+		l.fd.close(true)
+	}
+	go s.release()
 }
 
 // accept takes one pending connection; EBADF once stop has begun.
@@ -149,7 +186,7 @@ func (s *server) pause(err error) {
 	_ = s.op.Control(PollDetach)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopped {
+	if s.released {
 		return
 	}
 	if s.backoff == 0 {
@@ -164,7 +201,7 @@ func (s *server) pause(err error) {
 func (s *server) resume() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopped {
+	if s.released {
 		return
 	}
 	if err := s.op.poll.Control(&s.op, PollReadable); err != nil {

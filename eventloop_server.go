@@ -35,8 +35,9 @@ type eventLoop struct {
 var errServing = errors.New("netpoll: the event loop is already serving a listener")
 
 // Serve converts ln (see ConvertListener), registers it with a poller and
-// blocks until Shutdown (nil) or an accept failure, a listener hang-up or a
-// close of ln (the error). A second concurrent Serve on the same loop fails
+// blocks until Shutdown (nil) or an accept failure or a listener hang-up
+// (the error). A close of ln while it is served unregisters it, and Serve
+// waits on for Shutdown. A second concurrent Serve on the same loop fails
 // at once, and so does a Serve of a listener another loop serves (EEXIST;
 // the other loop keeps serving it). After Shutdown, Serve closes ln (if not nil) and returns nil at once.
 // A nil ln, or one ConvertListener refuses, gives its error.

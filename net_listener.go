@@ -15,12 +15,19 @@ import (
 // listener is a non-blocking listening socket: a duplicate of a net
 // listener's fd, with the original kept so that Close closes both.
 type listener struct {
-	fd     int
+	fd     fdRef // each Accept holds it, so Close never closes the fd under an accept
 	addr   net.Addr
 	orig   net.Listener   // the converted listener, closed with ours
 	packet net.PacketConn // set for "udp*": Accept is unsupported
 	closed atomic.Bool
 	addrs  acceptAddrs
+	server atomic.Pointer[server] // the EventLoop serving it, if any
+}
+
+func newListener(fd int, addr net.Addr) *listener {
+	l := &listener{addr: addr}
+	l.fd.fd = int32(fd)
+	return l
 }
 
 // CreateListener listens on addr like net.Listen and converts the result. For
@@ -33,7 +40,9 @@ func CreateListener(network, addr string) (l Listener, err error) {
 		if err != nil {
 			return nil, err
 		}
-		return &listener{fd: -1, addr: pc.LocalAddr(), packet: pc}, nil
+		l := newListener(-1, pc.LocalAddr())
+		l.packet = pc
+		return l, nil
 	}
 	ln, err := net.Listen(network, addr)
 	if err != nil {
@@ -67,7 +76,9 @@ func ConvertListener(l net.Listener) (nl Listener, err error) {
 	if err != nil {
 		return nil, err
 	}
-	return &listener{fd: fd, addr: l.Addr(), orig: l, addrs: listenerAddrs(fd)}, nil
+	cl := newListener(fd, l.Addr())
+	cl.orig, cl.addrs = l, listenerAddrs(fd)
+	return cl, nil
 }
 
 // dupFd duplicates the fd behind rc as a non-blocking, close-on-exec fd.
@@ -89,24 +100,29 @@ func dupFd(rc syscall.RawConn) (int, error) {
 }
 
 // Accept never blocks: with no connection pending it returns (nil, nil).
-// Otherwise it returns a registered Connection (a Conn) without handlers.
-// After Close it fails with ErrConnClosed; on udp, always with ErrUnsupported.
+// Otherwise it returns a Conn that no poller watches: its fd is in
+// blocking mode, Read and Write are plain syscalls, and every byte the
+// peer sends is the caller's, to read there or through the fd (an
+// EventLoop accepts and registers its connections itself). The Conn's
+// deadline setters give ErrUnsupported. After Close Accept fails with
+// ErrConnClosed; on udp, always with ErrUnsupported.
 func (l *listener) Accept() (net.Conn, error) {
 	if l.packet != nil {
 		return nil, Exception(ErrUnsupported, "accept on "+l.addr.Network())
 	}
-	if l.closed.Load() {
+	if !l.fd.acquire() {
 		return nil, Exception(ErrConnClosed, "listener closed")
 	}
+	defer l.fd.release()
 	for {
-		fd, remote, err := accept(l.fd, l.addrs.unixNet)
+		fd, remote, err := accept(l.fd.num(), l.addrs.unixNet)
 		switch err {
 		case nil:
-			c, err := wrapAccepted(fd, l.addrs.localAddr(fd), remote)
-			if err != nil {
-				return nil, err
+			if err = unix.SetNonblock(fd, false); err != nil {
+				unix.Close(fd)
+				return nil, wrapSyscall("fcntl", err)
 			}
-			return c, nil
+			return newPlainConn(fd, l.addrs.localAddr(fd), remote), nil
 		case unix.EAGAIN:
 			return nil, nil
 		}
@@ -117,20 +133,10 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 }
 
-// wrapAccepted makes an accepted fd a registered connection.
-func wrapAccepted(fd int, local, remote net.Addr) (*connection, error) {
-	c, err := newConnection(fd, local, remote)
-	if err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	if err = c.start(); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
-// Close closes the listener and the one it was converted from. Only the first call does anything.
+// Close closes the listener and the one it was converted from. An
+// EventLoop serving it stops accepting first and unregisters it, so the fd
+// number is free for any socket the process opens next; that Serve keeps
+// waiting until Shutdown. Only the first call does anything.
 func (l *listener) Close() error {
 	if !l.closed.CompareAndSwap(false, true) {
 		return nil
@@ -138,7 +144,10 @@ func (l *listener) Close() error {
 	if l.packet != nil {
 		return l.packet.Close()
 	}
-	unix.Close(l.fd)
+	if s := l.server.Load(); s != nil {
+		s.release()
+	}
+	l.fd.close(false)
 	if l.orig != nil {
 		return l.orig.Close()
 	}
@@ -150,4 +159,4 @@ func (l *listener) Addr() net.Addr { return l.addr }
 
 // Fd returns the listening fd (-1 for a udp listener); after Close, the
 // number it had.
-func (l *listener) Fd() (fd int) { return l.fd }
+func (l *listener) Fd() (fd int) { return l.fd.num() }

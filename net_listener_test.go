@@ -5,14 +5,16 @@ package netpoll
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
-// §2.11.2, §2.11.3, §4.6: CreateListener listens on tcp and unix; Accept
+// docs/contract.md C11.2–C11.4, C16.6: CreateListener listens on tcp and unix; Accept
 // never blocks, giving (nil, nil) when nothing is pending and a working Conn
 // otherwise; Close may be called twice; after it the address refuses dials.
 func TestListenerAcceptNonBlocking(t *testing.T) {
@@ -51,7 +53,7 @@ func TestListenerAcceptNonBlocking(t *testing.T) {
 		require.Equal(t, "from listener", string(readFull(t, peer, 13)))
 		_, err = peer.Write([]byte("to listener"))
 		require.NoError(t, err)
-		require.NoError(t, c.SetReadDeadline(time.Now().Add(longWait)))
+		requireErrIs(t, c.SetReadDeadline(time.Now().Add(longWait)), ErrUnsupported, "an accepted Conn has no deadlines")
 		buf := make([]byte, 11)
 		n := 0
 		for n < len(buf) {
@@ -70,7 +72,7 @@ func TestListenerAcceptNonBlocking(t *testing.T) {
 	})
 }
 
-// §2.11.1: ConvertListener turns a *net.TCPListener or *net.UnixListener
+// docs/contract.md C11.1: ConvertListener turns a *net.TCPListener or *net.UnixListener
 // into a Listener on the same address, returns a Listener unchanged, rejects
 // other types, and closing the result closes the original.
 func TestConvertListener(t *testing.T) {
@@ -107,7 +109,7 @@ func TestConvertListener(t *testing.T) {
 	})
 }
 
-// §2.9.1, §2.11.1: an EventLoop serves a listener converted beforehand, on
+// docs/contract.md C9.1, C11.1: an EventLoop serves a listener converted beforehand, on
 // tcp and unix, and Shutdown closes it.
 func TestEventLoopServesConvertedListener(t *testing.T) {
 	checkFDs(t)
@@ -129,7 +131,7 @@ func TestEventLoopServesConvertedListener(t *testing.T) {
 	})
 }
 
-// §2.11.3: a udp listener is created, but its Accept gives ErrUnsupported.
+// docs/contract.md C11.3: a udp listener is created, but its Accept gives ErrUnsupported.
 func TestCreateListenerUDP(t *testing.T) {
 	checkFDs(t)
 	ln, err := CreateListener("udp", "127.0.0.1:0")
@@ -137,4 +139,65 @@ func TestCreateListenerUDP(t *testing.T) {
 	_, err = ln.Accept()
 	require.True(t, errors.Is(err, ErrUnsupported), "Accept on udp: %v", err)
 	require.NoError(t, ln.Close())
+}
+
+// Listener.Accept's Conn is a plain socket no poller watches (its godoc):
+// the fd is blocking, and every byte the peer sends stays in the socket for
+// whoever reads it, here with raw read(2) calls on Fd while the dialed side
+// Flushes 2 MiB, more than the socket buffers hold, so that Flush must wait
+// for those reads. Read gives io.EOF after the peer's close, and Close wakes
+// a Read blocked on it.
+func TestListenerAcceptUnwatched(t *testing.T) {
+	checkFDs(t)
+	forEachNetwork(t, func(t *testing.T, network string) {
+		ln, err := CreateListener(network, testAddress(t, network))
+		require.NoError(t, err)
+		defer ln.Close()
+		c := dialNP(t, network, ln.Addr().String())
+		peer := acceptPending(t, ln)
+		fd := peer.(Conn).Fd()
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+		require.NoError(t, err)
+		require.Zero(t, flags&unix.O_NONBLOCK, "the accepted fd is non-blocking")
+
+		const size = 2 << 20
+		flushed := async(func() error {
+			buf, err := c.Malloc(size)
+			if err != nil {
+				return err
+			}
+			for i := range buf {
+				buf[i] = byte(i)
+			}
+			return c.Flush()
+		})
+		buf := make([]byte, 64<<10)
+		for got := 0; got < size; {
+			n, err := unix.Read(fd, buf)
+			require.NoError(t, err, "read(2) on the accepted fd")
+			require.NotZero(t, n, "EOF after %d of %d bytes", got, size)
+			for i := 0; i < n; i++ {
+				if buf[i] != byte(got+i) {
+					t.Fatalf("byte %d: got %d, want %d", got+i, buf[i], byte(got+i))
+				}
+			}
+			got += n
+		}
+		require.NoError(t, recv(t, flushed, "the Flush"))
+
+		blocked := async(func() error { _, err := peer.Read(buf); return err })
+		notYet(t, blocked, 20*time.Millisecond, "a Read with nothing sent")
+		require.NoError(t, c.Close())
+		require.ErrorIs(t, recv(t, blocked, "Read after the peer's close"), io.EOF)
+
+		c2 := dialNP(t, network, ln.Addr().String())
+		peer2 := acceptPending(t, ln)
+		blocked = async(func() error { _, err := peer2.Read(buf); return err })
+		notYet(t, blocked, 20*time.Millisecond, "a Read with nothing sent")
+		require.NoError(t, peer2.Close())
+		require.Error(t, recv(t, blocked, "a Read woken by Close"))
+		_, err = peer2.Read(buf)
+		requireErrIs(t, err, ErrConnClosed, "Read after Close")
+		_ = c2.Close()
+	})
 }

@@ -14,7 +14,8 @@ type Poll interface {
 	// event gives ErrUnsupported, PollR2RW or PollRW2R on a detached operator
 	// ErrConnClosed, and a second PollDetach nil. Registering a fd that
 	// another operator, not detached, holds gives EEXIST (with any poller)
-	// and leaves that operator registered.
+	// and leaves that operator registered, unless that operator's fd was
+	// closed behind its back and the number reused: then the new one wins.
 	Control(operator *FDOperator, event PollEvent) error
 	// Alloc returns a fresh operator bound to this poller.
 	Alloc() (operator *FDOperator)

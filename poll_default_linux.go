@@ -253,6 +253,25 @@ func (p *defaultPoll) detach(op *FDOperator) error {
 	return nil
 }
 
+// watches reports whether p's epoll set still holds op's registration,
+// that is, whether op.FD still names the socket op registered. epoll keys a
+// registration by the open file and the fd number, and drops it when the
+// file is closed, so an ADD of the number fails with EEXIST exactly when
+// the same file is still registered; otherwise the probe is undone at once.
+// Its tag (generation 0, never handed out) matches no operator, so an event
+// it might raise meanwhile is dropped as stale.
+func (p *defaultPoll) watches(op *FDOperator) bool {
+	var ev unix.EpollEvent
+	setEventTag(&ev, op.FD, 0)
+	switch err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, op.FD, &ev); err {
+	case unix.EEXIST:
+		return true
+	case nil:
+		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, op.FD, nil)
+	}
+	return false
+}
+
 // Alloc returns a new operator bound to this poller.
 func (p *defaultPoll) Alloc() *FDOperator { return &FDOperator{poll: p} }
 

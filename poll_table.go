@@ -49,11 +49,20 @@ func opSlot(fd int, alloc bool) *atomic.Pointer[FDOperator] {
 }
 
 // opPut records op as the owner of its fd with a new generation. While
-// another operator holds the fd and is not detached, it fails with EEXIST
-// and changes nothing: the fd is registered, maybe with another poller,
-// whose kernel could not refuse the registration as the same poller's does.
-// A closed connection's operator is always detached before its fd is
-// closed, so a fd number that was closed and reused is never refused.
+// another operator holds the fd and is not detached, its poller is asked
+// whether that registration is still live (watches):
+//   - live: the same open socket is registered twice, maybe with another
+//     poller, whose kernel could not refuse it as the same poller's does.
+//     opPut fails with EEXIST and changes nothing.
+//   - gone: the fd was closed behind the operator's back (syscall.Close on
+//     a Connection's Fd, a listener closed by other means than its Close)
+//     and the number now names another socket. The kernel dropped the old
+//     registration with the close; the old operator is orphaned (marked
+//     detached, its owner told so that it never touches the number again)
+//     and op takes the slot.
+//
+// A connection or listener closed through this package is detached before
+// its fd is closed, so the common case never asks the kernel.
 func opPut(op *FDOperator) (prev *FDOperator, err error) {
 	slot := opSlot(op.FD, true)
 	if slot == nil {
@@ -62,12 +71,49 @@ func opPut(op *FDOperator) (prev *FDOperator, err error) {
 	for {
 		prev = slot.Load()
 		if prev != nil && prev != op && atomic.LoadInt32(&prev.detached) == 0 {
-			return nil, wrapSyscall("register", unix.EEXIST)
+			if opLive(prev) {
+				return nil, wrapSyscall("register", unix.EEXIST)
+			}
+			opOrphan(prev)
 		}
-		atomic.StoreUint32(&op.gen, opGen.Add(1))
+		atomic.StoreUint32(&op.gen, nextGen())
 		if slot.CompareAndSwap(prev, op) {
 			return prev, nil
 		}
+	}
+}
+
+// nextGen hands out registration generations; 0 is never one (a probe's tag).
+func nextGen() uint32 {
+	for {
+		if g := opGen.Add(1); g != 0 {
+			return g
+		}
+	}
+}
+
+// opLive reports whether op's registration is still in its poller's kernel
+// set; an operator of a poller not made here counts as live.
+func opLive(op *FDOperator) bool {
+	p, ok := op.poll.(*defaultPoll)
+	return !ok || p.watches(op)
+}
+
+// orphanHandler is a handler that can be told its fd was closed by someone
+// else and the number reused: from then on it must make no syscall on the
+// number and never close it. orphaned runs on the registering goroutine
+// (maybe a poller) and must not block.
+type orphanHandler interface {
+	orphaned()
+}
+
+// opOrphan marks op detached and tells its handler, once.
+func opOrphan(op *FDOperator) {
+	if !atomic.CompareAndSwapInt32(&op.detached, 0, 1) {
+		return
+	}
+	if h, ok := op.handler.(orphanHandler); ok {
+		h.orphaned()
 	}
 }
 

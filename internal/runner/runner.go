@@ -3,9 +3,12 @@ package runner
 
 import (
 	"context"
+	"os"
+	"strconv"
 	"sync/atomic"
 
-	"github.com/bytedance/gopkg/util/gopool"
+	bgopool "github.com/bytedance/gopkg/util/gopool"
+	cgopool "github.com/cloudwego/gopkg/concurrency/gopool"
 )
 
 // Func runs f, usually on another goroutine. It must accept a nil ctx.
@@ -30,15 +33,24 @@ func Set(f Func) {
 	current.Store(&runner{run: f})
 }
 
-// Reset restores the default runner, bytedance gopool.
+// Reset restores the default runner: bytedance gopool's CtxGo, or
+// cloudwego gopool's when the environment variable USE_CLOUDWEGO_GOPOOL
+// is a true value (strconv.ParseBool) at start-up, as in the reference, so
+// that a panic handler set on either pool sees the handlers' panics.
 func Reset() {
+	pool := bgopool.CtxGo
+	if useCloudwegoPool {
+		pool = cgopool.CtxGo
+	}
 	current.Store(&runner{run: func(ctx context.Context, task func()) {
 		if ctx == nil {
 			ctx = context.Background()
 		}
-		gopool.CtxGo(ctx, task)
+		pool(ctx, task)
 	}, isDefault: true})
 }
+
+var useCloudwegoPool, _ = strconv.ParseBool(os.Getenv("USE_CLOUDWEGO_GOPOOL"))
 
 // UseGoroutines makes every task a new goroutine (`go f()`).
 func UseGoroutines() {

@@ -2,17 +2,24 @@ package runner
 
 import (
 	"context"
+	"os"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
 
+	cgopool "github.com/cloudwego/gopkg/concurrency/gopool"
 	"go.uber.org/goleak"
 )
 
 // TestMain fails the package when a test leaves a goroutine behind; the
 // gopool workers wind down on their own once idle.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/bytedance/gopkg/util/gopool.(*worker).run.func1"))
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("github.com/bytedance/gopkg/util/gopool.(*worker).run.func1"),
+		// cloudwego gopool's workers, in TestCloudwegoPoolFromEnv's child only, idle on a ticker.
+		goleak.IgnoreAnyFunction("github.com/cloudwego/gopkg/concurrency/gopool.(*GoPool).runWorker"),
+		goleak.IgnoreAnyFunction("github.com/cloudwego/gopkg/concurrency/gopool.(*GoPool).runTicker"))
 }
 
 const waitFor = 10 * time.Second
@@ -112,4 +119,34 @@ func TestDefaultSurvivesPanic(t *testing.T) {
 	})
 	<-done
 	runAndWait(t, nil)
+}
+
+// With USE_CLOUDWEGO_GOPOOL=true in the environment at start-up, the default
+// runner is cloudwego gopool, as in the reference: a task's panic reaches the
+// panic handler set on that pool. The check runs in a child process, since
+// the variable is read once.
+func TestCloudwegoPoolFromEnv(t *testing.T) {
+	if os.Getenv("RUNNER_TEST_CHILD") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCloudwegoPoolFromEnv$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "RUNNER_TEST_CHILD=1", "USE_CLOUDWEGO_GOPOOL=true")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		return
+	}
+	if !useCloudwegoPool {
+		t.Fatal("USE_CLOUDWEGO_GOPOOL=true was not read")
+	}
+	got := make(chan interface{}, 1)
+	cgopool.SetPanicHandler(func(_ context.Context, r interface{}) { got <- r })
+	Reset()
+	Run(nil, func() { panic("to cloudwego gopool") })
+	select {
+	case r := <-got:
+		if r != "to cloudwego gopool" {
+			t.Fatalf("the panic handler got %v", r)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("the panic never reached cloudwego gopool's handler")
+	}
 }

@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || freebsd || linux
 
 package netpoll
 
@@ -54,47 +54,56 @@ func (c *connection) onEvent(_ Poll, flags pollFlags) {
 // this size go through it.
 const scratchSize = appendReadGrowth
 
-// fill reads once into the input buffer. err is nil after a read of n > 0
-// bytes, errWouldBlock when nothing was there, and otherwise the end of the
-// stream (n == 0) or the socket's error.
+// fill reads into the input buffer: once, or twice when a read size grown
+// for a large message meets a drained buffer (see below). err is nil after
+// a read of n > 0 bytes, errWouldBlock when nothing was there, and
+// otherwise the end of the stream (n == 0) or the socket's error.
 //
 // A small read goes to the poller's scratch buffer (fill runs only on the
 // connection's poller goroutine) and is copied into the buffer's tail or a
 // node of its own size: a connection that waits for its handler then holds
 // 2 KiB for a 1 KiB request rather than a whole read size. Once reads grow
-// past scratchSize they land in place, uncopied.
+// past scratchSize they land in place, uncopied, except the first read into
+// a drained buffer: it goes through the scratch buffer too, since what
+// follows a large message is often small, and the read in place follows
+// only if the scratch buffer came back full. When it did not, the large
+// message is over and the read size starts again from the configured one.
+// A read in place that brings few bytes into a node of its own is copied
+// out of it as well (see bookAck): a few unread bytes never pin the memory
+// a large message needed.
 func (c *connection) fill() (n int, err error) {
 	if !c.fd.acquire() {
 		return 0, unix.EBADF
 	}
 	defer c.fd.release()
 	size := int(c.readSize)
-	if p, ok := c.op.poll.(*defaultPoll); ok && size <= len(p.scratch) {
-		buf := p.scratch[:size]
-		if n, err = readFd(c.fd.num(), buf); n > 0 {
-			c.inMu.Lock()
-			cerr := c.in.appendRead(buf[:n])
-			c.inMu.Unlock()
-			if cerr != nil {
-				return 0, unix.EBADF
+	var scratch []byte
+	if p, ok := c.op.poll.(*defaultPoll); ok {
+		scratch = p.scratch
+	}
+	switch {
+	case size <= len(scratch):
+		if n, err = c.readScratch(scratch[:size]); n > 0 {
+			c.adaptReadSize(n, size)
+		}
+	case len(scratch) > 0 && c.in.Len() == 0:
+		n, err = c.readScratch(scratch)
+		if n == len(scratch) {
+			if m, booked, _ := c.readInPlace(size); m > 0 {
+				c.adaptReadSize(m, booked)
+				n += m
 			}
+		} else if n > 0 {
+			c.readSize = int32(defaultBufferSize())
 		}
-	} else {
-		c.inMu.Lock()
-		buf := c.in.book(size)
-		c.inMu.Unlock()
-		if buf == nil {
-			return 0, unix.EBADF
+	default:
+		var booked int
+		if n, booked, err = c.readInPlace(size); n > 0 {
+			c.adaptReadSize(n, booked)
 		}
-		size = len(buf)
-		n, err = readFd(c.fd.num(), buf)
-		c.inMu.Lock()
-		_ = c.in.bookAck(n)
-		c.inMu.Unlock()
 	}
 	switch {
 	case n > 0:
-		c.adaptReadSize(n, size)
 		return n, nil
 	case err == unix.EAGAIN:
 		return 0, errWouldBlock
@@ -102,6 +111,36 @@ func (c *connection) fill() (n int, err error) {
 		return 0, unix.ECONNRESET // end of stream
 	}
 	return 0, err
+}
+
+// readScratch reads into the poller's scratch buffer p and copies what came
+// into the input buffer.
+func (c *connection) readScratch(p []byte) (n int, err error) {
+	if n, err = readFd(c.fd.num(), p); n > 0 {
+		c.inMu.Lock()
+		cerr := c.in.appendRead(p[:n])
+		c.inMu.Unlock()
+		if cerr != nil {
+			return 0, unix.EBADF
+		}
+	}
+	return n, err
+}
+
+// readInPlace reads into free space booked in the input buffer, without
+// holding inMu during the read; booked is the size of that space.
+func (c *connection) readInPlace(size int) (n, booked int, err error) {
+	c.inMu.Lock()
+	buf := c.in.book(size)
+	c.inMu.Unlock()
+	if buf == nil {
+		return 0, 0, unix.EBADF
+	}
+	n, err = readFd(c.fd.num(), buf)
+	c.inMu.Lock()
+	_ = c.in.bookAck(n)
+	c.inMu.Unlock()
+	return n, len(buf), err
 }
 
 // readFd is read(2), retried on EINTR; n is never negative.

@@ -50,10 +50,12 @@ type UnsafeLinkBuffer struct {
 	peeks   [][]byte // pooled copies made by Peek across nodes, freed at Release
 	minSize int32    // capacity of the first node; 32 bits pack it with the flags
 	booked  bool     // a poller is filling the tail's free space (see book)
+	fresh   bool     // the booked tail is a node book added for the booking
 	closed  bool
 	// lean: Release frees the last node as soon as it is empty, so that an
-	// idle buffer holds no memory. Otherwise a small emptied last node is
-	// kept and written again from its start.
+	// idle buffer holds no memory, and moves a few unread bytes out of a
+	// large node (see compact). Otherwise a small emptied last node is kept
+	// and written again from its start.
 	lean bool
 }
 
@@ -80,13 +82,15 @@ func (bufferClosedError) Error() string { return "link buffer has been closed" }
 // Is makes errors.Is(err, ErrConnClosed) true.
 func (bufferClosedError) Is(target error) bool { return target == error(ErrConnClosed) }
 
-// check validates a read of n bytes named op.
+// check validates a read of n bytes named op. A size n <= 0 passes, on a
+// closed buffer too (as in the reference): the caller returns its zero
+// values for it.
 func (b *UnsafeLinkBuffer) check(n int, op string) error {
 	switch {
+	case n <= 0:
+		return nil
 	case b.closed:
 		return errBufferClosed
-	case n < 0:
-		return fmt.Errorf("link buffer %s[%d] invalid size", op, n)
 	case int64(n) > b.length.Load():
 		return fmt.Errorf("link buffer %s[%d] not enough", op, n)
 	}
@@ -99,11 +103,26 @@ func (b *UnsafeLinkBuffer) Len() int { return int(b.length.Load()) }
 // IsEmpty reports whether nothing is readable.
 func (b *UnsafeLinkBuffer) IsEmpty() (ok bool) { return b.Len() == 0 }
 
-// seek moves the read node past exhausted nodes; something must be readable.
+// seek moves the read node past exhausted nodes, up to pend at most; something
+// must be readable.
 func (b *UnsafeLinkBuffer) seek() {
 	for b.read.off == b.read.end && b.read != b.pend {
 		b.read = b.read.next
 	}
+}
+
+// first returns the first node, from the read node on, that holds a readable
+// byte; something must be readable (its bytes may be counted out already).
+// Usually that is the read node itself. Append can leave readable bytes
+// behind pending ones: the read node stops at the first node that may hold
+// pending bytes (pend), which Flush makes readable in place, and the reads
+// look past it.
+func (b *UnsafeLinkBuffer) first() *node {
+	r := b.read
+	for r.off == r.end {
+		r = r.next
+	}
+	return r
 }
 
 // consumed is called by every consuming read.
@@ -114,9 +133,7 @@ func (b *UnsafeLinkBuffer) consumed(n int) {
 
 // copyOut consumes len(p) readable bytes into p.
 func (b *UnsafeLinkBuffer) copyOut(p []byte) {
-	for done := 0; done < len(p); {
-		b.seek()
-		r := b.read
+	for r, done := b.read, 0; done < len(p); r = r.next {
 		m := copy(p[done:], r.buf[r.off:r.end])
 		r.off += m
 		done += m
@@ -126,7 +143,7 @@ func (b *UnsafeLinkBuffer) copyOut(p []byte) {
 // alias consumes n bytes if they lie in one node and returns them by
 // reference; otherwise it returns nil and consumes nothing.
 func (b *UnsafeLinkBuffer) alias(n int) []byte {
-	r := b.read
+	r := b.first()
 	if r.end-r.off < n {
 		return nil
 	}
@@ -136,10 +153,10 @@ func (b *UnsafeLinkBuffer) alias(n int) []byte {
 }
 
 // Next consumes n bytes and returns them. The slice is valid until Release.
-// n == 0 gives (nil, nil); a negative n or fewer than n readable bytes give
-// an error and consume nothing.
+// n <= 0 gives (nil, nil); fewer than n readable bytes give an error and
+// consume nothing.
 func (b *UnsafeLinkBuffer) Next(n int) (p []byte, err error) {
-	if err = b.check(n, "next"); err != nil || n == 0 {
+	if err = b.check(n, "next"); err != nil || n <= 0 {
 		return nil, err
 	}
 	b.consumed(n)
@@ -155,13 +172,10 @@ func (b *UnsafeLinkBuffer) Next(n int) (p []byte, err error) {
 // until Release, even after the bytes are consumed (Hertz peeks a body,
 // skips it and reads the peeked slice). Errors as Next.
 func (b *UnsafeLinkBuffer) Peek(n int) (p []byte, err error) {
-	if err = b.check(n, "peek"); err != nil || n == 0 {
+	if err = b.check(n, "peek"); err != nil || n <= 0 {
 		return nil, err
 	}
-	r := b.read
-	for r.off == r.end && r != b.pend {
-		r = r.next
-	}
+	r := b.first()
 	if r.end-r.off >= n {
 		return r.buf[r.off : r.off+n : r.off+n], nil
 	}
@@ -174,13 +188,11 @@ func (b *UnsafeLinkBuffer) Peek(n int) (p []byte, err error) {
 
 // Skip consumes n bytes. Errors as Next.
 func (b *UnsafeLinkBuffer) Skip(n int) (err error) {
-	if err = b.check(n, "skip"); err != nil || n == 0 {
+	if err = b.check(n, "skip"); err != nil || n <= 0 {
 		return err
 	}
 	b.consumed(n)
-	for n > 0 {
-		b.seek()
-		r := b.read
+	for r := b.read; n > 0; r = r.next {
 		m := min(n, r.end-r.off)
 		r.off += m
 		n -= m
@@ -192,7 +204,7 @@ func (b *UnsafeLinkBuffer) Skip(n int) (err error) {
 // good: a copy, or with Config.AlwaysNoCopyRead and n >= 64 in one node, the
 // node's own memory, which then never returns to the pool. Errors as Next.
 func (b *UnsafeLinkBuffer) ReadBinary(n int) (p []byte, err error) {
-	if err = b.check(n, "read binary"); err != nil || n == 0 {
+	if err = b.check(n, "read binary"); err != nil || n <= 0 {
 		return nil, err
 	}
 	return b.readOwned(n), nil
@@ -200,7 +212,7 @@ func (b *UnsafeLinkBuffer) ReadBinary(n int) (p []byte, err error) {
 
 // ReadString is ReadBinary returning a string.
 func (b *UnsafeLinkBuffer) ReadString(n int) (s string, err error) {
-	if err = b.check(n, "read string"); err != nil || n == 0 {
+	if err = b.check(n, "read string"); err != nil || n <= 0 {
 		return "", err
 	}
 	p := b.readOwned(n)
@@ -210,8 +222,9 @@ func (b *UnsafeLinkBuffer) ReadString(n int) (s string, err error) {
 func (b *UnsafeLinkBuffer) readOwned(n int) []byte {
 	b.consumed(n)
 	if n >= 64 && noCopyRead.Load() {
-		r := b.read
-		if p := b.alias(n); p != nil {
+		if r := b.first(); r.end-r.off >= n {
+			p := r.buf[r.off : r.off+n : r.off+n]
+			r.off += n
 			r.pin()
 			return p
 		}
@@ -230,7 +243,7 @@ func (b *UnsafeLinkBuffer) ReadByte() (p byte, err error) {
 		return 0, errors.New("link buffer read byte is empty")
 	}
 	b.consumed(1)
-	r := b.read
+	r := b.first()
 	p = r.buf[r.off]
 	r.off++
 	return p, nil
@@ -252,8 +265,8 @@ func (b *UnsafeLinkBuffer) until(delim byte, skip int) (line []byte, searched in
 	if b.closed {
 		return nil, 0, errBufferClosed
 	}
-	seen := 0
-	for r := b.read; r != nil && b.Len() > 0; r = r.next {
+	seen, total := 0, b.Len()
+	for r := b.read; r != nil && seen < total; r = r.next {
 		seg := r.buf[r.off:r.end]
 		if from := max(skip-seen, 0); from < len(seg) {
 			if i := bytes.IndexByte(seg[from:], delim); i >= 0 {
@@ -262,9 +275,6 @@ func (b *UnsafeLinkBuffer) until(delim byte, skip int) (line []byte, searched in
 			}
 		}
 		seen += len(seg)
-		if r == b.pend {
-			break
-		}
 	}
 	return nil, seen, errNoDelim
 }
@@ -274,21 +284,23 @@ var errNoDelim = errors.New("link buffer read slice cannot find delim")
 
 // Slice consumes n bytes into a new read-only LinkBuffer that shares their
 // memory, then Releases this buffer. The result outlives this buffer's
-// Release and Close; Release or Close it when done. n == 0 gives an empty
-// buffer and releases nothing. Errors as Next.
+// Release and Close; Release or Close it when done. n <= 0 gives an empty
+// buffer and releases nothing. Fewer than n readable bytes give the error
+// "link buffer readv[n] not enough" and consume nothing.
 func (b *UnsafeLinkBuffer) Slice(n int) (r Reader, err error) {
-	if err = b.check(n, "slice"); err != nil {
+	if err = b.check(n, "readv"); err != nil {
 		return nil, err
 	}
 	s := NewLinkBuffer()
-	if n == 0 {
+	if n <= 0 {
 		return s, nil
 	}
 	b.consumed(n)
-	for left := n; left > 0; {
-		b.seek()
-		src := b.read
+	for src, left := b.read, n; left > 0; src = src.next {
 		m := min(left, src.end-src.off)
+		if m == 0 {
+			continue
+		}
 		v := newView(src, src.buf[src.off:src.off+m:src.off+m], true)
 		v.end, v.malloc = m, m
 		s.link(v)
@@ -330,7 +342,45 @@ func (b *UnsafeLinkBuffer) Release() (err error) {
 		}
 		r.free()
 	}
+	if b.lean && b.read != nil && !b.booked && b.pending == 0 {
+		b.compact()
+	}
 	return nil
+}
+
+// compactAbove is the memory a lean buffer may hold for a few unread bytes:
+// more than that, and Release moves them to a node of their size.
+const compactAbove = 64 << 10
+
+// compact copies the unread bytes into a node of their size and frees the
+// nodes that held them, if they are few (at most appendReadGrowth) and those
+// nodes hold over compactAbove bytes of memory: the bytes that follow a large
+// message in the same read must not keep the large read's memory. Something
+// else referencing the old memory (a Slice) keeps it alive until done. Only
+// for a Released buffer (head == read) with nothing pending or booked.
+func (b *UnsafeLinkBuffer) compact() {
+	l := b.Len()
+	if l == 0 || l > appendReadGrowth {
+		return
+	}
+	held := 0
+	for x := b.read; x != nil; x = x.next {
+		held += len(x.raw)
+	}
+	if held <= compactAbove {
+		return
+	}
+	nd := newNode(l)
+	for x, done := b.read, 0; done < l; x = x.next {
+		done += copy(nd.buf[done:l], x.buf[x.off:x.end])
+	}
+	nd.end, nd.malloc = l, l
+	for x := b.head; x != nil; {
+		next := x.next
+		x.free()
+		x = next
+	}
+	b.head, b.read, b.pend, b.tail = nd, nd, nd, nd
 }
 
 // reusable tells whether the emptied last node r may be written again from
@@ -367,15 +417,13 @@ func (b *UnsafeLinkBuffer) GetBytes(p [][]byte) (vs [][]byte) {
 	}
 	all := len(p) == 0
 	vs = p[:0]
-	for r := b.read; r != nil; r = r.next {
+	for r, left := b.read, b.Len(); r != nil && left > 0; r = r.next {
 		if r.end > r.off {
 			if !all && len(vs) == len(p) {
 				break
 			}
 			vs = append(vs, r.buf[r.off:r.end:r.end])
-		}
-		if r == b.pend {
-			break
+			left -= r.end - r.off
 		}
 	}
 	return vs

@@ -13,7 +13,8 @@ func (b *UnsafeLinkBuffer) book(size int) []byte {
 		return nil
 	}
 	t := b.tail
-	if t == nil || t.readonly || len(t.buf)-t.malloc < max(size/2, 1) {
+	b.fresh = t == nil || t.readonly || len(t.buf)-t.malloc < max(size/2, 1)
+	if b.fresh {
 		t = b.grow(size)
 	}
 	b.booked = true
@@ -46,17 +47,42 @@ func (b *UnsafeLinkBuffer) appendRead(p []byte) error {
 	return nil
 }
 
+// dropTail unlinks the last node, which holds nothing, without freeing it.
+func (b *UnsafeLinkBuffer) dropTail() {
+	t := b.tail
+	var prev *node
+	for x := b.head; x != t; x = x.next {
+		prev = x
+	}
+	if prev == nil {
+		b.head, b.read, b.pend, b.tail = nil, nil, nil, nil
+		return
+	}
+	prev.next = nil
+	b.tail = prev
+	if b.read == t {
+		b.read = prev
+	}
+	if b.pend == t {
+		b.pend = prev
+	}
+}
+
 // appendReadGrowth bounds the doubling of appendRead's nodes: the largest
 // read that goes through appendRead (the poller's scratch buffer).
 const appendReadGrowth = 16 << 10
 
 // bookAck makes the first n booked bytes readable and ends the booking. On a
-// buffer closed meanwhile it frees the booked node instead.
+// buffer closed meanwhile it frees the booked node instead. A large node
+// (over compactAbove) added for the booking that got few bytes (at most
+// appendReadGrowth) goes back to the pool: its bytes are copied as
+// appendRead copies them, so that they do not pin it.
 func (b *UnsafeLinkBuffer) bookAck(n int) error {
 	if !b.booked {
 		return nil
 	}
-	b.booked = false
+	fresh := b.fresh
+	b.booked, b.fresh = false, false
 	t := b.tail
 	if b.closed {
 		b.tail = nil
@@ -64,6 +90,15 @@ func (b *UnsafeLinkBuffer) bookAck(n int) error {
 		return errBufferClosed
 	}
 	n = max(0, min(n, len(t.buf)-t.malloc))
+	if fresh && n <= appendReadGrowth && len(t.buf) > compactAbove {
+		b.dropTail()
+		var err error
+		if n > 0 {
+			err = b.appendRead(t.buf[:n])
+		}
+		t.free()
+		return err
+	}
 	t.malloc += n
 	t.end += n
 	b.length.Add(int64(n))

@@ -2,6 +2,7 @@ package netpoll
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"testing"
@@ -430,4 +431,74 @@ func TestLinkBufferAppendReadGrows(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, d.appendRead(make([]byte, 100)))
 	require.LessOrEqual(t, len(d.tail.buf), 128, "a read into a drained buffer got a %d-byte node", len(d.tail.buf))
+}
+
+// A large node booked for a read that brought only a few bytes goes back to
+// the pool, the bytes copied into a node of their size; so does one booked
+// for a read that brought nothing. A read that brings more stays where it
+// landed, uncopied.
+func TestLinkBufferBookFewBytesInLargeNode(t *testing.T) {
+	b := NewLinkBuffer()
+	b.lean = true
+	defer b.Close()
+
+	p := b.book(1 << 20)
+	require.GreaterOrEqual(t, len(p), 1<<20)
+	copy(p, "0123456789")
+	require.NoError(t, b.bookAck(10))
+	require.Equal(t, "0123456789", string(b.Bytes()))
+	require.LessOrEqual(t, b.retained(), 64, "10 bytes read into a 1 MiB booking pin %d bytes", b.retained())
+
+	p = b.book(1 << 20)
+	require.NoError(t, b.bookAck(0))
+	require.LessOrEqual(t, b.retained(), 64, "an empty 1 MiB booking is kept: %d bytes", b.retained())
+
+	p = b.book(1 << 20)
+	big := pattern(100<<10, 3)
+	copy(p, big)
+	require.NoError(t, b.bookAck(len(big)))
+	segs := b.GetBytes(nil)
+	require.Equal(t, addr(p), addr(segs[len(segs)-1]), "a 100 KiB read was copied out of its node")
+	require.Equal(t, append([]byte("0123456789"), big...), b.Bytes())
+}
+
+// Release in a lean buffer (a connection's) moves a few unread bytes out of
+// large nodes into a node of their size: the bytes that follow a large
+// message in the same read must not pin the message's memory. A Slice of
+// the large node stays intact, and the bytes read on in order.
+func TestLinkBufferReleaseCompacts(t *testing.T) {
+	for _, lean := range []bool{true, false} {
+		t.Run(fmt.Sprintf("lean=%v", lean), func(t *testing.T) {
+			b := NewLinkBuffer()
+			b.lean = lean
+			defer b.Close()
+			p := b.book(1 << 20)
+			data := pattern(len(p), 5)
+			copy(p, data)
+			require.NoError(t, b.bookAck(len(p)))
+			require.NoError(t, b.appendRead([]byte("abcde")))
+			want := append(append([]byte(nil), data[len(data)-10:]...), "abcde"...)
+
+			s, err := b.Slice(100)
+			require.NoError(t, err)
+			defer s.Release()
+			got, err := b.Next(len(data) - 110)
+			require.NoError(t, err)
+			require.Equal(t, data[100:len(data)-10], got)
+			require.NoError(t, b.Release())
+			require.Equal(t, want, b.Bytes())
+			if lean {
+				require.LessOrEqual(t, b.retained(), 64, "15 unread bytes pin %d bytes", b.retained())
+			}
+
+			require.NoError(t, b.appendRead([]byte("fgh")))
+			got, err = b.Next(b.Len())
+			require.NoError(t, err)
+			require.Equal(t, append(want, "fgh"...), got)
+			require.NoError(t, b.Release())
+			got, err = s.Next(100)
+			require.NoError(t, err)
+			require.Equal(t, data[:100], got, "the Slice changed")
+		})
+	}
 }

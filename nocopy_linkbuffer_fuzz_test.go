@@ -46,6 +46,10 @@ func FuzzLinkBufferModel(f *testing.F) {
 	f.Add([]byte{3, 0, fzMalloc, 40, fzFlush, fzPeek, 200, fzMalloc, 20, fzGetBytes, 0, fzSlice, 150,
 		fzReset, 30, fzWriteString, 10, fzAppendSlice, 0, fzFlush, fzNext, 251, fzRelease})
 	f.Add([]byte{200, 0, fzMalloc, 10, fzFlush, fzSlice, 245, fzMalloc, 10, fzFlush, fzSliceOp, 0, 2, 255})
+	// Append behind pending bytes: its readable bytes are read before the
+	// Flush, around a WriteDirect and a MallocAck.
+	f.Add([]byte{0, 0, fzMalloc, 5, fzAppend, 0, 20, 30, 0, 7, fzNext, 200, fzWriteDirect, 3, 2,
+		fzMallocAck, 120, fzPeek, 251, fzNext, 251, fzRelease, fzFlush, fzNext, 251, fzRelease})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := &fuzzInput{data: data}
 		saved, savedNoCopy := LinkBufferCap, noCopyRead.Load()
@@ -170,7 +174,7 @@ func (m *lbModel) stepWrite(op byte, in *fuzzInput) {
 		}
 		m.tight(p, "Malloc")
 		m.fill(p)
-		m.pending = append(m.pending, p...)
+		m.stage(p)
 	case fzMallocAck:
 		n := in.upTo(len(m.pending))
 		m.log("MallocAck(%d) of %d", n, len(m.pending))
@@ -182,7 +186,7 @@ func (m *lbModel) stepWrite(op byte, in *fuzzInput) {
 			return
 		}
 		m.noErr(err, "MallocAck")
-		m.pending = m.pending[:n]
+		m.ackPending(n)
 	case fzWriteString, fzWriteBinary, fzWriteByte:
 		m.stepWriteBytes(op, in)
 	case fzWriteDirect:
@@ -190,8 +194,7 @@ func (m *lbModel) stepWrite(op byte, in *fuzzInput) {
 	case fzFlush:
 		m.log("Flush")
 		m.noErr(m.b.Flush(), "Flush")
-		m.readable = append(m.readable, m.pending...)
-		m.pending = m.pending[:0]
+		m.flushAll()
 	case fzBook:
 		m.stepBook(in)
 	}
@@ -202,7 +205,7 @@ func (m *lbModel) stepWriteBytes(op byte, in *fuzzInput) {
 		c := in.u8()
 		m.log("WriteByte(%d)", c)
 		m.noErr(m.b.WriteByte(c), "WriteByte")
-		m.pending = append(m.pending, c)
+		m.stage([]byte{c})
 		return
 	}
 	p := m.fresh(in.size())
@@ -219,11 +222,11 @@ func (m *lbModel) stepWriteBytes(op byte, in *fuzzInput) {
 	if n != len(p) {
 		m.fatalf("wrote %d of %d", n, len(p))
 	}
-	m.pending = append(m.pending, p...)
+	m.stage(p)
 }
 
 // stepWriteDirect splices fresh bytes before the last r pending bytes
-// (§2.4.5), r anywhere in [0, MallocLen] (often small: the tail node), or
+// (docs/contract.md C4.5), r anywhere in [0, MallocLen] (often small: the tail node), or
 // checks that r beyond every pending byte is refused and changes nothing.
 func (m *lbModel) stepWriteDirect(in *fuzzInput) {
 	x := m.fresh(in.size())
@@ -246,10 +249,7 @@ func (m *lbModel) stepWriteDirect(in *fuzzInput) {
 	if len(x) == 0 {
 		return
 	}
-	cut := len(m.pending) - r
-	np := make([]byte, 0, len(m.pending)+len(x))
-	np = append(append(append(np, m.pending[:cut]...), x...), m.pending[cut:]...)
-	m.pending = np
+	m.insertPending(x, r)
 }
 
 // stepBook is the poller's path: book, fill, bookAck, or (odd c) a small
@@ -265,7 +265,7 @@ func (m *lbModel) stepBook(in *fuzzInput) {
 		p := m.fresh(1 + c*size/255)
 		m.log("appendRead(%d)", len(p))
 		m.noErr(m.b.appendRead(p), "appendRead")
-		m.readable = append(m.readable, p...)
+		m.publish(p)
 		return
 	}
 	m.log("book(%d)", size)
@@ -281,11 +281,11 @@ func (m *lbModel) stepBook(in *fuzzInput) {
 	m.fill(p[:k])
 	m.log("bookAck(%d) of %d", k, len(p))
 	m.noErr(m.b.bookAck(k), "bookAck")
-	m.readable = append(m.readable, p[:k]...)
+	m.publish(p[:k])
 }
 
 // stepAppend builds another buffer with readable, partly consumed and
-// pending bytes, and moves it over with Append or WriteBuffer (§2.4.6).
+// pending bytes, and moves it over with Append or WriteBuffer (docs/contract.md C4.6).
 func (m *lbModel) stepAppend(viaAppend bool, in *fuzzInput) {
 	w := NewLinkBuffer(in.size())
 	first := m.fresh(in.size())
@@ -301,7 +301,6 @@ func (m *lbModel) stepAppend(viaAppend bool, in *fuzzInput) {
 	second, err := w.Malloc(in.size())
 	m.noErr(err, "other.Malloc")
 	m.fill(second)
-	moved := append(append([]byte(nil), first[skip:]...), second...)
 	m.log("Append=%v(%d readable, %d pending)", viaAppend, len(first)-skip, len(second))
 	if viaAppend {
 		err = m.b.Append(w)
@@ -309,7 +308,8 @@ func (m *lbModel) stepAppend(viaAppend bool, in *fuzzInput) {
 		err = m.b.WriteBuffer(w)
 	}
 	m.noErr(err, "Append/WriteBuffer")
-	m.pending = append(m.pending, moved...)
+	m.publish(first[skip:])
+	m.stage(second)
 	if w.Len() != 0 || w.MallocLen() != 0 {
 		m.fatalf("appended buffer still has %d readable, %d pending", w.Len(), w.MallocLen())
 	}
@@ -437,7 +437,7 @@ func (m *lbModel) stepOther(op byte, in *fuzzInput) {
 		m.checkHeld(m.nexts, "before the Release of Slice")
 		r, err := m.b.Slice(n)
 		if n > len(m.readable) {
-			m.notEnough(err, "slice", n)
+			m.notEnough(err, "readv", n)
 			return
 		}
 		m.noErr(err, "Slice")
@@ -506,8 +506,11 @@ func (m *lbModel) stepReset(in *fuzzInput) {
 	if _, err := m.b.Malloc(1); !errors.Is(err, ErrConnClosed) {
 		m.fatalf("Malloc after Close: %v", err)
 	}
-	if _, err := m.b.Next(0); !errors.Is(err, ErrConnClosed) {
+	if _, err := m.b.Next(1); !errors.Is(err, ErrConnClosed) {
 		m.fatalf("Next after Close: %v", err)
+	}
+	if p, err := m.b.Next(0); p != nil || err != nil {
+		m.fatalf("Next(0) after Close: %v, %v; want nil, nil", p, err)
 	}
 	if m.b.Len() != 0 || m.b.MallocLen() != 0 || m.b.retained() != 0 {
 		m.fatalf("after Close: Len %d MallocLen %d retained %d", m.b.Len(), m.b.MallocLen(), m.b.retained())
@@ -516,11 +519,11 @@ func (m *lbModel) stepReset(in *fuzzInput) {
 	m.checkHeld(m.owned, "after Close")
 	m.b = NewLinkBuffer(size)
 	m.b.lean = m.lean
-	m.readable, m.pending = nil, nil
+	m.readable, m.pending, m.runs = nil, nil, nil
 }
 
 // stepAppendSlice forwards a kept Slice result into the buffer with Append,
-// as a proxy forwards a payload (§2.2.8 with §2.4.6).
+// as a proxy forwards a payload (docs/contract.md C2.8 with C4.6).
 func (m *lbModel) stepAppendSlice(in *fuzzInput) {
 	idx := int(in.u8())
 	if len(m.slices) == 0 {
@@ -530,7 +533,7 @@ func (m *lbModel) stepAppendSlice(in *fuzzInput) {
 	s := m.slices[i]
 	m.log("Append(slice #%d of %d)", i, len(s.want))
 	m.noErr(m.b.Append(s.r), "Append(slice)")
-	m.pending = append(m.pending, s.want...)
+	m.publish(s.want)
 	m.slices = append(m.slices[:i], m.slices[i+1:]...)
 }
 

@@ -26,9 +26,10 @@ type heldSlice struct {
 type lbModel struct {
 	t        *testing.T
 	b        *LinkBuffer
-	lean     bool // a connection's buffer: gives back even a small node
-	readable []byte
-	pending  []byte
+	lean     bool        // a connection's buffer: gives back even a small node
+	readable []byte      // in the order reads take them
+	pending  []byte      // in the order MallocAck and WriteDirect count them
+	runs     []run       // how the two interleave in place (see run)
 	nexts    []held      // Next, GetBytes, Bytes results: intact until Release
 	peeks    []held      // Peek results: intact until the next consuming read
 	owned    []held      // ReadString, ReadBinary, Until results: intact forever
@@ -98,6 +99,17 @@ func head(p []byte) []byte {
 
 func (m *lbModel) checkLens() {
 	m.t.Helper()
+	ready, staged := 0, 0
+	for _, r := range m.runs {
+		if r.ready {
+			ready += r.n
+		} else {
+			staged += r.n
+		}
+	}
+	if ready != len(m.readable) || staged != len(m.pending) {
+		m.fatalf("model runs count %d readable %d pending, model holds %d %d", ready, staged, len(m.readable), len(m.pending))
+	}
 	if m.b.Len() != len(m.readable) || m.b.MallocLen() != len(m.pending) {
 		m.fatalf("Len %d MallocLen %d, model %d %d", m.b.Len(), m.b.MallocLen(), len(m.readable), len(m.pending))
 	}
@@ -119,16 +131,116 @@ func (m *lbModel) checkHeld(list []held, when string) {
 func (m *lbModel) consume(n int) []byte {
 	p := append([]byte(nil), m.readable[:n]...)
 	m.readable = m.readable[n:]
+	for i := 0; n > 0; i++ {
+		if r := &m.runs[i]; r.ready {
+			k := min(n, r.n)
+			r.n -= k
+			n -= k
+		}
+	}
+	m.tidyRuns()
 	return p
 }
 
-// notEnough checks the §2.3.1 error of a read of n > Len bytes.
+// run is a stretch of the buffer's bytes in place order, all readable or
+// all pending. Append puts another buffer's readable bytes behind this
+// buffer's pending ones: reads take them at once, skipping the pending
+// bytes, and Flush publishes the pending bytes where they lie.
+type run struct {
+	ready bool
+	n     int
+}
+
+// addRun appends n bytes of a kind to the runs.
+func (m *lbModel) addRun(ready bool, n int) {
+	m.runs = append(m.runs, run{ready: ready, n: n})
+	m.tidyRuns()
+}
+
+// tidyRuns drops empty runs and merges neighbours of a kind.
+func (m *lbModel) tidyRuns() {
+	out := m.runs[:0]
+	for _, r := range m.runs {
+		switch {
+		case r.n == 0:
+		case len(out) > 0 && out[len(out)-1].ready == r.ready:
+			out[len(out)-1].n += r.n
+		default:
+			out = append(out, r)
+		}
+	}
+	m.runs = out
+}
+
+// stage appends pending bytes, as Malloc and the writes do.
+func (m *lbModel) stage(p []byte) {
+	m.pending = append(m.pending, p...)
+	m.addRun(false, len(p))
+}
+
+// publish appends readable bytes, as the poller's reads do, and Append for
+// the readable bytes of the buffer it takes.
+func (m *lbModel) publish(p []byte) {
+	m.readable = append(m.readable, p...)
+	m.addRun(true, len(p))
+}
+
+// flushAll makes every pending byte readable where it lies.
+func (m *lbModel) flushAll() {
+	all := make([]byte, 0, len(m.readable)+len(m.pending))
+	rd, pd := m.readable, m.pending
+	for _, r := range m.runs {
+		if r.ready {
+			all, rd = append(all, rd[:r.n]...), rd[r.n:]
+		} else {
+			all, pd = append(all, pd[:r.n]...), pd[r.n:]
+		}
+	}
+	m.readable, m.pending = all, m.pending[:0]
+	m.runs = m.runs[:0]
+	m.addRun(true, len(all))
+}
+
+// ackPending keeps the first n pending bytes; readable bytes stay.
+func (m *lbModel) ackPending(n int) {
+	m.pending = m.pending[:n]
+	for i := range m.runs {
+		if r := &m.runs[i]; !r.ready {
+			r.n = min(r.n, n)
+			n -= r.n
+		}
+	}
+	m.tidyRuns()
+}
+
+// insertPending splices x in front of the last r pending bytes: right after
+// the pending byte before it, or right before the first pending byte when r
+// is all of them, so that it joins that byte's run; with nothing pending it
+// goes last.
+func (m *lbModel) insertPending(x []byte, r int) {
+	cut := len(m.pending) - r
+	np := make([]byte, 0, len(m.pending)+len(x))
+	m.pending = append(append(append(np, m.pending[:cut]...), x...), m.pending[cut:]...)
+	seen := 0
+	for i := range m.runs {
+		if rn := &m.runs[i]; !rn.ready {
+			if seen+rn.n >= cut {
+				rn.n += len(x)
+				return
+			}
+			seen += rn.n
+		}
+	}
+	m.addRun(false, len(x))
+}
+
+// notEnough checks the docs/contract.md C3.1 error of a read of n > Len bytes.
 func (m *lbModel) notEnough(err error, op string, n int) {
 	m.t.Helper()
 	if err == nil {
 		m.fatalf("%s(%d) with %d readable: no error", op, n, len(m.readable))
 	}
-	if want := fmt.Sprintf("link buffer %s[%d] not enough", op, n); op != "slice" && err.Error() != want {
+	if want := fmt.Sprintf("link buffer %s[%d] not enough", op, n); err.Error() != want {
 		m.fatalf("%s(%d): error %q, want %q", op, n, err, want)
 	}
 }
@@ -195,9 +307,9 @@ func (m *lbModel) finish() {
 	m.log("finish")
 	m.consuming()
 	m.noErr(m.b.MallocAck(0), "MallocAck(0)")
-	m.pending = nil
+	m.ackPending(0)
 	m.noErr(m.b.Skip(len(m.readable)), "Skip(all)")
-	m.readable = nil
+	m.consume(len(m.readable))
 	m.noErr(m.b.Release(), "Release")
 	m.nexts = nil
 	m.checkLens()

@@ -1,6 +1,6 @@
 package netpoll
 
-// Tests of Slice: API.md §2.2.8 on a LinkBuffer.
+// Tests of Slice: docs/contract.md C2.8 on a LinkBuffer.
 
 import (
 	"fmt"
@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// §2.2.8: Slice shares the bytes by reference in a read-only buffer that
+// docs/contract.md C2.8: Slice shares the bytes by reference in a read-only buffer that
 // outlives the parent's Release and Close, and can itself be sliced.
 func TestLinkBufferSlice(t *testing.T) {
 	for _, nodeCap := range []int{4096, 4} {
@@ -63,7 +63,7 @@ func TestLinkBufferSlice(t *testing.T) {
 	}
 }
 
-// §2.2.8: a Slice that takes every byte of a node survives the parent's
+// docs/contract.md C2.8: a Slice that takes every byte of a node survives the parent's
 // next writes, even though Release may reuse an emptied node.
 func TestLinkBufferSliceOfWholeNode(t *testing.T) {
 	for _, lean := range []bool{false, true} {
@@ -86,7 +86,7 @@ func TestLinkBufferSliceOfWholeNode(t *testing.T) {
 	}
 }
 
-// §2.2.8: Slice Releases the parent: the parent's Next results die, its
+// docs/contract.md C2.8: Slice Releases the parent: the parent's Next results die, its
 // consumed memory goes back.
 func TestLinkBufferSliceReleasesParent(t *testing.T) {
 	setLinkBufferCap(t, 8)

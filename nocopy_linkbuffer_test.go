@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Tests of the LinkBuffer's read side (API.md §2.3, and §2.2.6–7 as far as a
+// Tests of the LinkBuffer's read side (docs/contract.md C3, and C2.6–C2.7 as far as a
 // LinkBuffer shares them) and of Close, with the shared helpers. Slice is in
 // nocopy_linkbuffer_slice_test.go, the write side in
 // nocopy_linkbuffer_write_test.go, the poller's book path and the memory
@@ -84,7 +84,7 @@ func overlaps(p, q []byte) bool {
 	return addr(p) < addr(q)+uintptr(len(q)) && addr(q) < addr(p)+uintptr(len(p))
 }
 
-// §2.3.1: a read of more than Len fails at once with a plain error and
+// docs/contract.md C3.1: a read of more than Len fails at once with a plain error and
 // consumes nothing, in one node and across many.
 func TestLinkBufferNotEnoughErrors(t *testing.T) {
 	for _, nodeCap := range []int{4096, 2} {
@@ -104,7 +104,7 @@ func TestLinkBufferNotEnoughErrors(t *testing.T) {
 			_, err = b.ReadBinary(11)
 			require.EqualError(t, err, "link buffer read binary[11] not enough")
 			_, err = b.Slice(11)
-			require.Error(t, err)
+			require.EqualError(t, err, "link buffer readv[11] not enough")
 			_, err = b.Until(0xff)
 			require.EqualError(t, err, "link buffer read slice cannot find delim")
 			require.Equal(t, 10, b.Len(), "a failed read consumed bytes")
@@ -119,45 +119,82 @@ func TestLinkBufferNotEnoughErrors(t *testing.T) {
 	}
 }
 
-// §2.3.1, §2.2.3: n == 0 gives zero values and nil; a negative n is an error
-// that consumes nothing.
+// Sizes of zero or below: every sized read and Malloc gives its zero values
+// and a nil error at once and consumes nothing, Slice an empty Reader that
+// works; WriteDirect with a negative remainCap does nothing; only MallocAck
+// refuses a negative size. The same holds on an empty buffer and on one
+// holding readable and pending bytes, whose bytes stay intact.
 func TestLinkBufferZeroAndNegativeSizes(t *testing.T) {
-	b := readable(t, []byte("hello"), 5)
-	defer b.Close()
+	for _, filled := range []bool{false, true} {
+		t.Run(fmt.Sprintf("filled=%v", filled), func(t *testing.T) {
+			setLinkBufferCap(t, 4)
+			b := NewLinkBuffer()
+			defer b.Close()
+			wantLen, wantPending := 0, 0
+			if filled {
+				_, err := b.WriteString("hello world")
+				require.NoError(t, err)
+				require.NoError(t, b.Flush())
+				_, err = b.WriteString("pending")
+				require.NoError(t, err)
+				wantLen, wantPending = 11, 7
+			}
+			lens := func(what string, n int) {
+				t.Helper()
+				require.Equal(t, wantLen, b.Len(), "%s(%d) changed Len", what, n)
+				require.Equal(t, wantPending, b.MallocLen(), "%s(%d) changed MallocLen", what, n)
+			}
+			for n := 0; n > -5; n-- {
+				p, err := b.Malloc(n)
+				require.NoError(t, err, "Malloc(%d)", n)
+				require.Empty(t, p, "Malloc(%d)", n)
+				lens("Malloc", n)
+				require.NoError(t, b.WriteDirect(nil, n))
+				require.NoError(t, b.WriteDirect([]byte("x"), min(n, -1)))
+				lens("WriteDirect", n)
+				if n < 0 {
+					require.EqualError(t, b.MallocAck(n), fmt.Sprintf("link buffer malloc ack[%d] invalid", n))
+					lens("MallocAck", n)
+				}
 
-	p, err := b.Next(0)
-	require.NoError(t, err)
-	require.Empty(t, p)
-	p, err = b.Peek(0)
-	require.NoError(t, err)
-	require.Empty(t, p)
-	require.NoError(t, b.Skip(0))
-	s, err := b.ReadString(0)
-	require.NoError(t, err)
-	require.Equal(t, "", s)
-	p, err = b.ReadBinary(0)
-	require.NoError(t, err)
-	require.Empty(t, p)
-	r, err := b.Slice(0)
-	require.NoError(t, err)
-	require.Equal(t, 0, r.Len())
-	require.NoError(t, r.Release())
+				p, err = b.Next(n)
+				require.NoError(t, err, "Next(%d)", n)
+				require.Empty(t, p, "Next(%d)", n)
+				p, err = b.Peek(n)
+				require.NoError(t, err, "Peek(%d)", n)
+				require.Empty(t, p, "Peek(%d)", n)
+				require.NoError(t, b.Skip(n), "Skip(%d)", n)
+				s, err := b.ReadString(n)
+				require.NoError(t, err, "ReadString(%d)", n)
+				require.Equal(t, "", s, "ReadString(%d)", n)
+				p, err = b.ReadBinary(n)
+				require.NoError(t, err, "ReadBinary(%d)", n)
+				require.Empty(t, p, "ReadBinary(%d)", n)
+				lens("a read of", n)
 
-	_, err = b.Next(-1)
-	require.Error(t, err)
-	_, err = b.Peek(-1)
-	require.Error(t, err)
-	require.Error(t, b.Skip(-1))
-	_, err = b.ReadString(-1)
-	require.Error(t, err)
-	_, err = b.ReadBinary(-1)
-	require.Error(t, err)
-	_, err = b.Slice(-1)
-	require.Error(t, err)
-	require.Equal(t, "hello", string(b.Bytes()))
+				r, err := b.Slice(n)
+				require.NoError(t, err, "Slice(%d)", n)
+				require.NotNil(t, r, "Slice(%d) gave a nil Reader", n)
+				require.Equal(t, 0, r.Len(), "Slice(%d)", n)
+				_, err = r.Next(1)
+				require.EqualError(t, err, "link buffer next[1] not enough", "the Reader of Slice(%d)", n)
+				p, err = r.Next(n)
+				require.NoError(t, err)
+				require.Empty(t, p)
+				require.NoError(t, r.Release())
+				lens("Slice", n)
+				require.NoError(t, b.Release())
+			}
+			if filled {
+				require.Equal(t, "hello world", string(b.Bytes()))
+				require.NoError(t, b.Flush())
+				require.Equal(t, "hello worldpending", string(b.Bytes()))
+			}
+		})
+	}
 }
 
-// §2.3 with messages that span many nodes: every read returns the right
+// docs/contract.md C3 with messages that span many nodes: every read returns the right
 // bytes in order, whatever the node boundaries.
 func TestLinkBufferCrossNodeReads(t *testing.T) {
 	setLinkBufferCap(t, 16)
@@ -192,7 +229,7 @@ func TestLinkBufferCrossNodeReads(t *testing.T) {
 	require.Equal(t, data[2500:], b.Bytes())
 }
 
-// §2.2.5: Until returns the bytes up to and including the delimiter, found
+// docs/contract.md C2.5: Until returns the bytes up to and including the delimiter, found
 // in any node, as memory the caller owns.
 func TestLinkBufferUntil(t *testing.T) {
 	setLinkBufferCap(t, 4)
@@ -233,7 +270,7 @@ func TestLinkBufferUntilSkipsSearched(t *testing.T) {
 	require.Equal(t, "ij", string(b.Bytes()))
 }
 
-// §2.3.2: Bytes returns every readable byte without consuming it: an alias
+// docs/contract.md C3.2: Bytes returns every readable byte without consuming it: an alias
 // for one node, a copy otherwise. GetBytes aliases the segments.
 func TestLinkBufferBytesAndGetBytes(t *testing.T) {
 	t.Run("one node", func(t *testing.T) {
@@ -295,7 +332,7 @@ func TestLinkBufferBytesAndGetBytes(t *testing.T) {
 	})
 }
 
-// §2.3.3: NewLinkBuffer(n) allocates a first node of max(n, LinkBufferCap)
+// docs/contract.md C3.3: NewLinkBuffer(n) allocates a first node of max(n, LinkBufferCap)
 // at once; with no argument or 0, nothing until the first write.
 func TestNewLinkBufferSize(t *testing.T) {
 	require.Zero(t, NewLinkBuffer().retained())
@@ -321,7 +358,7 @@ func TestNewLinkBufferSize(t *testing.T) {
 	require.Equal(t, first, small.retained())
 }
 
-// §2.3.3 and §4.2: after Close every method fails with an error matching
+// docs/contract.md C3.3 and C16.2: after Close every method fails with an error matching
 // ErrConnClosed (or returns zero values where it has no error), and none
 // panics, whatever the buffer held.
 func TestLinkBufferClosed(t *testing.T) {
@@ -344,8 +381,17 @@ func TestLinkBufferClosed(t *testing.T) {
 	}
 	_, err = b.Next(1)
 	closed("Next", err)
-	_, err = b.Next(0)
-	closed("Next(0)", err)
+	for _, n := range []int{0, -1} { // sizes <= 0 give zero values and nil, closed or not
+		p, err := b.Next(n)
+		require.NoError(t, err, "Next(%d) after Close", n)
+		require.Nil(t, p)
+		p, err = b.Malloc(n)
+		require.NoError(t, err, "Malloc(%d) after Close", n)
+		require.Nil(t, p)
+		r, err := b.Slice(n)
+		require.NoError(t, err, "Slice(%d) after Close", n)
+		require.Zero(t, r.Len())
+	}
 	_, err = b.Peek(1)
 	closed("Peek", err)
 	closed("Skip", b.Skip(1))
@@ -362,8 +408,6 @@ func TestLinkBufferClosed(t *testing.T) {
 	closed("Release", b.Release())
 	_, err = b.Malloc(1)
 	closed("Malloc", err)
-	_, err = b.Malloc(0)
-	closed("Malloc(0)", err)
 	closed("MallocAck", b.MallocAck(0))
 	_, err = b.WriteString("x")
 	closed("WriteString", err)
@@ -398,7 +442,7 @@ func TestLinkBufferClosed(t *testing.T) {
 	require.Zero(t, target.MallocLen())
 }
 
-// §2.2.6: Next and Peek results stay valid until Release, through later
+// docs/contract.md C2.6: Next and Peek results stay valid until Release, through later
 // writes and reads.
 func TestLinkBufferNextValidUntilRelease(t *testing.T) {
 	for _, nodeCap := range []int{4096, 4} {
@@ -427,7 +471,7 @@ func TestLinkBufferNextValidUntilRelease(t *testing.T) {
 	}
 }
 
-// §2.2.7: ReadString and ReadBinary results are the caller's for good: they
+// docs/contract.md C2.7: ReadString and ReadBinary results are the caller's for good: they
 // survive Release, Close, and later writes that reuse the pooled memory,
 // with and without AlwaysNoCopyRead.
 func TestLinkBufferOwnedReads(t *testing.T) {

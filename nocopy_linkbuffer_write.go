@@ -48,10 +48,15 @@ func (b *UnsafeLinkBuffer) grow(n int) *node {
 }
 
 // Malloc reserves n pending bytes and returns them (cap == len) for the
-// caller to fill before Flush. n == 0 gives (nil, nil); a negative n or one
-// over 1 GiB gives an error.
+// caller to fill before Flush. n <= 0 gives (nil, nil); n over 1 GiB gives an
+// error.
 func (b *UnsafeLinkBuffer) Malloc(n int) (buf []byte, err error) {
-	if b.closed || n <= 0 || n > maxNodeSize {
+	switch {
+	case n <= 0:
+		return nil, nil
+	case b.closed:
+		return nil, errBufferClosed
+	case n > maxNodeSize:
 		return nil, b.checkWrite(n, "malloc")
 	}
 	t := b.tail
@@ -67,13 +72,17 @@ func (b *UnsafeLinkBuffer) Malloc(n int) (buf []byte, err error) {
 // MallocLen returns the number of pending bytes.
 func (b *UnsafeLinkBuffer) MallocLen() (length int) { return b.pending }
 
-// MallocAck keeps the first n pending bytes and drops the rest. n < 0, or n
-// over MallocLen or 1 GiB, gives an error and changes nothing.
+// MallocAck keeps the first n pending bytes and drops the rest; readable
+// bytes stay, even those Append put behind pending ones. n < 0 ("link
+// buffer malloc ack[n] invalid") or over MallocLen gives an error and
+// changes nothing.
 func (b *UnsafeLinkBuffer) MallocAck(n int) (err error) {
-	if err = b.checkWrite(n, "malloc ack"); err != nil {
-		return err
-	}
-	if n > b.pending {
+	switch {
+	case b.closed:
+		return errBufferClosed
+	case n < 0:
+		return fmt.Errorf("link buffer malloc ack[%d] invalid", n)
+	case n > b.pending:
 		return fmt.Errorf("link buffer malloc ack[%d] over %d pending bytes", n, b.pending)
 	}
 	if b.pend == nil {
@@ -88,14 +97,26 @@ func (b *UnsafeLinkBuffer) MallocAck(n int) (err error) {
 			keep -= p
 		}
 	}
+	// The nodes behind the cut lose their pending bytes. A node that held
+	// readable bytes stays (unread ones must, read ones may be aliased by a
+	// Next until Release); the others go.
+	kept := last
 	for x := last.next; x != nil; {
 		next := x.next
-		x.free()
+		if x.end > 0 {
+			x.malloc = x.end
+			kept.next, kept = x, x
+		} else {
+			x.free()
+		}
 		x = next
 	}
-	last.next = nil
-	b.tail = last
+	kept.next = nil
+	b.tail = kept
 	b.pending = n
+	if n == 0 {
+		b.pend = kept
+	}
 	return nil
 }
 
@@ -169,17 +190,24 @@ func (b *UnsafeLinkBuffer) WriteDirect(extra []byte, remainLen int) error {
 	if remainLen > b.pending {
 		return fmt.Errorf("link buffer write direct: remainLen %d over %d pending bytes", remainLen, b.pending)
 	}
-	// Find the node holding the cut: remainLen pending bytes follow it.
-	var at *node
+	// Find the node holding the cut: remainLen pending bytes follow it. The
+	// cut lies right after the pending byte it follows, or right before the
+	// first pending byte when remainLen is all of them (readable bytes that
+	// Append put behind pending ones stay where they are); with nothing
+	// pending it is the end of the last node.
+	at := b.tail
 	after := b.pending
-	for nd := b.pend; nd != nil; nd = nd.next {
-		after -= nd.malloc - nd.end
-		if after <= remainLen {
+	for nd := b.pend; nd != nil && after > 0; nd = nd.next {
+		p := nd.malloc - nd.end
+		if p == 0 {
+			continue
+		}
+		if after -= p; after <= remainLen {
 			at = nd
 			break
 		}
 	}
-	if at == nil { // nothing pending, remainLen == 0
+	if at == nil { // an empty buffer
 		b.link(newRefNode(extra))
 		b.pending += len(extra)
 		return nil
@@ -216,10 +244,14 @@ var (
 	errAppendClosed = errors.New("link buffer write buffer: the appended buffer is closed")
 )
 
-// Append moves every byte of w, readable and pending, behind this buffer's
-// pending bytes without copying; they all become pending here, and w becomes
-// unusable. w must be a *LinkBuffer; a nil one does nothing. Any other Writer
-// (a nil one included), a closed w, or b itself gives an error.
+// Append moves every byte of w behind this buffer's bytes without copying,
+// and w becomes unusable: w's readable bytes are readable here at once (Len
+// grows by them) and its pending bytes are pending here (MallocLen grows by
+// them only). In place they follow this buffer's pending bytes, so after
+// Flush the order is this buffer's bytes, readable then pending, then w's;
+// before it, reads skip the pending bytes in between. w must be a
+// *LinkBuffer; a nil one does nothing. Any other Writer (a nil one
+// included), a closed w, or b itself gives an error.
 func (b *UnsafeLinkBuffer) Append(w Writer) (err error) {
 	lb, ok := w.(*LinkBuffer)
 	switch {
@@ -245,16 +277,24 @@ func (b *UnsafeLinkBuffer) WriteBuffer(buf *LinkBuffer) (err error) {
 	case buf.booked:
 		return errors.New("link buffer write buffer: the buffer is being filled")
 	}
-	moved := buf.Len() + buf.pending
+	readable, pending := buf.Len(), buf.pending
 	_ = buf.Release()
-	first := buf.read
-	if first != nil {
-		for nd := first; nd != nil; nd = nd.next {
-			nd.end = nd.off
+	if first := buf.read; first != nil {
+		if b.tail == nil {
+			b.head, b.read = first, first
+		} else {
+			b.tail.next = first
 		}
-		b.link(first)
 		b.tail = buf.tail
-		b.pending += moved
+		switch {
+		case b.pending > 0: // pend stays: the first pending bytes are b's
+		case pending > 0:
+			b.pend = buf.pend
+		default:
+			b.pend = b.tail
+		}
+		b.pending += pending
+		b.length.Add(int64(readable))
 	}
 	buf.head = nil // the nodes are b's now: Close frees none of them
 	return buf.Close()

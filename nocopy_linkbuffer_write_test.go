@@ -10,9 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Tests of the LinkBuffer's write side: API.md §2.4.
+// Tests of the LinkBuffer's write side: docs/contract.md C4.
 
-// §2.4.1, §2.4.2: Malloc reserves pending bytes; Flush makes them readable.
+// docs/contract.md C4.1, C4.2: Malloc reserves pending bytes; Flush makes them readable.
 func TestLinkBufferMallocFlush(t *testing.T) {
 	for _, nodeCap := range []int{4096, 4} {
 		t.Run(fmt.Sprintf("LinkBufferCap=%d", nodeCap), func(t *testing.T) {
@@ -40,7 +40,7 @@ func TestLinkBufferMallocFlush(t *testing.T) {
 			require.NoError(t, b.Flush(), "an empty Flush")
 			require.Equal(t, len(want), b.Len())
 
-			require.NoError(t, b.WriteByte('z'), "§2.4.3: WriteByte is Malloc(1)")
+			require.NoError(t, b.WriteByte('z'), "C4.3: WriteByte is Malloc(1)")
 			require.Equal(t, 1, b.MallocLen())
 			require.NoError(t, b.Flush())
 			got, err := b.Next(b.Len())
@@ -50,13 +50,14 @@ func TestLinkBufferMallocFlush(t *testing.T) {
 	}
 }
 
-// §2.4.1: a negative size or one over 1 GiB is refused with an error, not
-// attempted.
+// docs/contract.md C4.1, C16.19: a size over 1 GiB is refused with an error, not attempted;
+// a negative one gives (nil, nil), as zero does.
 func TestLinkBufferMallocBadSizes(t *testing.T) {
 	b := NewLinkBuffer()
 	defer b.Close()
-	_, err := b.Malloc(-1)
-	require.Error(t, err)
+	p, err := b.Malloc(-1)
+	require.NoError(t, err)
+	require.Nil(t, p)
 	_, err = b.Malloc(1<<30 + 1)
 	require.Error(t, err)
 	_, err = b.Malloc(1 << 40)
@@ -64,11 +65,11 @@ func TestLinkBufferMallocBadSizes(t *testing.T) {
 	require.Zero(t, b.MallocLen())
 	require.Zero(t, b.retained())
 	require.Error(t, b.MallocAck(-1))
-	require.NoError(t, b.WriteDirect([]byte("x"), -1), "§2.4.5: remainCap < 0 is a no-op")
+	require.NoError(t, b.WriteDirect([]byte("x"), -1), "C4.5: remainCap < 0 is a no-op")
 	require.Zero(t, b.MallocLen())
 }
 
-// §2.4.4: MallocAck(n) keeps the first n pending bytes, also across nodes.
+// docs/contract.md C4.4: MallocAck(n) keeps the first n pending bytes, also across nodes.
 func TestLinkBufferMallocAck(t *testing.T) {
 	for _, nodeCap := range []int{4096, 4} {
 		t.Run(fmt.Sprintf("LinkBufferCap=%d", nodeCap), func(t *testing.T) {
@@ -96,7 +97,7 @@ func TestLinkBufferMallocAck(t *testing.T) {
 	}
 }
 
-// §2.4.4: MallocAck(0) drops every pending byte, including those in the node
+// docs/contract.md C4.4: MallocAck(0) drops every pending byte, including those in the node
 // that already holds readable bytes (the reference kept them; we do better).
 func TestLinkBufferMallocAckZeroDropsPending(t *testing.T) {
 	b := NewLinkBuffer()
@@ -117,7 +118,7 @@ func TestLinkBufferMallocAckZeroDropsPending(t *testing.T) {
 	require.Equal(t, "keptmore", string(b.Bytes()))
 }
 
-// §2.4.3: above BinaryInplaceThreshold WriteBinary and WriteString keep a
+// docs/contract.md C4.3: above BinaryInplaceThreshold WriteBinary and WriteString keep a
 // reference to the caller's memory (a later change shows in the read); at or
 // below it they copy.
 func TestLinkBufferWriteReference(t *testing.T) {
@@ -190,7 +191,7 @@ func TestLinkBufferWriteReference(t *testing.T) {
 	})
 }
 
-// §2.4.2 with Release: the owner reads and Releases while bytes are pending
+// docs/contract.md C4.2 with Release: the owner reads and Releases while bytes are pending
 // in later nodes; those stay pending, Flush publishes them, and when all is
 // read the buffer gives every node back.
 func TestLinkBufferReleaseWithPending(t *testing.T) {
@@ -219,7 +220,7 @@ func TestLinkBufferReleaseWithPending(t *testing.T) {
 	}
 }
 
-// §2.4.5: Malloc(32) then WriteDirect(x, 30) gives [buf0..1][x][buf2..31],
+// docs/contract.md C4.5: Malloc(32) then WriteDirect(x, 30) gives [buf0..1][x][buf2..31],
 // with x by reference.
 func TestLinkBufferWriteDirectLayout(t *testing.T) {
 	b := NewLinkBuffer()
@@ -240,7 +241,7 @@ func TestLinkBufferWriteDirectLayout(t *testing.T) {
 	require.Zero(t, b.MallocLen())
 }
 
-// §2.4.5: how Kitex uses it: one Malloc for the whole message, then several
+// docs/contract.md C4.5: how Kitex uses it: one Malloc for the whole message, then several
 // WriteDirect calls walking forward through it, with LinkBufferCap low.
 func TestLinkBufferWriteDirectChain(t *testing.T) {
 	for _, nodeCap := range []int{4096, 2} {
@@ -270,7 +271,7 @@ func TestLinkBufferWriteDirectChain(t *testing.T) {
 	}
 }
 
-// §2.4.5: the splice point lies "just before the last remainCap bytes of
+// docs/contract.md C4.5: the splice point lies "just before the last remainCap bytes of
 // the pending region", in whatever node that is; with nothing pending,
 // WriteDirect(p, 0) appends p, whether or not the buffer holds a node.
 func TestLinkBufferWriteDirectAnywhereInPending(t *testing.T) {
@@ -308,7 +309,7 @@ func TestLinkBufferWriteDirectAnywhereInPending(t *testing.T) {
 	require.Equal(t, "y", string(fresh.Bytes()))
 }
 
-// §2.4.5 and §2.4.4: MallocAck after WriteDirect cuts through the spliced
+// docs/contract.md C4.5 and C4.4: MallocAck after WriteDirect cuts through the spliced
 // nodes.
 func TestLinkBufferWriteDirectThenMallocAck(t *testing.T) {
 	setLinkBufferCap(t, 4)
@@ -325,9 +326,11 @@ func TestLinkBufferWriteDirectThenMallocAck(t *testing.T) {
 	require.Equal(t, "01234xy!", string(b.Bytes()))
 }
 
-// §2.4.6: Append moves both readable and pending bytes of another
-// LinkBuffer, without copying, behind the pending bytes; MallocLen grows by
-// their count and the other buffer becomes unusable. WriteBuffer is the same.
+// Append moves the bytes of another LinkBuffer, without copying, behind the
+// pending bytes: its readable bytes are readable at once (Len grows by them),
+// its pending bytes stay pending (MallocLen grows by them only), and the
+// other buffer becomes unusable. After Flush every byte is readable in
+// place order. WriteBuffer is the same.
 func TestLinkBufferAppend(t *testing.T) {
 	for _, nodeCap := range []int{4096, 4} {
 		for _, via := range []string{"Append", "WriteBuffer"} {
@@ -351,17 +354,17 @@ func TestLinkBufferAppend(t *testing.T) {
 				copy(wp, "w-pending|")
 				peek, err := w.Peek(3)
 				require.NoError(t, err)
-				movedLen := w.Len() + w.MallocLen()
-				require.Equal(t, 21, movedLen)
+				require.Equal(t, 11, w.Len())
+				require.Equal(t, 10, w.MallocLen())
 
 				if via == "Append" {
 					require.NoError(t, b.Append(w))
 				} else {
 					require.NoError(t, b.WriteBuffer(w))
 				}
-				require.Equal(t, len("pending|")+movedLen, b.MallocLen())
-				require.Equal(t, len("readable|"), b.Len(), "appended bytes became readable before Flush")
-				require.Equal(t, "readable|", string(b.Bytes()), "appended bytes became readable before Flush")
+				require.Equal(t, len("pending|")+len("w-pending|"), b.MallocLen(), "MallocLen counts the appended readable bytes")
+				require.Equal(t, len("readable|")+len("w-readable|"), b.Len(), "the appended readable bytes are not readable")
+				require.Equal(t, "readable|w-readable|", string(b.Bytes()))
 				require.Zero(t, w.Len())
 				require.Zero(t, w.MallocLen())
 				_, err = w.Malloc(1)
@@ -384,7 +387,7 @@ func TestLinkBufferAppend(t *testing.T) {
 	}
 }
 
-// §2.4.6: only a *LinkBuffer can be appended; a nil one is a no-op.
+// docs/contract.md C4.6: only a *LinkBuffer can be appended; a nil one is a no-op.
 func TestLinkBufferAppendOthers(t *testing.T) {
 	b := NewLinkBuffer()
 	defer b.Close()
@@ -419,7 +422,7 @@ func TestLinkBufferAppendOthers(t *testing.T) {
 	require.Equal(t, "abcdef", string(dst.Bytes()))
 }
 
-// §2.2.8 with §2.4.6: a Slice of one buffer appended to another, as Kitex
+// docs/contract.md C2.8 with C4.6: a Slice of one buffer appended to another, as Kitex
 // forwards a payload; the source goes on independently.
 func TestLinkBufferAppendSlice(t *testing.T) {
 	setLinkBufferCap(t, 4)
@@ -439,4 +442,101 @@ func TestLinkBufferAppendSlice(t *testing.T) {
 	require.NoError(t, src.Skip(7))
 	require.NoError(t, src.Release())
 	require.Equal(t, "<PAYLOAD>", string(dst.Bytes()))
+}
+
+// Kitex's case: a frame header staged in one buffer, then a payload buffer
+// holding flushed and pending bytes appended to it. The payload's flushed
+// bytes are readable at once, MallocLen grows by its pending bytes only
+// (Kitex computes frame lengths from it), and after Flush the bytes lie in
+// place order: the header, the payload's flushed bytes, its pending bytes.
+func TestLinkBufferAppendFlushedAndPending(t *testing.T) {
+	for _, via := range []string{"Append", "WriteBuffer"} {
+		t.Run(via, func(t *testing.T) {
+			dst := NewLinkBuffer()
+			defer dst.Close()
+			hdr, err := dst.Malloc(4)
+			require.NoError(t, err)
+			copy(hdr, "HDR|")
+
+			src := NewLinkBuffer()
+			flushed, err := src.Malloc(3)
+			require.NoError(t, err)
+			copy(flushed, "abc")
+			require.NoError(t, src.Flush())
+			pend, err := src.Malloc(6004)
+			require.NoError(t, err)
+			body := pattern(6004, 9)
+			copy(pend, body)
+
+			if via == "Append" {
+				require.NoError(t, dst.Append(src))
+			} else {
+				require.NoError(t, dst.WriteBuffer(src))
+			}
+			require.Equal(t, 3, dst.Len(), "the appended flushed bytes are not readable at once")
+			require.Equal(t, 6008, dst.MallocLen(), "MallocLen is not the staged header plus the appended pending bytes")
+			p, err := dst.Peek(3)
+			require.NoError(t, err)
+			require.Equal(t, "abc", string(p))
+			require.Equal(t, "abc", string(dst.Bytes()))
+
+			require.NoError(t, dst.Flush())
+			require.Equal(t, 4+3+6004, dst.Len())
+			require.Zero(t, dst.MallocLen())
+			want := append([]byte("HDR|abc"), body...)
+			got, err := dst.Next(dst.Len())
+			require.NoError(t, err)
+			require.Equal(t, want, got)
+		})
+	}
+}
+
+// Reads before the Flush take the appended readable bytes, skipping the
+// pending bytes in front of them, and Flush then publishes those pending
+// bytes where they lie. MallocAck and WriteDirect count pending bytes only
+// and leave the readable ones in place.
+func TestLinkBufferAppendReadBeforeFlush(t *testing.T) {
+	for _, nodeCap := range []int{4096, 2} {
+		t.Run(fmt.Sprintf("LinkBufferCap=%d", nodeCap), func(t *testing.T) {
+			setLinkBufferCap(t, nodeCap)
+			b := readable(t, []byte("R1|"), 2)
+			defer b.Close()
+			_, err := b.WriteString("P1|")
+			require.NoError(t, err)
+			w := readable(t, []byte("R2|"), 2)
+			_, err = w.WriteString("P2|")
+			require.NoError(t, err)
+			require.NoError(t, b.Append(w))
+			require.Equal(t, 6, b.Len())
+			require.Equal(t, 6, b.MallocLen())
+
+			p, err := b.Next(4)
+			require.NoError(t, err)
+			require.Equal(t, "R1|R", string(p))
+			require.NoError(t, b.Release())
+			var rest []byte
+			for _, seg := range b.GetBytes(nil) {
+				rest = append(rest, seg...)
+			}
+			require.Equal(t, "2|", string(rest))
+
+			// X follows the third pending byte: it lies before "2|".
+			require.NoError(t, b.WriteDirect([]byte("X"), 3))
+			require.Equal(t, 7, b.MallocLen())
+			require.NoError(t, b.MallocAck(5)) // keeps "P1|X" and "P"
+			require.Equal(t, 5, b.MallocLen())
+			require.Equal(t, 2, b.Len(), "MallocAck dropped readable bytes")
+			p, err = b.Peek(2)
+			require.NoError(t, err)
+			require.Equal(t, "2|", string(p))
+
+			_, err = b.WriteString("Z")
+			require.NoError(t, err)
+			require.NoError(t, b.Flush())
+			require.Equal(t, "P1|X2|PZ", string(b.Bytes()))
+			require.NoError(t, b.Skip(b.Len()))
+			require.NoError(t, b.Release())
+			require.LessOrEqual(t, b.retained(), idleRetained(b))
+		})
+	}
 }

@@ -12,7 +12,8 @@ const (
 	ErrConnClosed = syscall.Errno(0x101)
 	// ErrReadTimeout: a blocking read passed its timeout or deadline.
 	ErrReadTimeout = syscall.Errno(0x102)
-	// ErrDialTimeout: a dial passed its timeout.
+	// ErrDialTimeout: kept for compatibility; a dial that passes its timeout
+	// reports a plain "i/o timeout" instead.
 	ErrDialTimeout = syscall.Errno(0x103)
 	// ErrDialNoDeadline: a dial without a deadline (kept for compatibility; never returned).
 	ErrDialNoDeadline = syscall.Errno(0x104)
@@ -41,8 +42,10 @@ var errnoText = [...]string{
 }
 
 // Exception attaches a suffix to err. A syscall.Errno becomes a net.Error whose
-// message is the errno's text (the table above for this package's errors) and
-// suffix, and which errors.Is matches with the errno. Any other error is
+// message is the errno's text and suffix, and which errors.Is matches with
+// the errno. The text of an errno with bit 0x100 set is that of the
+// package error with the same low byte, if there is one (0x101 and 0x301
+// both read "connection has been closed"); any other errno's is its own. Any other error is
 // returned as it is when suffix is empty, else as a new error "err suffix".
 // A nil err gives nil; a zero Errno still gives a non-nil error.
 func Exception(err error, suffix string) error {
@@ -64,7 +67,7 @@ type exception struct {
 
 func (e *exception) Error() string {
 	var s string
-	if idx := int(e.no & ErrnoMask); e.no&^ErrnoMask == 0x100 && idx < len(errnoText) && errnoText[idx] != "" {
+	if idx := int(e.no & ErrnoMask); e.no&0x100 != 0 && idx < len(errnoText) && errnoText[idx] != "" {
 		s = errnoText[idx]
 	} else {
 		s = e.no.Error()

@@ -11,13 +11,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// §2.1.1: the constants are raw errnos.
+// docs/contract.md C1.1: the constants are raw errnos.
 func TestErrnoConstants(t *testing.T) {
 	assert.Equal(t, "errno 257", ErrConnClosed.Error())
 	assert.Equal(t, syscall.Errno(0x106), ErrEOF)
 }
 
-// §2.1.2, §2.1.3: message text and suffixes.
+// docs/contract.md C1.2, C1.3: message text and suffixes.
 func TestExceptionText(t *testing.T) {
 	assert.Equal(t, "connection has been closed when flush", Exception(ErrConnClosed, "when flush").Error())
 	assert.Equal(t, "broken pipe when flush", Exception(syscall.EPIPE, "when flush").Error())
@@ -28,7 +28,7 @@ func TestExceptionText(t *testing.T) {
 	assert.Nil(t, Exception(nil, "x"))
 }
 
-// §2.1.4: errors.Is, including ErrEOF matching ErrConnClosed and not io.EOF.
+// docs/contract.md C1.4: errors.Is, including ErrEOF matching ErrConnClosed and not io.EOF.
 func TestExceptionIs(t *testing.T) {
 	eof := Exception(ErrEOF, "peer close")
 	assert.True(t, errors.Is(eof, ErrEOF))
@@ -39,7 +39,7 @@ func TestExceptionIs(t *testing.T) {
 	assert.True(t, errors.Is(Exception(syscall.EAGAIN, ""), syscall.EAGAIN))
 }
 
-// §2.1.5: Timeout and Temporary.
+// docs/contract.md C1.5: Timeout and Temporary.
 func TestExceptionTimeout(t *testing.T) {
 	for _, no := range []syscall.Errno{ErrReadTimeout, ErrWriteTimeout, ErrDialTimeout} {
 		var ne net.Error
@@ -51,4 +51,15 @@ func TestExceptionTimeout(t *testing.T) {
 	assert.False(t, ne.Timeout())
 	require.True(t, errors.As(Exception(syscall.EAGAIN, ""), &ne))
 	assert.True(t, ne.Temporary())
+}
+
+// An errno with bit 0x100 set reads as the package error with the same low
+// byte when there is one (0x301 as ErrConnClosed); one without such an
+// error, or without the bit, reads as the errno itself.
+func TestExceptionTextHighErrnos(t *testing.T) {
+	assert.Equal(t, "connection has been closed", Exception(syscall.Errno(0x301), "").Error())
+	assert.Equal(t, "EOF x", Exception(syscall.Errno(0x706), "x").Error())
+	assert.Equal(t, "errno 256", Exception(syscall.Errno(0x100), "").Error())
+	assert.Equal(t, "errno 265", Exception(syscall.Errno(0x109), "").Error())
+	assert.Equal(t, "errno 513", Exception(syscall.Errno(0x201), "").Error())
 }

@@ -11,8 +11,8 @@ import (
 
 // Config is the package-wide configuration applied by Configure.
 type Config struct {
-	// PollerNum, when > 0, is the number of pollers, at most 65536 (see
-	// SetNumLoops).
+	// PollerNum, when > 0, is the number of pollers, at most 65536 (256
+	// on macOS and FreeBSD; see SetNumLoops).
 	PollerNum int
 	// BufferSize, when > 0, is the first read size of each connection
 	// (default 8192; at most 8 MiB, the largest read size).

@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || freebsd || linux
 
 package netpoll
 
@@ -15,8 +15,9 @@ import (
 // (so the zero Config resets it to RoundRobin; unknown values mean
 // RoundRobin), and AlwaysNoCopyRead is always copied. Other values out of
 // those ranges are ignored and a BufferSize over 8 MiB counts as 8 MiB. A
-// PollerNum over 65536 gives an error and nothing is applied; otherwise it
-// returns nil. Call it from init, before the first connection.
+// PollerNum over 65536 (256 on macOS and FreeBSD) gives an error and
+// nothing is applied; otherwise it returns nil. Call it from init, before
+// the first connection.
 func Configure(config Config) (err error) {
 	if config.PollerNum > 0 {
 		if err = pollmanager.setNumLoops(config.PollerNum); err != nil {
@@ -48,8 +49,9 @@ func Initialize() {
 	}
 }
 
-// SetNumLoops sets the number of pollers; n < 1 or n > 65536 gives an error
-// and changes nothing. Missing pollers start at the next connection or
+// SetNumLoops sets the number of pollers; n < 1 or n > 65536 (256 on macOS
+// and FreeBSD, where each poller blocks an OS thread) gives an error
+// reading "set invalid numLoops[n]" (n the number given) and changes nothing. Missing pollers start at the next connection or
 // Initialize, all or none: when the process is out of fds for them, that
 // connection fails with the error and no fd is kept, and a smaller n set
 // afterwards works.
@@ -75,12 +77,14 @@ func SetLoggerOutput(w io.Writer) {
 	}
 }
 
-// SetRunner sets the task runner (nil restores the default).
+// SetRunner sets the task runner (nil restores the default). f must accept
+// a nil ctx, and it gets the panics of handlers (see Config.Runner).
 //
 // Deprecated: use Configure.
 func SetRunner(f func(ctx context.Context, f func())) { runner.Set(f) }
 
 // DisableGopool runs every task on a new goroutine instead of the pool.
+// Nothing then recovers a handler's panic, so it ends the process.
 //
 // Deprecated: use Configure with a Runner.
 func DisableGopool() error {

@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || freebsd || linux
 
 package netpoll
 
@@ -30,16 +30,20 @@ func newManager() *manager {
 	return m
 }
 
-// maxNumLoops bounds the number of pollers. Each one costs a goroutine and
-// two fds (epoll and eventfd; one kqueue on the BSDs); the bound keeps a mistyped count from wrapping around in the
-// int32 that holds it.
-const maxNumLoops = 1 << 16
-
 // setNumLoops sets how many pollers the pick uses; it applies at the next
-// pick. n outside [1, maxNumLoops] gives an error and changes nothing.
+// pick. n outside [1, maxNumLoops] gives the error "set invalid
+// numLoops[n]" and changes nothing. The bound is per platform
+// (poll_loops_linux.go, poll_default_bsd.go): on Linux, where a poller
+// costs a goroutine and two fds, it only keeps a mistyped count from
+// wrapping around in the int32 that holds it; on macOS and FreeBSD each
+// poller blocks a thread, and the error of a count above it says so.
 func (m *manager) setNumLoops(n int) error {
 	if n < 1 || n > maxNumLoops {
-		return fmt.Errorf("set invalid numLoops[%d]: want 1 to %d", n, maxNumLoops)
+		why := ""
+		if n > maxNumLoops {
+			why = maxNumLoopsReason
+		}
+		return fmt.Errorf("set invalid numLoops[%d]%s", n, why)
 	}
 	m.loops.Store(int32(n))
 	return nil

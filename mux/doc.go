@@ -11,8 +11,8 @@
 //
 //   - Producers call ShardQueue.Add with WriterGetters: functions that
 //     return the bytes to send, usually a *netpoll.LinkBuffer. Add never
-//     blocks on the network. The flusher calls the getters; only an Add
-//     after Close calls them itself, to release what they return.
+//     blocks on the network. Only the flusher calls the getters; an Add
+//     after Close does nothing at all.
 //   - At most one flusher task per queue runs at a time, on the netpoll
 //     Runner (the one set with netpoll.Configure or netpoll.SetRunner). It
 //     is started by the Add that finds the queue empty and it exits once the

@@ -150,19 +150,6 @@ func call(gt WriterGetter) (buf netpoll.Writer, isNil bool, panicked interface{}
 	return buf, isNil, nil
 }
 
-// drop calls each non-nil getter and closes the LinkBuffer it returns. It
-// runs on the caller of Add, so a getter's panic reaches that caller.
-func drop(gts []WriterGetter) {
-	for _, gt := range gts {
-		if gt == nil {
-			continue
-		}
-		if buf, isNil := gt(); !isNil && buf != nil {
-			closeBuffer(buf)
-		}
-	}
-}
-
 // closeBuffer closes buf if it is a *netpoll.LinkBuffer (the only Writer
 // the queue can own); any other Writer is left alone.
 func closeBuffer(buf netpoll.Writer) {

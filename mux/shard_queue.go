@@ -45,6 +45,9 @@ type ShardQueue struct {
 	// closed is guarded by every shard lock: Close sets it holding them all,
 	// Add reads it holding its own.
 	closed bool
+	// closeCalled tells the first Close from later ones (atomic, as a
+	// queue without shards has no lock to hold).
+	closeCalled atomic.Bool
 	// broken is set by the first send error; later batches are dropped.
 	broken atomic.Bool
 
@@ -73,13 +76,10 @@ type shard struct {
 // errClosed is what a second Close returns.
 var errClosed = errors.New("shardQueue has been closed")
 
-// errNoConn is what Close returns on a queue built without a connection.
-var errNoConn = errors.New("mux: shardQueue has no connection")
-
 // NewShardQueue returns an open queue that sends over conn. size is the
 // number of shards Adds are spread over: <= 0 means ShardSize, and it is
 // capped at 1024. A nil conn (or one holding a nil pointer) gives a queue
-// that drops every Add and whose Close returns an error. The queue closes
+// whose Adds do nothing; its Close behaves as on any queue. The queue closes
 // conn only after a failed Append or Flush or a panicking getter.
 func NewShardQueue(size int, conn netpoll.Connection) (queue *ShardQueue) {
 	if size <= 0 {
@@ -96,7 +96,6 @@ func NewShardQueue(size int, conn netpoll.Connection) (queue *ShardQueue) {
 	}
 	q := &ShardQueue{conn: conn, shards: make([]shard, size)}
 	q.idle = sync.NewCond(&q.idleMu)
-	q.closed = conn == nil
 	return q
 }
 
@@ -105,16 +104,11 @@ func NewShardQueue(size int, conn netpoll.Connection) (queue *ShardQueue) {
 // network: a flusher task on the netpoll Runner does the sending. nil
 // getters are skipped.
 //
-// After Close (or on a queue without a connection) Add sends nothing: it
-// calls each getter at once and closes any *netpoll.LinkBuffer returned, so
-// that dropping it leaks nothing; a getter's panic then reaches the caller.
-// Add with no getters does nothing.
+// After Close (and on a queue without a connection) Add does nothing: no
+// getter is called and nothing is written. Add with no getters does
+// nothing either.
 func (q *ShardQueue) Add(gts ...WriterGetter) {
-	if len(gts) == 0 {
-		return
-	}
-	if q == nil || len(q.shards) == 0 {
-		drop(gts)
+	if len(gts) == 0 || q == nil || q.conn == nil || len(q.shards) == 0 {
 		return
 	}
 	t := q.ticket.Add(1) - 1
@@ -122,7 +116,6 @@ func (q *ShardQueue) Add(gts ...WriterGetter) {
 	s.mu.Lock()
 	if q.closed {
 		s.mu.Unlock()
-		drop(gts)
 		return
 	}
 	e := entry{ticket: t, first: gts[0]}
@@ -144,18 +137,18 @@ func (q *ShardQueue) Add(gts ...WriterGetter) {
 // then returns nil; it does not close the connection. If the flusher is
 // stuck in Flush (a peer that does not read), Close waits for the
 // connection's write timeout or for the connection to be closed. Any later
-// call returns an error whose text is "shardQueue has been closed"; on a
-// queue without a connection Close returns an error too. Close must not be
-// called from a WriterGetter.
+// call, and Close on a nil *ShardQueue, returns an error whose text is
+// "shardQueue has been closed". Close must not be called from a
+// WriterGetter.
 func (q *ShardQueue) Close() error {
-	if q == nil || q.conn == nil {
-		return errNoConn
+	if q == nil {
+		return errClosed
 	}
 	q.lockAll()
-	wasClosed := q.closed
+	first := q.closeCalled.CompareAndSwap(false, true)
 	q.closed = true
 	q.unlockAll()
-	if wasClosed {
+	if !first {
 		return errClosed
 	}
 	q.idleMu.Lock()

@@ -20,11 +20,20 @@ race:
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
 	$(GO) test -count=1 -run 'SteadyStateAllocs' .
 
+# cross: vet (tests included) once per other GOOS, then build every
+# GOOS/GOARCH the README names, 32-bit ones included.
+CROSS_VET := darwin freebsd windows
+CROSS_BUILD := darwin/amd64 darwin/arm64 freebsd/amd64 freebsd/386 freebsd/arm64 freebsd/arm \
+	windows/amd64 linux/386 linux/arm64 linux/arm
+
 cross:
-	@for os in darwin freebsd windows; do \
-		echo "GOOS=$$os go vet + build"; \
+	@for os in $(CROSS_VET); do \
+		echo "GOOS=$$os go vet"; \
 		GOOS=$$os $(GO) vet $(PKGS) || exit 1; \
-		GOOS=$$os $(GO) build $(PKGS) || exit 1; \
+	done
+	@for t in $(CROSS_BUILD); do \
+		echo "GOOS=$${t%/*} GOARCH=$${t#*/} go build"; \
+		GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build $(PKGS) || exit 1; \
 	done
 
 # bench: the root micro-benchmarks, then benchmark/cmd/report: the LinkBuffer

@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || freebsd || linux
 
 package netpoll
 
@@ -252,35 +252,18 @@ func suiteFdDir() string {
 	return "/dev/fd"
 }
 
-// suiteFds returns the number of open fds of this process.
+// suiteFds returns the number of open fds of this process (see
+// helpers_portable_test.go).
 func suiteFds(t testing.TB) int {
 	t.Helper()
-	f, err := os.Open(suiteFdDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(names) - 1 // the directory's own fd
+	return len(openFdNumbers())
 }
 
 // suiteFdSet returns the numbers of the open fds.
 func suiteFdSet() map[int]bool {
 	set := map[int]bool{}
-	dir, err := os.Open(suiteFdDir())
-	if err != nil {
-		return set
-	}
-	defer dir.Close()
-	names, _ := dir.Readdirnames(-1)
-	for _, name := range names {
-		var fd int
-		if _, err := fmt.Sscan(name, &fd); err == nil && fd != int(dir.Fd()) {
-			set[fd] = true
-		}
+	for _, fd := range openFdNumbers() {
+		set[fd] = true
 	}
 	return set
 }

@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || netbsd || openbsd
+//go:build darwin || freebsd
 
 package netpoll
 
@@ -10,18 +10,105 @@ import (
 )
 
 // defaultPoll is a kqueue instance with an EVFILT_USER event for wake-ups.
-// Read and write interest are separate filters; each event carries the
-// operator's address as its tag (see poll_table.go).
+// Read and write interest are separate filters. Every filter carries the
+// registration generation of its operator as its udata, and an event is
+// delivered only to the operator that still holds that generation (see
+// poll_table.go), as on Linux.
 type defaultPoll struct {
 	kq      int
-	events  []unix.Kevent_t
+	events  []kevent
 	scratch []byte    // small reads land here first (connection.fill)
 	tasks   taskQueue // handler tasks, with the default Runner
 	closing atomic.Bool
 	done    chan struct{}
 }
 
-const wakeIdent = 0
+const wakeIdent = 0 // the EVFILT_USER ident; user events do not share the fd namespace
+
+// maxNumLoops bounds the number of pollers. A kqueue poller blocks an OS
+// thread in kevent while it waits (the runtime's netpoller cannot watch a
+// kqueue fd: it registers read and write filters together, and a kqueue
+// accepts only a read filter), so the bound keeps SetNumLoops far from Go's
+// 10,000-thread limit, at which the process dies.
+const maxNumLoops = 256
+
+// maxNumLoopsReason completes the error of a count over maxNumLoops.
+const maxNumLoopsReason = ": at most 256 on macOS and FreeBSD, where each poller blocks an OS thread"
+
+// kevent holds one unix.Kevent_t in memory the garbage collector never
+// scans. The udata word of every event here is a generation number, not an
+// address: the kernel keeps udata and hands it back later, so it must not
+// hold a Go pointer, and an integer kept in the pointer-typed Udata field of
+// an ordinary Kevent_t could be taken for one (on 32-bit platforms any
+// value may point into the heap; under -race checkptr rejects small ones).
+// So events live in arrays of uint64 and udata is read and written through
+// the accessors below as an integer.
+type kevent [unsafe.Sizeof(unix.Kevent_t{}) / 8]uint64
+
+// Kevent_t must fill whole uint64 words and need no stricter alignment than
+// uint64 for kevent to hold it; each line fails to compile otherwise.
+const (
+	_ = -(unsafe.Sizeof(unix.Kevent_t{}) % 8)
+	_ = unsafe.Alignof(uint64(0)) - unsafe.Alignof(unix.Kevent_t{})
+)
+
+func (k *kevent) raw() *unix.Kevent_t { return (*unix.Kevent_t)(unsafe.Pointer(k)) }
+
+// udata is the udata word, as an integer.
+func (k *kevent) udata() *uintptr { return (*uintptr)(unsafe.Pointer(&k.raw().Udata)) }
+
+// set makes k a change of filter for fd with flags and the generation tag.
+// unix.SetKevent converts fd to the ident's width, which is 32 bits on
+// freebsd/386 and freebsd/arm and 64 elsewhere.
+func (k *kevent) set(fd int, filter int16, flags uint16, tag uint32) {
+	*k = kevent{}
+	unix.SetKevent(k.raw(), fd, int(filter), int(flags))
+	*k.udata() = uintptr(tag)
+}
+
+// kqueueCall is kevent(2) on kevent slices.
+func kqueueCall(kq int, changes, events []kevent, timeout *unix.Timespec) (int, error) {
+	return unix.Kevent(kq, kevents(changes), kevents(events), timeout)
+}
+
+func kevents(ks []kevent) []unix.Kevent_t {
+	if len(ks) == 0 {
+		return nil
+	}
+	return unsafe.Slice(ks[0].raw(), len(ks))
+}
+
+// maxReceipts is the most changes kqueueReceipts takes.
+const maxReceipts = 2
+
+// kqueueReceipts applies changes (at most maxReceipts), each flagged
+// EV_RECEIPT, in one call and stores each one's errno (0: done) in errs.
+// The event list is exactly as long as the change list and every change
+// returns its receipt there, so the call never takes a pending event away
+// from the poller goroutine, and a failing change does not stop the ones
+// after it. The error is the call's own (a bad kqueue), not a change's; a
+// change without a receipt counts as done. The zero timeout is a guard: the
+// call has no reason to wait.
+func kqueueReceipts(kq int, changes []kevent, errs []unix.Errno) error {
+	var out [maxReceipts]kevent
+	for i := range changes {
+		changes[i].raw().Flags |= unix.EV_RECEIPT
+	}
+	n, err := kqueueCall(kq, changes, out[:len(changes)], &unix.Timespec{})
+	if err != nil {
+		return err
+	}
+	clear(errs)
+	for i := 0; i < n; i++ {
+		ev := out[i].raw()
+		for j := range changes {
+			if c := changes[j].raw(); c.Ident == ev.Ident && c.Filter == ev.Filter {
+				errs[j] = unix.Errno(ev.Data)
+			}
+		}
+	}
+	return nil
+}
 
 func openDefaultPoll() (*defaultPoll, error) {
 	kq, err := unix.Kqueue()
@@ -29,22 +116,24 @@ func openDefaultPoll() (*defaultPoll, error) {
 		return nil, wrapSyscall("kqueue", err)
 	}
 	unix.CloseOnExec(kq)
-	p := &defaultPoll{kq: kq, events: make([]unix.Kevent_t, 128), scratch: make([]byte, scratchSize), done: make(chan struct{})}
-	ev := []unix.Kevent_t{{Ident: wakeIdent, Filter: unix.EVFILT_USER, Flags: unix.EV_ADD | unix.EV_CLEAR}}
-	if _, err = unix.Kevent(kq, ev, nil, nil); err != nil {
+	p := &defaultPoll{kq: kq, events: make([]kevent, 128), scratch: make([]byte, scratchSize), done: make(chan struct{})}
+	var ev [1]kevent
+	ev[0].set(wakeIdent, unix.EVFILT_USER, unix.EV_ADD|unix.EV_CLEAR, 0)
+	if _, err = kqueueCall(kq, ev[:], nil, nil); err != nil {
 		unix.Close(kq)
 		return nil, wrapSyscall("kevent", err)
 	}
 	return p, nil
 }
 
-// Wait runs the loop until Close.
+// Wait runs the loop until Close. After a batch it polls without blocking;
+// once nothing is ready it blocks in kevent, holding a thread.
 func (p *defaultPoll) Wait() error {
 	defer close(p.done)
 	zero := &unix.Timespec{}
-	var timeout *unix.Timespec = zero
+	timeout := zero
 	for {
-		n, err := unix.Kevent(p.kq, nil, p.events, timeout)
+		n, err := kqueueCall(p.kq, nil, p.events, timeout)
 		if err != nil && err != unix.EINTR {
 			return wrapSyscall("kevent", err)
 		}
@@ -60,15 +149,16 @@ func (p *defaultPoll) Wait() error {
 	}
 }
 
-func (p *defaultPoll) handle(events []unix.Kevent_t) (closing bool) {
+// handle delivers one batch; it reports whether the poller was asked to close.
+func (p *defaultPoll) handle(events []kevent) (closing bool) {
 	for i := range events {
-		ev := &events[i]
+		ev := events[i].raw()
 		if ev.Filter == unix.EVFILT_USER {
 			closing = p.closing.Load()
 			continue
 		}
-		op := opCurrent(int(ev.Ident))
-		if op == nil || unsafe.Pointer(ev.Udata) != unsafe.Pointer(op) {
+		op := opGet(int(ev.Ident), uint32(*events[i].udata()))
+		if op == nil {
 			continue // stale: the fd was closed, maybe reused, since the event was queued
 		}
 		var flags pollFlags
@@ -104,82 +194,44 @@ func (p *defaultPoll) release() { unix.Close(p.kq) }
 
 // Trigger wakes the loop once.
 func (p *defaultPoll) Trigger() error {
-	ev := []unix.Kevent_t{{Ident: wakeIdent, Filter: unix.EVFILT_USER, Fflags: unix.NOTE_TRIGGER}}
-	_, err := unix.Kevent(p.kq, ev, nil, nil)
+	var ev [1]kevent
+	ev[0].set(wakeIdent, unix.EVFILT_USER, 0, 0)
+	ev[0].raw().Fflags = unix.NOTE_TRIGGER
+	_, err := kqueueCall(p.kq, ev[:], nil, nil)
 	return wrapSyscall("kevent", err)
 }
 
 // Control applies one change of interest for operator.
 func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
-	var changes [2]unix.Kevent_t
-	var prev *FDOperator // the fd's owner before this registration
-	put := false
-	n := 0
-	add := func(filter int16, flags uint16) {
-		changes[n] = unix.Kevent_t{Ident: uint64(op.FD), Filter: filter, Flags: flags, Udata: (*byte)(unsafe.Pointer(op))}
-		n++
-	}
+	var filter int16
+	var flags uint16 = unix.EV_ADD
 	switch event {
 	case PollReadable:
-		if op.poll == nil {
-			op.poll = p
-		}
-		atomic.StoreInt32(&op.detached, 0)
-		var err error
-		if prev, err = opPut(op); err != nil {
-			return err
-		}
-		put = true
-		add(unix.EVFILT_READ, unix.EV_ADD)
+		filter = unix.EVFILT_READ
 	case PollWritable:
-		if op.poll == nil {
-			op.poll = p
-		}
-		atomic.StoreInt32(&op.detached, 0)
-		var err error
-		if prev, err = opPut(op); err != nil {
-			return err
-		}
-		put = true
-		add(unix.EVFILT_WRITE, unix.EV_ADD)
+		filter = unix.EVFILT_WRITE
 	case pollConnect:
-		if op.poll == nil {
-			op.poll = p
-		}
-		atomic.StoreInt32(&op.detached, 0)
-		var err error
-		if prev, err = opPut(op); err != nil {
-			return err
-		}
-		put = true
-		add(unix.EVFILT_WRITE, unix.EV_ADD|unix.EV_ONESHOT)
-	case PollR2RW:
-		add(unix.EVFILT_WRITE, unix.EV_ADD)
-	case PollRW2R:
-		add(unix.EVFILT_WRITE, unix.EV_DELETE)
+		filter, flags = unix.EVFILT_WRITE, unix.EV_ADD|unix.EV_ONESHOT
+	case PollR2RW, PollRW2R:
+		return p.setInterest(op, true, event == PollR2RW)
 	case PollDetach:
-		if !atomic.CompareAndSwapInt32(&op.detached, 0, 1) {
-			return nil
-		}
-		if !opDrop(op) {
-			return nil
-		}
-		add(unix.EVFILT_READ, unix.EV_DELETE)
-		add(unix.EVFILT_WRITE, unix.EV_DELETE)
+		return p.detach(op)
 	default:
 		return Exception(ErrUnsupported, "unknown PollEvent")
 	}
-	if event != PollDetach && atomic.LoadInt32(&op.detached) != 0 {
-		return Exception(ErrConnClosed, "operator detached")
+	if op.poll == nil {
+		op.poll = p
 	}
-	for i := 0; i < n; i++ {
-		_, err := unix.Kevent(p.kq, changes[i:i+1], nil, nil)
-		if err != nil && event != PollDetach && event != PollRW2R {
-			if put {
-				opUndo(op, prev)
-			}
-			return wrapSyscall("kevent", err)
-		}
+	atomic.StoreInt32(&op.detached, 0)
+	prev, err := opPut(op)
+	if err != nil {
+		return err
+	}
+	var ch [1]kevent
+	ch[0].set(op.FD, filter, flags, atomic.LoadUint32(&op.gen))
+	if _, err = kqueueCall(p.kq, ch[:], nil, nil); err != nil {
+		opUndo(op, prev) // the fd stays with the operator that held it
+		return wrapSyscall("kevent", err)
 	}
 	return nil
 }
@@ -188,12 +240,100 @@ func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
 // read filter, so input is never paused here.
 const canPauseInput = false
 
-// setInterest turns writability reports on or off; in is always true here.
+// setInterest asks for one writability report (out) or drops the request;
+// in is always true here (canPauseInput is false). It fails once op is
+// detached.
+//
+// Write interest is one-shot (EV_ONESHOT): a blocked Flush needs a single
+// report, after which it writes again and asks anew if the socket is still
+// full. The kernel drops a fired filter by itself, so the delete that
+// follows every report (the poller's wantWrite(false)) usually finds none;
+// ENOENT is expected there and ignored.
+//
+// Unlike epoll, where a modification of a removed fd fails, EV_ADD creates
+// the filter again when a Detach deleted it between the detached check and
+// the add: the filter would outlive the registration, and a level-triggered
+// one would wake the poller for nothing, again and again, for as long as
+// the fd stays open. So detached is checked again after the add. Detach
+// sets it before its deletes: if the second check sees it clear, Detach's
+// delete comes after this add and removes the filter; if it sees it set,
+// the filter is deleted here. Either way none is left, and being one-shot,
+// even a filter that escaped both would fire at most once.
 func (p *defaultPoll) setInterest(op *FDOperator, in, out bool) error {
-	if out {
-		return p.Control(op, PollR2RW)
+	if atomic.LoadInt32(&op.detached) != 0 {
+		return Exception(ErrConnClosed, "operator detached")
 	}
-	return p.Control(op, PollRW2R)
+	var ch [1]kevent
+	if !out {
+		ch[0].set(op.FD, unix.EVFILT_WRITE, unix.EV_DELETE, 0)
+		_, _ = kqueueCall(p.kq, ch[:], nil, nil)
+		return nil
+	}
+	ch[0].set(op.FD, unix.EVFILT_WRITE, unix.EV_ADD|unix.EV_ONESHOT, atomic.LoadUint32(&op.gen))
+	if _, err := kqueueCall(p.kq, ch[:], nil, nil); err != nil {
+		return wrapSyscall("kevent", err)
+	}
+	if atomic.LoadInt32(&op.detached) != 0 {
+		// Delete only a filter of this operator's fd: if the number was
+		// closed and taken by another operator, the filter is not ours.
+		if cur := opCurrent(op.FD); cur == nil || cur == op {
+			ch[0].set(op.FD, unix.EVFILT_WRITE, unix.EV_DELETE, 0)
+			_, _ = kqueueCall(p.kq, ch[:], nil, nil)
+		}
+		return Exception(ErrConnClosed, "operator detached")
+	}
+	return nil
+}
+
+// detach removes the operator; only the first call does anything. Both
+// filters are deleted in one call; either may be missing (no write request
+// pending, or a one-shot one already fired), which is not an error.
+func (p *defaultPoll) detach(op *FDOperator) error {
+	if !atomic.CompareAndSwapInt32(&op.detached, 0, 1) {
+		return nil
+	}
+	if !opDrop(op) {
+		return nil
+	}
+	var ch [2]kevent
+	var errs [2]unix.Errno
+	ch[0].set(op.FD, unix.EVFILT_READ, unix.EV_DELETE, 0)
+	ch[1].set(op.FD, unix.EVFILT_WRITE, unix.EV_DELETE, 0)
+	_ = kqueueReceipts(p.kq, ch[:], errs[:])
+	return nil
+}
+
+// watches reports whether p's kernel set still holds a registration of
+// op.FD made by op, that is, whether op.FD has not been closed since op
+// registered it. It does not change the interest of a live registration.
+//
+// Closing a fd removes its filters from every kqueue, and a registration
+// of the number made after the close would have replaced op in the
+// operator table, so a read or write filter for op.FD in p's kqueue is
+// op's and means the fd is still open. (An operator registered for reading
+// always keeps its EVFILT_READ filter here: input is never paused on
+// kqueue. A connecting operator whose one-shot filter fired has none left
+// and counts as gone, but its fd is not registered by anyone else anyway.)
+//
+// The probe is EV_ENABLE without EV_ADD on both filters. A missing filter
+// gives ENOENT and is not created (EV_ADD would create one; a delete would
+// remove a live one; EV_DISABLE would silence it). On an existing filter,
+// which this package never disables, enabling changes nothing, and the
+// other values a modification rewrites are passed as registered: udata is
+// op's generation, fflags and data are 0. At most the kernel rechecks the
+// filter and reports it again if ready, which a level-triggered operator
+// takes as any report. With EV_RECEIPT each change answers for itself and
+// no pending event is taken from the poller.
+func (p *defaultPoll) watches(op *FDOperator) bool {
+	gen := atomic.LoadUint32(&op.gen)
+	var ch [2]kevent
+	var errs [2]unix.Errno
+	ch[0].set(op.FD, unix.EVFILT_READ, unix.EV_ENABLE, gen)
+	ch[1].set(op.FD, unix.EVFILT_WRITE, unix.EV_ENABLE, gen)
+	if err := kqueueReceipts(p.kq, ch[:], errs[:]); err != nil {
+		return err != unix.EBADF // EBADF: the kqueue itself is gone; otherwise assume live
+	}
+	return errs[0] == 0 || errs[1] == 0
 }
 
 // Alloc returns a new operator bound to this poller.

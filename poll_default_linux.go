@@ -277,16 +277,3 @@ func (p *defaultPoll) Alloc() *FDOperator { return &FDOperator{poll: p} }
 
 // Free does nothing: a detached operator is garbage collected once unreferenced.
 func (p *defaultPoll) Free(op *FDOperator) {}
-
-// opGet returns the operator registered for fd if it still carries gen.
-func opGet(fd int, gen uint32) *FDOperator {
-	slot := opSlot(fd, false)
-	if slot == nil {
-		return nil
-	}
-	op := slot.Load()
-	if op == nil || atomic.LoadUint32(&op.gen) != gen {
-		return nil
-	}
-	return op
-}

@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || freebsd || linux
 
 package netpoll
 
@@ -9,8 +9,8 @@ import (
 )
 
 // The operator table maps a file descriptor to the operator registered for
-// it. The kernel reports events by fd and by a tag set at registration (a
-// generation number with epoll, the operator's address with kqueue), and a
+// it. The kernel reports events by fd and by a tag set at registration (the
+// operator's generation number, in epoll's data or kqueue's udata), and a
 // poller delivers an event only when the table still holds an operator with
 // that tag. An event fetched for a fd that has since been closed, and maybe
 // reused by a new connection, therefore never reaches the new owner: its tag
@@ -124,6 +124,20 @@ func opUndo(op, prev *FDOperator) {
 	if slot := opSlot(op.FD, false); slot != nil {
 		slot.CompareAndSwap(op, prev)
 	}
+}
+
+// opGet returns the operator registered for fd if it still carries gen: the
+// lookup of a kernel event, which is stale when it finds nothing.
+func opGet(fd int, gen uint32) *FDOperator {
+	slot := opSlot(fd, false)
+	if slot == nil {
+		return nil
+	}
+	op := slot.Load()
+	if op == nil || atomic.LoadUint32(&op.gen) != gen {
+		return nil
+	}
+	return op
 }
 
 // opCurrent returns the operator registered for fd, whatever its generation.

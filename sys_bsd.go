@@ -1,9 +1,11 @@
-//go:build darwin || dragonfly || freebsd || netbsd || openbsd
+//go:build darwin || freebsd
 
 package netpoll
 
 import (
 	"net"
+	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -11,41 +13,49 @@ import (
 // unnamedUnixAddr is how an unnamed unix socket's address prints.
 const unnamedUnixAddr = ""
 
-// writev writes bufs in order, one write each, stopping at the first
-// short write or error; x/sys has no writev for every BSD.
-func writev(fd int, bufs [][]byte) (int, error) {
-	total := 0
-	for _, b := range bufs {
-		n, err := unix.Write(fd, b)
-		if n > 0 {
-			total += n
-		}
-		if err != nil {
-			if total > 0 {
-				return total, nil
-			}
-			return n, err
-		}
-		if n < len(b) {
-			break
-		}
-	}
-	return total, nil
-}
+var iovecs = sync.Pool{New: func() any { return new([maxIovecs]unix.Iovec) }}
 
-// accept takes one pending connection, makes it non-blocking and
-// close-on-exec, and returns its peer's address (a unix one of network unixNet).
-func accept(fd int, unixNet string) (int, net.Addr, error) {
-	nfd, sa, err := unix.Accept(fd)
-	if err != nil {
-		return -1, nil, err
+// writev writes bufs (at most maxIovecs) with one writev(2), as on Linux;
+// up to smallSend iovecs live on the stack, more in a pooled vector. x/sys
+// has no writev wrapper for macOS or FreeBSD, and a write per buffer sent
+// each one as its own TCP segment under TCP_NODELAY, so the syscall is made
+// directly (through unix.Syscall: a libSystem wrapper would have to be
+// linked by name, which Go no longer allows outside the standard library).
+// Errors go through writeErrno (sys_darwin.go, sys_freebsd.go).
+func writev(fd int, bufs [][]byte) (int, error) {
+	if len(bufs) == 1 {
+		n, err := unix.Write(fd, bufs[0])
+		if e, ok := err.(unix.Errno); ok {
+			err = writeErrno(e)
+		}
+		return n, err
 	}
-	unix.CloseOnExec(nfd)
-	if err = unix.SetNonblock(nfd, true); err != nil {
-		unix.Close(nfd)
-		return -1, nil, err
+	var small [smallSend]unix.Iovec
+	iov := small[:]
+	if len(bufs) > smallSend {
+		v := iovecs.Get().(*[maxIovecs]unix.Iovec)
+		defer func(n int) {
+			clear(v[:n])
+			iovecs.Put(v)
+		}(len(bufs))
+		iov = v[:]
 	}
-	return nfd, sockaddrToAddr(sa, unixNet), nil
+	n := 0
+	for _, b := range bufs {
+		if len(b) > 0 {
+			iov[n].Base = &b[0]
+			iov[n].SetLen(len(b))
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	r, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(n))
+	if e != 0 {
+		return -1, writeErrno(e)
+	}
+	return int(r), nil
 }
 
 // sockAddr returns the local address of fd, or with peer its peer's; nil if unknown.
@@ -77,18 +87,4 @@ func sockaddrToAddr(sa unix.Sockaddr, unixNet string) net.Addr {
 		return &net.UnixAddr{Name: name, Net: unixNet}
 	}
 	return nil
-}
-
-// socket makes a non-blocking, close-on-exec socket.
-func socket(family, sotype int) (int, error) {
-	fd, err := unix.Socket(family, sotype, 0)
-	if err != nil {
-		return -1, wrapSyscall("socket", err)
-	}
-	unix.CloseOnExec(fd)
-	if err = unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return -1, wrapSyscall("fcntl", err)
-	}
-	return fd, nil
 }

@@ -9,19 +9,25 @@ import (
 )
 
 // SetKeepAlive turns on TCP keep-alive for fd: probes start after secs idle
-// seconds and repeat every secs seconds. secs < 1, or over 2147483647 (the
-// kernel takes a 32-bit int), gives EINVAL and changes nothing. A fd that is
-// not an open TCP socket gives the setsockopt error. A value the kernel
-// refuses gives its error with keep-alive already switched on.
+// seconds and repeat every secs seconds. Errors are the bare errnos of
+// setsockopt (syscall.Errno), as on Linux and FreeBSD: a fd that is not an
+// open TCP socket gives EBADF, ENOTSOCK or EOPNOTSUPP, and a secs the
+// kernel refuses, or below 1, gives EINVAL with keep-alive already switched
+// on. A secs outside the 32-bit int the kernel takes gives EINVAL and
+// changes nothing.
+// macOS names the idle time TCP_KEEPALIVE (TCP_KEEPIDLE elsewhere).
 func SetKeepAlive(fd, secs int) error {
-	if secs < 1 || secs > math.MaxInt32 {
-		return Exception(unix.EINVAL, "keep-alive seconds must be 1 to 2147483647")
+	if secs > math.MaxInt32 || secs < math.MinInt32 {
+		return unix.EINVAL
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1); err != nil {
-		return wrapSyscall("setsockopt", err)
+		return err
+	}
+	if secs < 1 {
+		return unix.EINVAL // macOS takes 0 (its default), Linux refuses it: refused here too
 	}
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, secs); err != nil {
-		return wrapSyscall("setsockopt", err)
+		return err
 	}
-	return wrapSyscall("setsockopt", unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPALIVE, secs))
+	return unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPALIVE, secs)
 }

@@ -19,11 +19,11 @@ import (
 // ReadString, ReadBinary and Until (after Release) are the caller's forever.
 // Every returned slice has cap == len, so append never writes into the buffer.
 //
-// Bad sizes: n <= 0 on a Connection, and n == 0 on a LinkBuffer or the
-// Reader of NewReader, return zero values and nil at once (Slice: an empty
-// Reader). On the latter two a negative n, and on a LinkBuffer one over Len,
-// is an error that consumes nothing. On a Connection an n larger than will
-// ever arrive waits for the timeout or the close like any other. After a close,
+// Bad sizes: n <= 0 returns zero values and a nil error at once, on a
+// Connection, a LinkBuffer and the Reader of NewReader alike (Slice: an
+// empty Reader that works). On a LinkBuffer an n over Len is an error that
+// consumes nothing; on a Connection an n larger than will ever arrive waits
+// for the timeout or the close like any other. After a close,
 // a LinkBuffer fails every read with an error matching ErrConnClosed, and a
 // Connection does so once its buffered bytes are recycled.
 type Reader interface {
@@ -65,11 +65,11 @@ type Reader interface {
 // caller's memory, without copying, when it is longer than
 // BinaryInplaceThreshold: the caller must not change it until it is flushed.
 //
-// Bad sizes are errors that change nothing: Malloc of n < 0 or over 1 GiB,
+// Bad sizes are errors that change nothing: Malloc of over 1 GiB,
 // WriteBinary or WriteString of over 1 GiB, MallocAck of n < 0, over
 // MallocLen or over 1 GiB, WriteDirect with remainCap over MallocLen.
-// Malloc(0), empty writes, and WriteDirect of an empty p or with remainCap < 0
-// do nothing and return nil. On a Connection every method but MallocLen fails
+// Malloc(n <= 0) returns (nil, nil); empty writes, and WriteDirect of an
+// empty p or with remainCap < 0, do nothing and return nil. On a Connection every method but MallocLen fails
 // with ErrConnClosed after a local Close or Detach; after a peer close staging
 // may still succeed, and Flush fails with ErrConnClosed. A closed LinkBuffer
 // fails them with an error matching ErrConnClosed.
@@ -87,7 +87,8 @@ type Writer interface {
 	// MallocAck keeps the first n staged bytes and drops the rest.
 	MallocAck(n int) (err error)
 	// Append moves every byte of w (a *LinkBuffer) behind the staged region, without
-	// copying. w is unusable afterwards. A nil *LinkBuffer does nothing; any other
+	// copying: w's readable bytes count as flushed at once, its pending ones
+	// stay pending (MallocLen grows by those only). w is unusable afterwards. A nil *LinkBuffer does nothing; any other
 	// Writer, a nil one included, is an error, and so is a closed w (an error
 	// that does not match ErrConnClosed: the receiver stays open).
 	Append(w Writer) (err error)
@@ -156,8 +157,12 @@ type Conn interface {
 
 // Listener is a non-blocking net.Listener with its file descriptor. Accept
 // returns (nil, nil) when no connection is pending, and after Close an error
-// matching ErrConnClosed (ErrUnsupported for a udp listener, always). A second
-// Close returns nil; Addr stays valid.
+// matching ErrConnClosed (ErrUnsupported for a udp listener, always).
+// Otherwise it returns a plain Conn that no poller watches: its Read and
+// Write are blocking system calls on its fd, and every byte the peer sends
+// is the caller's (an EventLoop accepts and registers its connections
+// itself). A second Close returns nil; Addr stays valid. Closing a listener
+// an EventLoop serves unregisters it, and Serve waits for Shutdown.
 type Listener interface {
 	net.Listener
 
@@ -176,5 +181,7 @@ type Dialer interface {
 	DialTimeout(network, address string, timeout time.Duration) (conn net.Conn, err error)
 }
 
-// CloseCallback is run once when its connection closes. Its error is ignored.
+// CloseCallback is run once when its connection closes, after the last
+// handler of the connection returned; callbacks run last added first (see
+// Connection.AddCloseCallback and Close). Its error is ignored.
 type CloseCallback func(connection Connection) error

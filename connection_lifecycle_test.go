@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || freebsd || linux
 
 package netpoll
 
@@ -75,7 +75,7 @@ func addNumberedCallbacks(t testing.TB, c Connection, l *callLog, n int) {
 	}
 }
 
-// §2.7.2, §2.7.3: Close is idempotent and returns nil, even from many
+// docs/contract.md C7.2, C7.3: Close is idempotent and returns nil, even from many
 // goroutines at once; the close callbacks run exactly once, last added first,
 // before the first Close returns (no handler runs); a callback added after
 // they ran never runs.
@@ -104,7 +104,7 @@ func TestConnCloseCallbacksOnceLIFO(t *testing.T) {
 	})
 }
 
-// §2.7.1, §2.7.4: after the peer closes, a dialed connection without
+// docs/contract.md C7.1, C7.4: after the peer closes, a dialed connection without
 // handlers is inactive at once, but its close callbacks wait for the user's
 // Close, and then run exactly once.
 func TestConnPeerCloseDialedWaitsForClose(t *testing.T) {
@@ -126,7 +126,7 @@ func TestConnPeerCloseDialedWaitsForClose(t *testing.T) {
 	})
 }
 
-// §2.7.1: IsActive is true until the first Close and never true again.
+// docs/contract.md C7.1: IsActive is true until the first Close and never true again.
 func TestConnIsActive(t *testing.T) {
 	checkFDs(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
@@ -146,7 +146,7 @@ func TestConnIsActive(t *testing.T) {
 	})
 }
 
-// §2.7.5: Detach is Close without closing the fd: the connection is
+// docs/contract.md C7.5: Detach is Close without closing the fd: the connection is
 // inactive, its close callbacks run once, the poller no longer reads the fd,
 // and the caller owns a working fd that a later Close does not close.
 func TestConnDetach(t *testing.T) {
@@ -199,7 +199,7 @@ func TestConnDetach(t *testing.T) {
 	})
 }
 
-// §2.7.5: after Detach the caller can use the fd for I/O, and the poller
+// docs/contract.md C7.5: after Detach the caller can use the fd for I/O, and the poller
 // does not steal incoming bytes from it.
 func TestConnDetachFdUsable(t *testing.T) {
 	checkFDs(t)
@@ -231,7 +231,7 @@ func TestConnDetachFdUsable(t *testing.T) {
 	})
 }
 
-// §2.7.6: Close from inside a close callback does not deadlock, for a dialed
+// docs/contract.md C7.6: Close from inside a close callback does not deadlock, for a dialed
 // connection and for one accepted by an EventLoop.
 func TestConnCloseInsideCloseCallback(t *testing.T) {
 	checkFDs(t)
@@ -264,7 +264,7 @@ func TestConnCloseInsideCloseCallback(t *testing.T) {
 	})
 }
 
-// §2.7.2, §2.8.3: Close from inside OnRequest wakes nothing twice: the close
+// docs/contract.md C7.2, C8.3: Close from inside OnRequest wakes nothing twice: the close
 // callbacks run after OnRequest returns, and OnRequest is not called again.
 func TestConnCloseInsideOnRequest(t *testing.T) {
 	checkFDs(t)
@@ -292,7 +292,7 @@ func TestConnCloseInsideOnRequest(t *testing.T) {
 	})
 }
 
-// §2.8.3, §2.8.8, §2.7.4: on a dialed connection, SetOnRequest with input
+// docs/contract.md C8.3, C8.8, C7.4: on a dialed connection, SetOnRequest with input
 // already buffered starts the handler at once, later input runs it again,
 // and because it now has a handler, a peer close runs OnDisconnect and the
 // close callbacks without the user's Close.
@@ -330,7 +330,7 @@ func TestConnDialedSetOnRequest(t *testing.T) {
 	})
 }
 
-// §2.8.3, §2.2.2, §3 (Kitex gRPC client): an OnRequest that blocks reading
+// docs/contract.md C8.3, C2.2, C15.5 (Kitex gRPC client): an OnRequest that blocks reading
 // for the connection's whole life sees every message, wakes with ErrEOF when
 // the peer closes, and the close callbacks run once, after it returned.
 func TestConnLifetimeOnRequest(t *testing.T) {
@@ -367,7 +367,7 @@ func TestConnLifetimeOnRequest(t *testing.T) {
 	})
 }
 
-// §2.7.2: Close on an accepted connection with no handler running runs the
+// docs/contract.md C7.2: Close on an accepted connection with no handler running runs the
 // close callbacks before it returns.
 func TestEventLoopCloseIdleIsSynchronous(t *testing.T) {
 	checkFDs(t)
@@ -387,7 +387,7 @@ func TestEventLoopCloseIdleIsSynchronous(t *testing.T) {
 	})
 }
 
-// §2.2.2: a read waiting for bytes ends with ErrConnClosed when the
+// docs/contract.md C2.2: a read waiting for bytes ends with ErrConnClosed when the
 // connection is detached.
 func TestConnReadWakesOnDetach(t *testing.T) {
 	checkFDs(t)

@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || freebsd || linux
 
 package netpoll
 
@@ -110,7 +110,7 @@ func waitClosedOnce(t testing.TB, rec *connRecord) {
 	rec.check(t)
 }
 
-// §2.8.4, §2.7.4, §2.8.6: a peer that sends and closes at once loses no
+// docs/contract.md C8.4, C7.4, C8.6: a peer that sends and closes at once loses no
 // byte: OnRequest sees everything it sent, before the close callbacks run.
 func TestEventLoopPeerSendsThenCloses(t *testing.T) {
 	checkFDs(t)
@@ -222,7 +222,7 @@ func checkClosedOnce(rec *connRecord) error {
 	return nil
 }
 
-// §2.7.2, §2.7.3, §2.8.3: a server-side Close racing a running OnRequest
+// docs/contract.md C7.2, C7.3, C8.3: a server-side Close racing a running OnRequest
 // (and data still arriving) runs the close callbacks exactly once, never
 // before or during an OnRequest, and the client sees the close.
 func TestEventLoopCloseRacesOnRequest(t *testing.T) {
@@ -274,7 +274,7 @@ func TestEventLoopCloseRacesOnRequest(t *testing.T) {
 	})
 }
 
-// §2.7.2, §2.7.3, §2.8.5: a server-side Close racing the peer's close runs
+// docs/contract.md C7.2, C7.3, C8.5: a server-side Close racing the peer's close runs
 // the close callbacks exactly once and OnDisconnect at most once, before them.
 func TestEventLoopCloseRacesPeerClose(t *testing.T) {
 	checkFDs(t)
@@ -309,7 +309,7 @@ func TestEventLoopCloseRacesPeerClose(t *testing.T) {
 	})
 }
 
-// §2.2.2, §2.7.2, §2.7.3: on a dialed connection, a local Close racing the
+// docs/contract.md C2.2, C7.2, C7.3: on a dialed connection, a local Close racing the
 // peer's close while a reader waits: the reader wakes with ErrEOF or
 // ErrConnClosed, the close callbacks run exactly once.
 func TestConnCloseRacesPeerCloseDialed(t *testing.T) {
@@ -364,7 +364,7 @@ func TestConnCloseRacesPeerCloseDialed(t *testing.T) {
 	})
 }
 
-// §2.8.3, §2.8.8: SetOnRequest on a dialed connection racing the arrival of
+// docs/contract.md C8.3, C8.8: SetOnRequest on a dialed connection racing the arrival of
 // the first bytes (the server greets at once) never loses the start: the
 // handler always sees the greeting.
 func TestConnSetOnRequestRacesArrival(t *testing.T) {
@@ -408,7 +408,7 @@ func TestConnSetOnRequestRacesArrival(t *testing.T) {
 	})
 }
 
-// §2.7.5: Detach racing incoming data: once Detach returns the poller never
+// docs/contract.md C7.5: Detach racing incoming data: once Detach returns the poller never
 // reads the fd again, so what the caller reads from the fd is exactly the
 // rest of the stream, without a hole.
 func TestConnDetachRacesArrival(t *testing.T) {
@@ -480,7 +480,7 @@ func TestConnDetachRacesArrival(t *testing.T) {
 	})
 }
 
-// §2.7.3, §2.7.4, §2.8.5: many short connections (connect, maybe send,
+// docs/contract.md C7.3, C7.4, C8.5: many short connections (connect, maybe send,
 // close at once, sometimes with a reset) are each accepted, and each one's
 // close callbacks run exactly once, with OnDisconnect at most once before them.
 func TestEventLoopShortConnections(t *testing.T) {

@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || freebsd || linux
 
 package netpoll
 
@@ -79,7 +79,7 @@ func feed(t *testing.T, peer net.Conn, c npConn, p []byte, want int) {
 	eventually(t, func() bool { return c.Len() >= want }, "Len() to reach %d (is %d)", want, c.Len())
 }
 
-// §2.2.1, §2.2.4: a read that the buffer can satisfy returns at once, with
+// docs/contract.md C2.1, C2.4: a read that the buffer can satisfy returns at once, with
 // the connection open and also after the peer closed it; a read needing more
 // than what is left fails with ErrEOF and consumes nothing.
 func TestConnReadBufferedAtOnce(t *testing.T) {
@@ -149,7 +149,7 @@ func TestConnReadBufferedAtOnce(t *testing.T) {
 	})
 }
 
-// §2.2.2: a read waits until all the bytes it needs are buffered; partial
+// docs/contract.md C2.2: a read waits until all the bytes it needs are buffered; partial
 // arrivals do not end it.
 func TestConnReadPartialArrivalsDoNotWake(t *testing.T) {
 	checkFDs(t)
@@ -176,7 +176,7 @@ func TestConnReadPartialArrivalsDoNotWake(t *testing.T) {
 	})
 }
 
-// §2.2.2, §2.2.3: a read waiting for more bytes than arrive ends with ErrEOF
+// docs/contract.md C2.2, C2.3: a read waiting for more bytes than arrive ends with ErrEOF
 // when the peer closes, consumes nothing and returns no data.
 func TestConnReadPeerCloseIsEOF(t *testing.T) {
 	checkFDs(t)
@@ -208,7 +208,7 @@ func TestConnReadPeerCloseIsEOF(t *testing.T) {
 	})
 }
 
-// §2.2.2, §2.2.3: a read waiting for bytes ends with ErrConnClosed (and not
+// docs/contract.md C2.2, C2.3: a read waiting for bytes ends with ErrConnClosed (and not
 // ErrEOF) when the connection is closed locally.
 func TestConnReadLocalCloseIsConnClosed(t *testing.T) {
 	checkFDs(t)
@@ -239,7 +239,7 @@ func TestConnReadLocalCloseIsConnClosed(t *testing.T) {
 	})
 }
 
-// §2.2.2, §2.2.3, §2.6.3: a read that times out fails with ErrReadTimeout
+// docs/contract.md C2.2, C2.3, C6.3: a read that times out fails with ErrReadTimeout
 // (a net.Error with Timeout() true, naming the remote address), consumes
 // nothing, and leaves the connection active and readable.
 func TestConnReadTimeout(t *testing.T) {
@@ -281,7 +281,7 @@ func TestConnReadTimeout(t *testing.T) {
 	})
 }
 
-// §2.2.3: n <= 0 gives zero values and nil at once, with nothing buffered and
+// docs/contract.md C2.3: n <= 0 gives zero values and nil at once, with nothing buffered and
 // no timeout (a call that waited would never return); Slice gives an empty Reader.
 func TestConnReadNonPositive(t *testing.T) {
 	checkFDs(t)
@@ -306,7 +306,7 @@ func TestConnReadNonPositive(t *testing.T) {
 	})
 }
 
-// §2.2.5: Until waits for the delimiter across arrivals and returns the line
+// docs/contract.md C2.5: Until waits for the delimiter across arrivals and returns the line
 // including it; when the wait fails it returns every buffered byte, consumed,
 // with the error.
 func TestConnUntil(t *testing.T) {
@@ -374,7 +374,7 @@ func TestConnUntil(t *testing.T) {
 	})
 }
 
-// §2.2.8: a Slice shares the bytes and stays valid after the parent's
+// docs/contract.md C2.8: a Slice shares the bytes and stays valid after the parent's
 // Release and after the parent reads and releases more data.
 func TestConnSliceSurvivesParentRelease(t *testing.T) {
 	checkFDs(t)
@@ -417,7 +417,7 @@ func TestConnSliceSurvivesParentRelease(t *testing.T) {
 	})
 }
 
-// §2.2.9: Read waits for at least one byte, copies min(len(p), Len()) and
+// docs/contract.md C2.9: Read waits for at least one byte, copies min(len(p), Len()) and
 // releases; at the end of the stream it returns the ErrEOF exception, not io.EOF.
 func TestConnReadEOFException(t *testing.T) {
 	checkFDs(t)
@@ -457,7 +457,7 @@ func TestConnReadEOFException(t *testing.T) {
 	})
 }
 
-// §2.2.1: Len never blocks and counts what arrived, in order.
+// docs/contract.md C2.10: Len never blocks and counts what arrived, in order.
 func TestConnLenCountsArrivals(t *testing.T) {
 	checkFDs(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
@@ -477,7 +477,7 @@ func TestConnLenCountsArrivals(t *testing.T) {
 	})
 }
 
-// §2.2.7, §2.2.5: ReadString, ReadBinary and Until return memory the caller
+// docs/contract.md C2.7, C2.5: ReadString, ReadBinary and Until return memory the caller
 // owns: it keeps its contents after Release and after the buffer is reused.
 func TestConnReadCopiesStayValid(t *testing.T) {
 	checkFDs(t)
@@ -521,7 +521,7 @@ func randomBytesWithout(rng *rand.Rand, n int, not byte) []byte {
 	return p
 }
 
-// §2.2.2, §2.12.5: one read can wait for far more than a read chunk: a
+// docs/contract.md C2.2, C12.5: one read can wait for far more than a read chunk: a
 // 12 MB Next completes with every byte in order.
 func TestConnReadLarge(t *testing.T) {
 	checkFDs(t)

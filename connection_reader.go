@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || freebsd || linux
 
 package netpoll
 
@@ -64,7 +64,7 @@ func (c *connection) remoteString() string {
 	return c.remote.String()
 }
 
-// Next returns the next n bytes, valid until Release. It blocks as waitInput;
+// Next returns the next n bytes, valid until Release. It blocks as Reader says;
 // n <= 0 returns (nil, nil) at once.
 func (c *connection) Next(n int) (p []byte, err error) {
 	if n <= 0 {
@@ -79,8 +79,9 @@ func (c *connection) Next(n int) (p []byte, err error) {
 	return p, c.inputErr(err)
 }
 
-// Peek returns the next n bytes without consuming them. It blocks as
-// waitInput; n <= 0 returns (nil, nil) at once.
+// Peek returns the next n bytes without consuming them; the slice stays
+// valid until Release, even if the bytes are consumed meanwhile. It blocks
+// as Reader says; n <= 0 returns (nil, nil) at once.
 func (c *connection) Peek(n int) (buf []byte, err error) {
 	if n <= 0 {
 		return nil, nil
@@ -94,7 +95,7 @@ func (c *connection) Peek(n int) (buf []byte, err error) {
 	return buf, c.inputErr(err)
 }
 
-// Skip consumes n bytes. It blocks as waitInput; n <= 0 returns nil at once.
+// Skip consumes n bytes. It blocks as Reader says; n <= 0 returns nil at once.
 func (c *connection) Skip(n int) (err error) {
 	if n <= 0 {
 		return nil
@@ -108,7 +109,7 @@ func (c *connection) Skip(n int) (err error) {
 	return c.inputErr(err)
 }
 
-// ReadString consumes n bytes into a new string. It blocks as waitInput;
+// ReadString consumes n bytes into a new string. It blocks as Reader says;
 // n <= 0 returns ("", nil) at once.
 func (c *connection) ReadString(n int) (s string, err error) {
 	if n <= 0 {
@@ -124,7 +125,7 @@ func (c *connection) ReadString(n int) (s string, err error) {
 }
 
 // ReadBinary consumes n bytes into a new slice owned by the caller. It blocks
-// as waitInput; n <= 0 returns (nil, nil) at once.
+// as Reader says; n <= 0 returns (nil, nil) at once.
 func (c *connection) ReadBinary(n int) (p []byte, err error) {
 	if n <= 0 {
 		return nil, nil
@@ -138,7 +139,7 @@ func (c *connection) ReadBinary(n int) (p []byte, err error) {
 	return p, c.inputErr(err)
 }
 
-// ReadByte consumes one byte. It blocks as waitInput.
+// ReadByte consumes one byte. It blocks as Reader says.
 func (c *connection) ReadByte() (b byte, err error) {
 	if err = c.waitInput(1); err != nil {
 		return 0, err
@@ -150,7 +151,7 @@ func (c *connection) ReadByte() (b byte, err error) {
 }
 
 // Slice consumes n bytes into a read-only Reader sharing their memory, then
-// releases the rest of the consumed input. It blocks as waitInput; n <= 0
+// releases the rest of the consumed input. It blocks as Reader says; n <= 0
 // returns an empty LinkBuffer and releases nothing.
 func (c *connection) Slice(n int) (r Reader, err error) {
 	if n <= 0 {

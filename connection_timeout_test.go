@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || freebsd || linux
 
 package netpoll
 
@@ -21,7 +21,7 @@ func nextAsync(c npConn, n int) <-chan result {
 	})
 }
 
-// §2.6.2: a read deadline overrides the read timeout. The timeout is an
+// docs/contract.md C6.2: a read deadline overrides the read timeout. The timeout is an
 // hour, so only the deadline can end the read within the test's bound.
 func TestConnReadDeadlineOverridesTimeout(t *testing.T) {
 	checkFDs(t)
@@ -42,7 +42,7 @@ func TestConnReadDeadlineOverridesTimeout(t *testing.T) {
 	})
 }
 
-// §2.6.1: SetReadTimeout always clears the read deadline; d<0 keeps the
+// docs/contract.md C6.1: SetReadTimeout always clears the read deadline; d<0 keeps the
 // timeout, 0 means wait forever. The zero time clears a deadline.
 func TestConnSetReadTimeoutClearsDeadline(t *testing.T) {
 	checkFDs(t)
@@ -77,7 +77,7 @@ func TestConnSetReadTimeoutClearsDeadline(t *testing.T) {
 	})
 }
 
-// §2.6.2, §2.6.3: a deadline in the past fails a read only if the read has
+// docs/contract.md C6.2, C6.3: a deadline in the past fails a read only if the read has
 // to wait; buffered bytes are still read, and nothing is consumed by the failure.
 func TestConnPastReadDeadline(t *testing.T) {
 	checkFDs(t)
@@ -99,7 +99,7 @@ func TestConnPastReadDeadline(t *testing.T) {
 	})
 }
 
-// §2.6.1, §2.6.2: the write deadline overrides the write timeout, a past
+// docs/contract.md C6.1, C6.2: the write deadline overrides the write timeout, a past
 // write deadline fails only a send that has to wait, and SetWriteTimeout
 // clears the write deadline.
 func TestConnWriteDeadline(t *testing.T) {
@@ -130,7 +130,7 @@ func TestConnWriteDeadline(t *testing.T) {
 	})
 }
 
-// §2.6.3: WithReadTimeout and WithWriteTimeout apply to every accepted
+// docs/contract.md C6.3: WithReadTimeout and WithWriteTimeout apply to every accepted
 // connection; timeouts there leave the connection open and usable.
 func TestEventLoopTimeoutOptions(t *testing.T) {
 	checkFDs(t)
@@ -181,7 +181,7 @@ func boolByte(b bool) string {
 	return "0"
 }
 
-// §2.6.4: SetIdleTimeout turns on TCP keep-alive for whole seconds >= 1 on
+// docs/contract.md C6.4: SetIdleTimeout turns on TCP keep-alive for whole seconds >= 1 on
 // TCP, does nothing below a second or on unix sockets, and never closes the
 // connection.
 func TestConnSetIdleTimeout(t *testing.T) {
@@ -209,7 +209,7 @@ func TestConnSetIdleTimeout(t *testing.T) {
 	})
 }
 
-// §2.6.1, §2.6.3: reads that keep timing out while bytes trickle in lose,
+// docs/contract.md C6.1, C6.3: reads that keep timing out while bytes trickle in lose,
 // duplicate and reorder nothing, and every failure is ErrReadTimeout.
 func TestConnReadTimeoutChurn(t *testing.T) {
 	checkFDs(t)
@@ -250,7 +250,7 @@ func TestConnReadTimeoutChurn(t *testing.T) {
 	})
 }
 
-// §2.5.1, §2.6.3: a Flush that keeps timing out while the peer reads slowly
+// docs/contract.md C5.1, C6.3: a Flush that keeps timing out while the peer reads slowly
 // keeps the unsent bytes queued; retrying delivers everything exactly once.
 func TestConnWriteTimeoutChurn(t *testing.T) {
 	checkFDs(t)

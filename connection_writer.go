@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || freebsd || linux
 
 package netpoll
 
@@ -29,7 +29,7 @@ func (c *connection) outErr(err error, op string) error {
 }
 
 // Malloc reserves n bytes of output and returns them (cap == len); fill them
-// before Flush. n == 0 gives (nil, nil); n < 0 or over 1 GiB an error.
+// before Flush. n <= 0 gives (nil, nil); n over 1 GiB an error.
 func (c *connection) Malloc(n int) (buf []byte, err error) {
 	if c.closedLocally() {
 		return nil, c.closedWrite("when malloc")

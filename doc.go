@@ -3,6 +3,11 @@
 // github.com/cloudwego/netpoll v0.7.2, meant to be swapped in with one
 // replace line in go.mod (see the README).
 //
+// The behaviour it promises (what blocks, which error comes when, who owns
+// which bytes, what happens at close and timeout, and where it does better
+// than the reference) is written down item by item in docs/contract.md in
+// the repository; tests cite those items as "docs/contract.md C2.3".
+//
 // # Swapping it in
 //
 // The module declares the path github.com/cloudwego/netpoll, so nothing
@@ -15,7 +20,7 @@
 //
 // # Model
 //
-// A few pollers (epoll on Linux, kqueue on macOS and the BSDs; GOMAXPROCS/20
+// A few pollers (epoll on Linux, kqueue on macOS and FreeBSD; GOMAXPROCS/20
 // + 1 by default, as in the reference) each run one goroutine that waits for
 // readiness events. On Linux that goroutine parks in Go's own netpoller,
 // which watches the epoll fd, so no OS thread sits in epoll_wait and a woken

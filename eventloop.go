@@ -11,9 +11,12 @@ type EventLoop interface {
 	// Serve converts ln (see ConvertListener), registers it with a poller and
 	// blocks. It returns nil after Shutdown, or the error that stopped it: a
 	// listener that cannot be converted (a nil ln included) or registered
-	// (one another loop serves gives EEXIST, and that loop keeps it), or one
-	// that was closed or hung up. While another Serve of the loop runs it
-	// fails at once; after Shutdown it closes ln and returns nil at once.
+	// (one another loop serves gives EEXIST, and that loop keeps it), an
+	// accept that fails for good, or a listener that hung up. Closing ln
+	// while it is served (Kitex does so before Shutdown) only unregisters
+	// it: Serve goes on waiting and returns nil at Shutdown. While another
+	// Serve of the loop runs it fails at once; after Shutdown it closes ln
+	// and returns nil at once.
 	Serve(ln net.Listener) error
 	// Shutdown stops accepting, closes the listener, then closes idle
 	// connections until none is busy (nil) or ctx ends (ctx.Err(); busy

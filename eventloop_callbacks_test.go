@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || freebsd || linux
 
 package netpoll
 
@@ -31,7 +31,7 @@ func logFrom(t testing.TB, ctx context.Context, where string) *callLog {
 // meanwhile wait for the next call, unlike echoChunks).
 func echoAll(c Connection) error { return echoNext(c, c.Reader().Len(), nil) }
 
-// §2.8.1, §2.8.2, §2.8.5, §2.8.6: the callbacks run in the order OnPrepare →
+// docs/contract.md C8.1, C8.2, C8.5, C8.6: the callbacks run in the order OnPrepare →
 // OnConnect → OnRequest… → OnDisconnect → close callbacks, each ctx flows to
 // the next, and OnDisconnect and the close callbacks see IsActive() false.
 func TestEventLoopCallbackOrder(t *testing.T) {
@@ -78,7 +78,7 @@ func TestEventLoopCallbackOrder(t *testing.T) {
 	})
 }
 
-// §2.8.3: OnRequest runs serially per connection, even when it blocks
+// docs/contract.md C8.3: OnRequest runs serially per connection, even when it blocks
 // reading and more data arrives meanwhile, and it is called again while
 // input remains after a call that consumed some.
 func TestEventLoopOnRequestSerial(t *testing.T) {
@@ -132,7 +132,7 @@ func TestEventLoopOnRequestSerial(t *testing.T) {
 	})
 }
 
-// §2.8.4, §4.1: an OnRequest that consumes nothing is not called in a busy
+// docs/contract.md C8.4, C16.1: an OnRequest that consumes nothing is not called in a busy
 // loop: it is called again only when more data arrives or the connection
 // closes, and not forever after a peer close.
 func TestEventLoopOnRequestNoConsumeNoSpin(t *testing.T) {
@@ -171,7 +171,7 @@ func TestEventLoopOnRequestNoConsumeNoSpin(t *testing.T) {
 	})
 }
 
-// §2.8.2: OnConnect may block and read; OnRequest waits until it returns,
+// docs/contract.md C8.2: OnConnect may block and read; OnRequest waits until it returns,
 // gets its ctx, and then handles the data still buffered.
 func TestEventLoopOnConnectBlocksAndReads(t *testing.T) {
 	checkFDs(t)
@@ -206,7 +206,7 @@ func TestEventLoopOnConnectBlocksAndReads(t *testing.T) {
 	})
 }
 
-// §2.8.5: OnDisconnect does not run when the server closes the connection
+// docs/contract.md C8.5: OnDisconnect does not run when the server closes the connection
 // after OnConnect; it does run, once and after OnConnect, when either side
 // closes during OnConnect.
 func TestEventLoopOnDisconnect(t *testing.T) {
@@ -285,7 +285,7 @@ func TestEventLoopOnDisconnect(t *testing.T) {
 	})
 }
 
-// §2.8.1: a connection that OnPrepare closes is never registered: no
+// docs/contract.md C8.1: a connection that OnPrepare closes is never registered: no
 // OnConnect, no OnRequest, its close callbacks run, and the client sees the close.
 func TestEventLoopOnPrepareClose(t *testing.T) {
 	checkFDs(t)
@@ -311,7 +311,7 @@ func TestEventLoopOnPrepareClose(t *testing.T) {
 	})
 }
 
-// §2.5.4, §2.8.8: writes in OnPrepare are sent; handlers set on the
+// docs/contract.md C5.4, C8.8: writes in OnPrepare are sent; handlers set on the
 // connection in OnPrepare replace the loop's, nil is ignored, and
 // NewEventLoop(nil, …) is valid.
 func TestEventLoopOnPrepareWritesAndSetsHandlers(t *testing.T) {
@@ -357,7 +357,7 @@ func TestEventLoopOnPrepareWritesAndSetsHandlers(t *testing.T) {
 	})
 }
 
-// §2.8.7: a panic in OnRequest closes the connection (close callbacks run,
+// docs/contract.md C8.7: a panic in OnRequest closes the connection (close callbacks run,
 // the client sees the close) and the server keeps serving others.
 func TestEventLoopOnRequestPanic(t *testing.T) {
 	checkFDs(t)
@@ -387,7 +387,7 @@ func TestEventLoopOnRequestPanic(t *testing.T) {
 	})
 }
 
-// §2.8.3: the error OnRequest returns is ignored: the connection stays open
+// docs/contract.md C8.3: the error OnRequest returns is ignored: the connection stays open
 // and the next input calls OnRequest again.
 func TestEventLoopOnRequestErrorIgnored(t *testing.T) {
 	checkFDs(t)
@@ -405,7 +405,7 @@ func TestEventLoopOnRequestErrorIgnored(t *testing.T) {
 	})
 }
 
-// §2.8.7: a panic in OnConnect closes the connection: the client sees the
+// docs/contract.md C8.7: a panic in OnConnect closes the connection: the client sees the
 // close, OnRequest never runs, the close callbacks do, and the server goes on.
 func TestEventLoopOnConnectPanic(t *testing.T) {
 	checkFDs(t)

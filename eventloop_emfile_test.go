@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || freebsd || linux
 
 package netpoll
 
@@ -21,7 +21,7 @@ import (
 // emfileChildEnv marks the child process of TestEventLoopAcceptEMFILE.
 const emfileChildEnv = "NETPOLL_TEST_EMFILE_CHILD"
 
-// §2.9.2: when accept fails with EMFILE the server neither spins nor floods
+// docs/contract.md C9.2: when accept fails with EMFILE the server neither spins nor floods
 // the log, and it accepts again once descriptors are free. The test lowers
 // RLIMIT_NOFILE and exhausts the descriptor table, so it runs in a child
 // process (this test binary, re-executed) to keep the rest of the suite safe.

@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || freebsd || linux
 
 package netpoll
 
@@ -10,7 +10,7 @@ import (
 
 // TestServeShutdownCycles runs Serve and Shutdown back to back many times,
 // with fd numbers reused from one cycle to the next. Every dial must be
-// accepted by the server of its own cycle (§2.9; spec §4.12: nothing of a
+// accepted by the server of its own cycle (docs/contract.md C9; C16.12: nothing of a
 // stopped server acts on a reused fd), and Shutdown right after Serve must
 // not race the listener's registration.
 func TestServeShutdownCycles(t *testing.T) {
@@ -55,7 +55,7 @@ func TestServeShutdownCycles(t *testing.T) {
 }
 
 // TestShutdownRacesServe calls Shutdown while Serve is starting: Serve
-// returns nil whichever comes first, and nothing races (§2.9).
+// returns nil whichever comes first, and nothing races (docs/contract.md C9).
 func TestShutdownRacesServe(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		ln, err := CreateListener("tcp", "127.0.0.1:0")

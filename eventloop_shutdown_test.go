@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || freebsd || linux
 
 package netpoll
 
@@ -95,7 +95,7 @@ func requireRefused(t testing.TB, network, addr string) {
 	}
 }
 
-// §2.9.1, §2.9.3: Shutdown makes Serve return nil, closes the listener (dials
+// docs/contract.md C9.1, C9.3: Shutdown makes Serve return nil, closes the listener (dials
 // are refused) and the idle connections at once, waits for the busy one to
 // become idle, closes it and returns nil. A second Shutdown returns nil at once.
 func TestEventLoopShutdownIdleAndBusy(t *testing.T) {
@@ -134,7 +134,7 @@ func TestEventLoopShutdownIdleAndBusy(t *testing.T) {
 	})
 }
 
-// §2.9.3: when ctx ends first, Shutdown returns ctx.Err(), the idle
+// docs/contract.md C9.3: when ctx ends first, Shutdown returns ctx.Err(), the idle
 // connections are closed and the busy one is left open and working.
 func TestEventLoopShutdownDeadline(t *testing.T) {
 	checkFDs(t)
@@ -160,7 +160,7 @@ func TestEventLoopShutdownDeadline(t *testing.T) {
 	})
 }
 
-// §2.9.3: with an expired ctx (Hertz does this) and only idle connections,
+// docs/contract.md C9.3: with an expired ctx (Hertz does this) and only idle connections,
 // Shutdown closes them all and returns nil. The connections never sent
 // anything, so no handler can still be finishing when Shutdown looks.
 func TestEventLoopShutdownExpiredContext(t *testing.T) {
@@ -245,7 +245,7 @@ func shutdownStorm(t *testing.T, checkCallbacks bool) {
 	})
 }
 
-// §2.9.3, §4.13: Shutdown under a storm of new connections closes every
+// docs/contract.md C9.3, C16.13: Shutdown under a storm of new connections closes every
 // connection it accepted, including those accepted while it ran: clients
 // never keep a connection the server forgot.
 func TestEventLoopShutdownStormClientsSeeClose(t *testing.T) {
@@ -253,7 +253,7 @@ func TestEventLoopShutdownStormClientsSeeClose(t *testing.T) {
 	shutdownStorm(t, false)
 }
 
-// §2.9.3, §4.13, §2.7.3: as above, and every accepted connection's close
+// docs/contract.md C9.3, C16.13, C7.3: as above, and every accepted connection's close
 // callbacks run. It fails now and then through the bug that
 // TestEventLoopShutdownDuringOnPrepare shows deterministically.
 func TestEventLoopShutdownClosesEveryAccepted(t *testing.T) {
@@ -261,7 +261,7 @@ func TestEventLoopShutdownClosesEveryAccepted(t *testing.T) {
 	shutdownStorm(t, true)
 }
 
-// §2.9.3: Shutdown without a running Serve returns nil at once.
+// docs/contract.md C9.3: Shutdown without a running Serve returns nil at once.
 func TestEventLoopShutdownWithoutServe(t *testing.T) {
 	evl, err := NewEventLoop(nil)
 	require.NoError(t, err)
@@ -273,7 +273,7 @@ func TestEventLoopShutdownWithoutServe(t *testing.T) {
 // fakeListener is a net.Listener of a type ConvertListener cannot use.
 type fakeListener struct{ net.Listener }
 
-// §2.9.1, §2.11.1: Serve returns an error for a listener it cannot convert.
+// docs/contract.md C9.1, C11.1: Serve returns an error for a listener it cannot convert.
 func TestEventLoopServeUnsupportedListener(t *testing.T) {
 	checkFDs(t)
 	ln := listenStd(t, "tcp")
@@ -283,7 +283,7 @@ func TestEventLoopServeUnsupportedListener(t *testing.T) {
 	require.Error(t, err)
 }
 
-// §2.9.3, §4.13, §2.7.3, §2.8.1: Shutdown while a connection's OnPrepare
+// docs/contract.md C9.3, C16.13, C7.3, C8.1: Shutdown while a connection's OnPrepare
 // is still running closes that connection too, but not under OnPrepare's
 // feet: the close callbacks OnPrepare adds still run (they are how servers
 // release what they set up per connection), and the client sees the close.

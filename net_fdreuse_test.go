@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || freebsd || linux
 
 package netpoll
 
@@ -74,7 +74,7 @@ func freshRoundTrips(c npConn, spurious *atomic.Bool, rng *rand.Rand) error {
 	return nil
 }
 
-// §4.12, §2.7.1: connections that close while the peer resets them (with
+// docs/contract.md C16.12, C7.1: connections that close while the peer resets them (with
 // unread data either way) release their fd numbers, and new dials that reuse
 // those numbers are never touched by an event, or a late Close, meant for
 // the old connection: no spurious close, no lost or stolen byte.
@@ -152,7 +152,7 @@ func TestFdReuseAfterPeerReset(t *testing.T) {
 	require.Positive(t, reused.Load(), "the test never reused an fd number")
 }
 
-// §4.12, §2.8.5: on the server, connections reset by their clients free fd
+// docs/contract.md C16.12, C8.5: on the server, connections reset by their clients free fd
 // numbers that new accepted connections reuse; those are served normally
 // and never see a close meant for the old ones.
 func TestFdReuseServerSide(t *testing.T) {

@@ -1,11 +1,10 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || freebsd || linux
 
 package netpoll
 
 import (
 	"errors"
 	"net"
-	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -31,11 +30,11 @@ func newListener(fd int, addr net.Addr) *listener {
 }
 
 // CreateListener listens on addr like net.Listen and converts the result. For
-// "udp", "udp4" and "udp6" it binds the address, but Accept gives ErrUnsupported.
-// A bad network or address gives the error of net.Listen (net.ListenPacket
-// for udp).
+// "udp" it binds the address, but Accept gives ErrUnsupported; "udp4" and
+// "udp6" go to net.Listen, which refuses them. A bad network or address
+// gives the error of net.Listen (net.ListenPacket for udp).
 func CreateListener(network, addr string) (l Listener, err error) {
-	if strings.HasPrefix(network, "udp") {
+	if network == "udp" {
 		pc, err := net.ListenPacket(network, addr)
 		if err != nil {
 			return nil, err
@@ -58,7 +57,9 @@ func CreateListener(network, addr string) (l Listener, err error) {
 // ConvertListener returns l if it is already a Listener, and for a
 // *net.TCPListener or *net.UnixListener a non-blocking Listener on a
 // duplicate of its fd (closing it closes l too). Any other type, nil
-// included, is an error, and so is a closed net listener.
+// included, gives the error "listener type can't support"; a closed net
+// listener gives the *net.OpError of its File method ("file tcp addr: use
+// of closed network connection").
 func ConvertListener(l net.Listener) (nl Listener, err error) {
 	if nl, ok := l.(Listener); ok {
 		return nl, nil
@@ -74,6 +75,11 @@ func ConvertListener(l net.Listener) (nl Listener, err error) {
 	}
 	fd, err := dupFd(rc)
 	if err != nil {
+		if oe, ok := err.(*net.OpError); ok && oe.Op == "raw-control" {
+			named := *oe
+			named.Op = "file" // the fd is taken as File would take it
+			err = &named
+		}
 		return nil, err
 	}
 	cl := newListener(fd, l.Addr())
@@ -136,20 +142,22 @@ func (l *listener) Accept() (net.Conn, error) {
 // Close closes the listener and the one it was converted from. An
 // EventLoop serving it stops accepting first and unregisters it, so the fd
 // number is free for any socket the process opens next; that Serve keeps
-// waiting until Shutdown. Only the first call does anything.
+// waiting until Shutdown. Only the first call does anything. It returns nil,
+// also when the listener it was converted from had been closed already.
 func (l *listener) Close() error {
 	if !l.closed.CompareAndSwap(false, true) {
 		return nil
 	}
 	if l.packet != nil {
-		return l.packet.Close()
+		_ = l.packet.Close()
+		return nil
 	}
 	if s := l.server.Load(); s != nil {
 		s.release()
 	}
 	l.fd.close(false)
 	if l.orig != nil {
-		return l.orig.Close()
+		_ = l.orig.Close()
 	}
 	return nil
 }

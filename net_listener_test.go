@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || freebsd || linux
 
 package netpoll
 
@@ -139,6 +139,43 @@ func TestCreateListenerUDP(t *testing.T) {
 	_, err = ln.Accept()
 	require.True(t, errors.Is(err, ErrUnsupported), "Accept on udp: %v", err)
 	require.NoError(t, ln.Close())
+}
+
+// CreateListener takes only "udp" as a packet network: "udp4" and "udp6" go
+// to net.Listen, which refuses them with its *net.OpError. ConvertListener
+// of a net listener that is already closed fails as its File method does,
+// "file tcp addr: use of closed network connection". Listener.Close returns
+// nil even when the net listener it was converted from was closed first.
+func TestCreateConvertListenerErrors(t *testing.T) {
+	checkFDs(t)
+	for _, c := range []struct{ network, addr string }{{"udp4", "127.0.0.1:0"}, {"udp6", "[::1]:0"}} {
+		ln, err := CreateListener(c.network, c.addr)
+		if err == nil {
+			ln.Close()
+		}
+		require.Error(t, err, "CreateListener(%q)", c.network)
+		require.True(t, ln == nil, "CreateListener(%q) returned %T", c.network, ln)
+		_, want := net.Listen(c.network, c.addr)
+		require.Error(t, want)
+		require.Equal(t, want.Error(), err.Error())
+	}
+
+	orig, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	require.NoError(t, orig.Close())
+	nl, err := ConvertListener(orig)
+	require.True(t, nl == nil, "ConvertListener of a closed listener returned %T", nl)
+	var oe *net.OpError
+	require.True(t, errors.As(err, &oe), "%v (%T)", err, err)
+	require.Equal(t, "file tcp "+orig.Addr().String()+": use of closed network connection", err.Error())
+
+	// Close returns nil even when the original was closed first.
+	orig, err = net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	nl, err = ConvertListener(orig)
+	require.NoError(t, err)
+	require.NoError(t, orig.Close())
+	require.NoError(t, nl.Close())
 }
 
 // Listener.Accept's Conn is a plain socket no poller watches (its godoc):

@@ -1,4 +1,4 @@
-//go:build !windows
+//go:build darwin || freebsd || linux
 
 package netpoll
 
@@ -38,7 +38,7 @@ func echoServer(t *testing.T, ops ...Option) (addr string) {
 	return ln.Addr().String()
 }
 
-// §2.8.3, §2.10.6: a dialed client and an EventLoop server exchange bytes.
+// docs/contract.md C8.3, C10.6: a dialed client and an EventLoop server exchange bytes.
 func TestEchoRoundTrip(t *testing.T) {
 	addr := echoServer(t)
 	c, err := DialConnection("tcp", addr, time.Second)

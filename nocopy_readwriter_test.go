@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Tests of the adapters between the nocopy Reader/Writer and io: API.md §2.13.
+// Tests of the adapters between the nocopy Reader/Writer and io: docs/contract.md C13.
 
 // chunkReader returns at most n bytes per Read.
 type chunkReader struct {
@@ -29,7 +29,7 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 	return m, nil
 }
 
-// §2.13.1: NewReader over a bytes.Reader: every read gets its bytes, and the
+// docs/contract.md C13.1: NewReader over a bytes.Reader: every read gets its bytes, and the
 // end of the stream is an error matching ErrEOF (and so ErrConnClosed), not
 // io.EOF.
 func TestNewReaderBytesReader(t *testing.T) {
@@ -63,7 +63,7 @@ func TestNewReaderBytesReader(t *testing.T) {
 	_, err = r.Next(1001)
 	require.True(t, errors.Is(err, ErrEOF), "reading past the end: %v", err)
 	require.True(t, errors.Is(err, ErrConnClosed))
-	require.False(t, errors.Is(err, io.EOF), "§2.1.4: ErrEOF does not match io.EOF")
+	require.False(t, errors.Is(err, io.EOF), "C1.4: ErrEOF does not match io.EOF")
 	require.Equal(t, 1000, r.Len(), "a failed read consumed bytes")
 	p, err = r.Next(1000)
 	require.NoError(t, err, "buffered bytes stay readable after the end")
@@ -81,7 +81,7 @@ func TestNewReaderBytesReader(t *testing.T) {
 	require.True(t, errors.Is(err, ErrEOF))
 }
 
-// §2.13.1: a reader that hands out a few bytes per call: a read blocks
+// docs/contract.md C13.1: a reader that hands out a few bytes per call: a read blocks
 // (pulls) until all the bytes it needs have arrived.
 func TestNewReaderSmallChunks(t *testing.T) {
 	data := pattern(20000, 2)
@@ -111,7 +111,7 @@ func TestNewReaderSmallChunks(t *testing.T) {
 	require.True(t, errors.Is(err, ErrEOF))
 }
 
-// §2.13.1: Until searches only what is buffered; it does not pull.
+// docs/contract.md C13.1: Until searches only what is buffered; it does not pull.
 func TestNewReaderUntil(t *testing.T) {
 	r := NewReader(bytes.NewReader([]byte("line one\nline two\n")))
 	_, err := r.Until('\n')
@@ -126,7 +126,7 @@ func TestNewReaderUntil(t *testing.T) {
 	require.Equal(t, "line two\n", string(line))
 }
 
-// §2.13.1: other errors of the wrapped reader come back as they are, and
+// docs/contract.md C13.1: other errors of the wrapped reader come back as they are, and
 // stick; a reader that makes no progress gives an error instead of spinning.
 func TestNewReaderErrors(t *testing.T) {
 	boom := errors.New("boom")
@@ -166,7 +166,7 @@ func (w *recordWriter) Write(p []byte) (int, error) {
 	return len(p), w.err
 }
 
-// §2.13.2: NewWriter stages everything and Flush writes it with one Write.
+// docs/contract.md C13.2: NewWriter stages everything and Flush writes it with one Write.
 func TestNewWriterFlushOnce(t *testing.T) {
 	setLinkBufferCap(t, 8) // the staged bytes span nodes
 	rec := &recordWriter{}
@@ -212,7 +212,7 @@ func TestNewWriterFlushOnce(t *testing.T) {
 	require.Equal(t, "appended", string(rec.calls[2]))
 }
 
-// §2.13.2: a short write is not retried: Flush fails with one Write, and
+// docs/contract.md C13.2: a short write is not retried: Flush fails with one Write, and
 // what was not written goes out with the next Flush. A Write error comes
 // back from Flush.
 func TestNewWriterShortWrite(t *testing.T) {
@@ -244,7 +244,7 @@ func TestNewWriterShortWrite(t *testing.T) {
 	require.Error(t, nw.Flush(), "flushing into a nil io.Writer")
 }
 
-// §2.13.2: NewReadWriter combines both over one io.ReadWriter.
+// docs/contract.md C13.2: NewReadWriter combines both over one io.ReadWriter.
 func TestNewReadWriter(t *testing.T) {
 	var pipe bytes.Buffer
 	rw := NewReadWriter(&pipe)
@@ -266,7 +266,7 @@ type ioReadable struct{ *LinkBuffer }
 func (ioReadable) Read(p []byte) (int, error)  { return 0, nil }
 func (ioReadable) Write(p []byte) (int, error) { return 0, nil }
 
-// §2.13.3: NewIOReader returns r itself when it is an io.Reader. Otherwise
+// docs/contract.md C13.3: NewIOReader returns r itself when it is an io.Reader. Otherwise
 // Read copies what is buffered, Releases, never blocks, and gives (0,
 // io.EOF) when nothing is there.
 func TestNewIOReader(t *testing.T) {
@@ -301,7 +301,7 @@ func TestNewIOReader(t *testing.T) {
 	require.LessOrEqual(t, b.retained(), idleRetained(b), "Read does not Release")
 }
 
-// §2.13.3: NewIOWriter returns w itself when it is an io.Writer. Otherwise
+// docs/contract.md C13.3: NewIOWriter returns w itself when it is an io.Writer. Otherwise
 // Write copies p (the caller may reuse it at once) and Flushes.
 func TestNewIOWriter(t *testing.T) {
 	own := ioReadable{NewLinkBuffer()}
@@ -328,7 +328,7 @@ func TestNewIOWriter(t *testing.T) {
 	require.True(t, errors.Is(err, ErrConnClosed), "Write into a closed buffer: %v", err)
 }
 
-// §2.13.3: NewIOReadWriter returns rw itself when it is an io.ReadWriter,
+// docs/contract.md C13.3: NewIOReadWriter returns rw itself when it is an io.ReadWriter,
 // otherwise combines the two.
 func TestNewIOReadWriter(t *testing.T) {
 	own := ioReadable{NewLinkBuffer()}

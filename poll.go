@@ -1,6 +1,6 @@
 package netpoll
 
-// Poll is one poller: an epoll (Linux) or kqueue (BSD, macOS) instance with
+// Poll is one poller: an epoll (Linux) or kqueue (macOS, FreeBSD) instance with
 // the goroutine that waits on it. No exported API hands one out; the type
 // exists for compatibility.
 type Poll interface {

@@ -121,7 +121,7 @@ func parallel(n int, f func(i int) error) error {
 
 // One MiB each way, one request at a time on a kept-alive connection, then
 // several at once, each on its own connection: the server must keep every
-// request body intact until its handler is done with it (API.md §2.2.6).
+// request body intact until its handler is done with it (docs/contract.md C2.6).
 func TestLargeBodiesNetHTTP(t *testing.T) {
 	checkLeaks(t)
 	ts := startServer(t, bigRoutes)

@@ -23,7 +23,7 @@ func rawPost(path string, body []byte) []byte {
 // optimization"); the body must stay intact until the reader is Released. The
 // body here spans several of the reader's nodes, so Peek returns a copy: that
 // copy must not go back to a pool that another reader draws from before
-// Release (API.md §2.2.6).
+// Release (docs/contract.md C2.6).
 func TestPeekedBodyOutlivesSkip(t *testing.T) {
 	const size = 100500
 	first := patterned(size, 1)
@@ -59,7 +59,7 @@ func patterned(n int, seed byte) []byte {
 // bytes.Buffer and reads it back through the same ReadWriter. A read that
 // finds the buffer empty gets ErrEOF, but the end of the wrapped reader is
 // not final: once more bytes have been written, later reads must pull them
-// (the reference reads the io.Reader again on every fill; API.md §2.13.1).
+// (the reference reads the io.Reader again on every fill; docs/contract.md C13.1).
 func TestReadWriterReadsAgainAfterEOF(t *testing.T) {
 	rw := netpoll.NewReadWriter(&bytes.Buffer{})
 	_, err := rw.ReadBinary(3)

@@ -14,7 +14,7 @@ import (
 )
 
 // When the peer has closed, writes on a netpoll connection still stage
-// without error and Flush reports ErrConnClosed "when flush" (API.md §2.5.3).
+// without error and Flush reports ErrConnClosed "when flush" (docs/contract.md C5.3).
 // Hertz relies on the suffix: HandleSpecificError drops a closed-connection
 // error quietly only when it says "when flush", and logs any other
 // ("Netpoll error=... when write binary") — so a response written to a client

@@ -117,7 +117,7 @@ func requireHealthy(t *testing.T, ts *testServer, handled *atomic.Int64) {
 
 // With SenseClientDisconnection, a handler's context ends when its client
 // goes away: this rides on netpoll's OnDisconnect running on a peer close
-// while OnRequest is still busy (API.md §2.8.5).
+// while OnRequest is still busy (docs/contract.md C8.5).
 func TestSenseClientDisconnection(t *testing.T) {
 	checkLeaks(t)
 	started, cancelled := make(chan struct{}), make(chan struct{})

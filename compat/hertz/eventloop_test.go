@@ -17,7 +17,7 @@ import (
 // client TestClientInvalidURI) close the engine as soon as it reports running.
 // Shutdown while Serve is registering the listener must be safe: no data race
 // (run with -race), and Serve returns nil rather than an error, on which
-// Hertz panics with "netpoll server exit" (API.md §2.9).
+// Hertz panics with "netpoll server exit" (docs/contract.md C9).
 //
 // Each round waits until Serve has converted the listener (the duplicate fd
 // appears), then shuts down. Shutdown before Serve has begun is a no-op for

@@ -83,7 +83,7 @@ func requireRefused(t *testing.T, ts *testServer) {
 	}, wait, 5*time.Millisecond, "dials are refused once Shutdown has begun")
 }
 
-// Graceful shutdown with connections open (API.md §2.9.3): Shutdown closes the
+// Graceful shutdown with connections open (docs/contract.md C9.3): Shutdown closes the
 // listener at once and closes the connections netpoll sees idle (here, one
 // that has sent nothing yet), lets the request in flight complete, and returns
 // nil once it has; Run then returns nil.
@@ -163,7 +163,7 @@ func TestGracefulShutdownKeptAlive(t *testing.T) {
 	ts.waitOpen(t, 0)
 }
 
-// Hertz's Close is a Shutdown with an expired context (API.md §3): it returns
+// Hertz's Close is a Shutdown with an expired context (docs/contract.md C15.4): it returns
 // at once with the context's error, stops accepting, and leaves the busy
 // connection to finish.
 func TestCloseWithRequestInFlight(t *testing.T) {

@@ -1,4 +1,4 @@
-//go:build !windows
+//go:build darwin || freebsd || linux
 
 // Command echo runs an echo server and a few clients on loopback, each
 // client sending length-prefixed messages and checking every reply, then

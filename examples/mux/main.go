@@ -1,4 +1,4 @@
-//go:build !windows
+//go:build darwin || freebsd || linux
 
 // Command mux runs a multiplexing server and client on loopback. The client
 // keeps hundreds of requests in flight over a few connections; each frame is

@@ -1,4 +1,4 @@
-//go:build !windows
+//go:build darwin || freebsd || linux
 
 // Command pool shows a client connection pool that checks IsActive before
 // reusing a connection, against a server that closes connections idle for

@@ -40,7 +40,7 @@ type Surface struct {
 	Counts Counts
 }
 
-// Counts are the figures the spec gives for a surface. As in the spec, a
+// Counts are the figures docs/contract.md C0.7 gives for a surface. As there, a
 // type's methods and fields include those promoted through unexported
 // embedded fields but not those promoted through exported ones, and an
 // interface's methods are its explicit ones.
@@ -73,7 +73,7 @@ func cloneMap(m map[string]int) map[string]int {
 // PackageLevel is the number of exported package-level identifiers.
 func (c Counts) PackageLevel() int { return c.Consts + c.Vars + c.Funcs + c.Types }
 
-// Total is the spec's total: package level, declared methods, explicit
+// Total is the total of docs/contract.md C0.7: package level, declared methods, explicit
 // interface methods and declared fields.
 func (c Counts) Total() int {
 	return c.PackageLevel() + sum(c.Methods) + sum(c.InterfaceMethods) + sum(c.Fields)

@@ -29,7 +29,7 @@ func (s *Surface) WriteTo(w io.Writer) (int64, error) {
 	return int64(n), err
 }
 
-// Summary describes the counts in the spec's terms.
+// Summary describes the counts in the terms of docs/contract.md C0.7.
 func (c Counts) Summary() []string {
 	return []string{
 		fmt.Sprintf("package level: %d (%d const, %d var, %d func, %d type)",

@@ -11,7 +11,7 @@ import (
 	"github.com/cloudwego/netpoll/benchmark/internal/results"
 )
 
-// target is one of the goals of issue 5: the median over rounds of the
+// target is one of the performance goals: the median over rounds of the
 // per-round ratio ours/vs of a metric (or, with vs empty, ours' own median)
 // within limit.
 type target struct {
@@ -73,7 +73,7 @@ func Markdown(s *results.Suite, imgDir string) []byte {
 		"  whiskers of the plots. The per-round ratios compare implementations that ran back to back, which\n" +
 		"  cancels most of it; trust them over the absolute numbers.\n\n")
 
-	p("## Targets (issue 5)\n\nMedian over rounds of the per-round ratio (ours/ref or ours/gonet), or ours' own median.\n\n")
+	p("## Targets\n\nMedian over rounds of the per-round ratio (ours/ref or ours/gonet), or ours' own median.\n\n")
 	rows := [][]string{{"scenario", "metric", "of", "target", "measured", "met"}}
 	for _, t := range targets {
 		sc := findScenario(s, t.scenario)

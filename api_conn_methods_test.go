@@ -16,6 +16,7 @@ import (
 // (40 of them) with the same type, *UnixConnection has the same 40, and
 // Reader() and Writer() return the connection itself.
 func TestFDConnectionMethods(t *testing.T) {
+	checkLeaks(t)
 	r, w := GetSysFdPairs()
 	defer syscall.Close(w)
 	conn, err := NewFDConnection(r)

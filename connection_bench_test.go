@@ -75,6 +75,7 @@ func BenchmarkConnectionRoundTrip(b *testing.B) {
 // round trips. (Not under the race detector: it makes sync.Pool drop items
 // at random.)
 func TestConnectionSteadyStateAllocs(t *testing.T) {
+	checkLeaks(t)
 	if raceEnabled {
 		t.Skip("sync.Pool drops items at random under the race detector")
 	}

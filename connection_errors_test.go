@@ -63,3 +63,25 @@ func TestExceptionTextHighErrnos(t *testing.T) {
 	assert.Equal(t, "errno 265", Exception(syscall.Errno(0x109), "").Error())
 	assert.Equal(t, "errno 513", Exception(syscall.Errno(0x201), "").Error())
 }
+
+// docs/contract.md C1.2, C1.3: Exception with odd input: a nil error stays
+// nil whatever the suffix; a zero Errno still gives a non-nil error with the
+// errno's own text and the suffix; Errnos outside the package's page, huge
+// or just above it, give errors whose text can be built.
+func TestExceptionOddInput(t *testing.T) {
+	cases := []argCase{
+		{"Exception(nil, \"\")", false, func() error { return Exception(nil, "") }},
+		{"Exception(nil, sfx)", false, func() error { return Exception(nil, "sfx") }},
+		{"Exception(Errno(0))", false, func() error {
+			err := Exception(syscall.Errno(0), "x")
+			return check(err != nil && err.Error() == syscall.Errno(0).Error()+" x", "Exception(Errno(0), x) = "+errText(err))
+		}},
+		{"Exception(huge Errno)", true, func() error {
+			err := Exception(syscall.Errno(1<<31), "x")
+			_ = err.Error()
+			return err
+		}},
+		{"Exception(0x1ff)", true, func() error { err := Exception(syscall.Errno(0x1ff), ""); _ = err.Error(); return err }},
+	}
+	runArgCases(t, cases)
+}

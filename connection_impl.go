@@ -91,29 +91,11 @@ func (c *connection) init(fd int, local, remote net.Addr, p *connParts, poll *de
 	c.setContext(context.Background())
 }
 
-func (c *connection) context() context.Context { return *c.ctx.Load() }
-
-// background is the default handler context, shared by every connection.
-var background = context.Background()
-
-func (c *connection) setContext(ctx context.Context) {
-	if ctx == background {
-		c.ctx.Store(&background)
-		return
-	}
-	p := new(context.Context) // not &ctx, which would cost background an allocation too
-	*p = ctx
-	c.ctx.Store(p)
-}
-
 // Reader returns the connection itself.
 func (c *connection) Reader() Reader { return c }
 
 // Writer returns the connection itself.
 func (c *connection) Writer() Writer { return c }
-
-// IsActive reports whether no close (local, by the peer, or Detach) happened yet.
-func (c *connection) IsActive() bool { return c.state.phase() == phaseOpen }
 
 // Fd returns the file descriptor. After Detach it belongs to the caller;
 // after Close it is the number the closed fd had.
@@ -245,29 +227,10 @@ type callbackNode struct {
 	next *callbackNode
 }
 
+// unixNano is t in unix nanoseconds, and the zero time 0: no deadline.
 func unixNano(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
 	}
 	return t.UnixNano()
-}
-
-// deadline returns when a wait starting now must end: the deadline if set,
-// else now plus the timeout if set, else 0 (never).
-func deadline(dl, timeout *atomic.Int64) int64 {
-	if d := dl.Load(); d != 0 {
-		return d
-	}
-	if t := timeout.Load(); t > 0 {
-		return time.Now().UnixNano() + t
-	}
-	return 0
-}
-
-// wake signals ch without blocking; a signal already pending is enough.
-func wake(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
 }

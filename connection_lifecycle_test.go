@@ -14,47 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 )
-
-// callLog records events from any goroutine.
-type callLog struct {
-	mu     sync.Mutex
-	events []string
-	notify chan string // each event is also sent here if not nil (buffered)
-}
-
-func newCallLog() *callLog { return &callLog{notify: make(chan string, 1024)} }
-
-func (l *callLog) add(format string, args ...interface{}) {
-	e := fmt.Sprintf(format, args...)
-	l.mu.Lock()
-	l.events = append(l.events, e)
-	l.mu.Unlock()
-	select {
-	case l.notify <- e:
-	default:
-	}
-}
-
-func (l *callLog) get() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.events...)
-}
-
-// waitFor waits until event e was recorded.
-func (l *callLog) waitFor(t testing.TB, e string) {
-	t.Helper()
-	eventually(t, func() bool {
-		for _, got := range l.get() {
-			if got == e {
-				return true
-			}
-		}
-		return false
-	}, "event %q (have %v)", e, l.get())
-}
 
 // addNumberedCallbacks adds n close callbacks logging "cb1".."cbn", plus a
 // nil one, which must be ignored.
@@ -80,7 +40,7 @@ func addNumberedCallbacks(t testing.TB, c Connection, l *callLog, n int) {
 // before the first Close returns (no handler runs); a callback added after
 // they ran never runs.
 func TestConnCloseCallbacksOnceLIFO(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		c, _ := peerPair(t, network)
 		l := newCallLog()
@@ -108,7 +68,7 @@ func TestConnCloseCallbacksOnceLIFO(t *testing.T) {
 // handlers is inactive at once, but its close callbacks wait for the user's
 // Close, and then run exactly once.
 func TestConnPeerCloseDialedWaitsForClose(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		c, peer := peerPair(t, network)
 		l := newCallLog()
@@ -128,7 +88,7 @@ func TestConnPeerCloseDialedWaitsForClose(t *testing.T) {
 
 // docs/contract.md C7.1: IsActive is true until the first Close and never true again.
 func TestConnIsActive(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		c, peer := peerPair(t, network)
 		require.True(t, c.IsActive())
@@ -146,95 +106,10 @@ func TestConnIsActive(t *testing.T) {
 	})
 }
 
-// docs/contract.md C7.5: Detach is Close without closing the fd: the connection is
-// inactive, its close callbacks run once, the poller no longer reads the fd,
-// and the caller owns a working fd that a later Close does not close.
-func TestConnDetach(t *testing.T) {
-	checkFDs(t)
-	forEachNetwork(t, func(t *testing.T, network string) {
-		ln := listenStd(t, network)
-		accepted := async(func() error {
-			pc, err := ln.Accept()
-			if err == nil {
-				t.Cleanup(func() { _ = pc.Close() })
-			}
-			return err
-		})
-		var c interface {
-			Connection
-			Fd() int
-			Detach() error
-		}
-		switch network {
-		case "tcp":
-			raddr, err := ResolveTCPAddr("tcp", ln.Addr().String())
-			require.NoError(t, err)
-			tc, err := DialTCP(context.Background(), "tcp", nil, raddr)
-			require.NoError(t, err)
-			c = tc
-		case "unix":
-			raddr, err := ResolveUnixAddr("unix", ln.Addr().String())
-			require.NoError(t, err)
-			uc, err := DialUnix("unix", nil, raddr)
-			require.NoError(t, err)
-			c = uc
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		require.NoError(t, recv(t, accepted, "accept"))
-		fd := c.Fd()
-		require.Greater(t, fd, 2)
-		l := newCallLog()
-		addNumberedCallbacks(t, c, l, 2)
-
-		require.NoError(t, c.Detach())
-		require.False(t, c.IsActive())
-		require.Equal(t, []string{"cb2", "cb1"}, l.get())
-		require.Error(t, c.Detach(), "a second Detach must fail")
-		require.NoError(t, c.Close())
-		require.Equal(t, []string{"cb2", "cb1"}, l.get())
-
-		_, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
-		require.NoError(t, err, "the detached fd was closed")
-		require.NoError(t, unix.Close(fd))
-	})
-}
-
-// docs/contract.md C7.5: after Detach the caller can use the fd for I/O, and the poller
-// does not steal incoming bytes from it.
-func TestConnDetachFdUsable(t *testing.T) {
-	checkFDs(t)
-	forEachNetwork(t, func(t *testing.T, network string) {
-		c, peer := peerPair(t, network)
-		fd := c.(Conn).Fd()
-		detacher, ok := c.(interface{ Detach() error })
-		require.True(t, ok, "%T has no Detach", c)
-		require.NoError(t, detacher.Detach())
-		defer unix.Close(fd)
-
-		_, err := unix.Write(fd, []byte("raw"))
-		require.NoError(t, err)
-		require.Equal(t, "raw", string(readFull(t, peer, 3)))
-
-		_, err = peer.Write([]byte("after"))
-		require.NoError(t, err)
-		var got []byte
-		eventually(t, func() bool {
-			var buf [16]byte
-			n, err := unix.Read(fd, buf[:])
-			if n > 0 {
-				got = append(got, buf[:n]...)
-			}
-			_ = err // EAGAIN until the bytes arrive
-			return len(got) >= 5
-		}, "the bytes the peer sent after Detach to be readable from the fd")
-		require.Equal(t, "after", string(got), "the poller read from a detached fd")
-	})
-}
-
 // docs/contract.md C7.6: Close from inside a close callback does not deadlock, for a dialed
 // connection and for one accepted by an EventLoop.
 func TestConnCloseInsideCloseCallback(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		c, _ := peerPair(t, network)
 		l := newCallLog()
@@ -267,7 +142,7 @@ func TestConnCloseInsideCloseCallback(t *testing.T) {
 // docs/contract.md C7.2, C8.3: Close from inside OnRequest wakes nothing twice: the close
 // callbacks run after OnRequest returns, and OnRequest is not called again.
 func TestConnCloseInsideOnRequest(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		l := newCallLog()
 		s := startServer(t, network, func(ctx context.Context, c Connection) error {
@@ -297,7 +172,7 @@ func TestConnCloseInsideOnRequest(t *testing.T) {
 // and because it now has a handler, a peer close runs OnDisconnect and the
 // close callbacks without the user's Close.
 func TestConnDialedSetOnRequest(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		c, peer := peerPair(t, network)
 		l := newCallLog()
@@ -334,7 +209,7 @@ func TestConnDialedSetOnRequest(t *testing.T) {
 // for the connection's whole life sees every message, wakes with ErrEOF when
 // the peer closes, and the close callbacks run once, after it returned.
 func TestConnLifetimeOnRequest(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		c, peer := peerPair(t, network)
 		l := newCallLog()
@@ -370,7 +245,7 @@ func TestConnLifetimeOnRequest(t *testing.T) {
 // docs/contract.md C7.2: Close on an accepted connection with no handler running runs the
 // close callbacks before it returns.
 func TestEventLoopCloseIdleIsSynchronous(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		s, recs := recordingServer(t, network, true)
 		cl := dialStd(t, network, s.addr)
@@ -378,7 +253,7 @@ func TestEventLoopCloseIdleIsSynchronous(t *testing.T) {
 		rec := recv(t, recs, "the accepted connection")
 		// The record comes from OnPrepare, which holds the connection
 		// until it returns; the registration follows its return.
-		c := suiteConnOf(rec.conn)
+		c := connOf(rec.conn)
 		eventually(t, func() bool { return opCurrent(c.op.FD) == &c.op }, "the registration")
 		require.NoError(t, rec.conn.Close())
 		require.Equal(t, int64(1), rec.closeRuns.Load(), "close callbacks must have run when Close returned")
@@ -387,19 +262,109 @@ func TestEventLoopCloseIdleIsSynchronous(t *testing.T) {
 	})
 }
 
-// docs/contract.md C2.2: a read waiting for bytes ends with ErrConnClosed when the
-// connection is detached.
-func TestConnReadWakesOnDetach(t *testing.T) {
-	checkFDs(t)
-	forEachNetwork(t, func(t *testing.T, network string) {
-		c, _ := peerPair(t, network)
-		fd := c.(Conn).Fd()
-		done := async(func() error { _, err := c.Next(4); return err })
-		notYet(t, done, 20*time.Millisecond, "Next")
-		require.NoError(t, c.(interface{ Detach() error }).Detach())
-		err := recv(t, done, "Next after Detach")
-		requireErrIs(t, err, ErrConnClosed)
-		require.False(t, errors.Is(err, ErrEOF))
-		require.NoError(t, unix.Close(fd))
-	})
+// docs/contract.md C0.3, C0.4, C5.3, C7.2, C7.7, C16.2: every one of the 40
+// methods after Close, on a dialed connection with buffered input and
+// pending output and no handler: Close ran the close callbacks and recycled
+// the buffers before it returned, so reads fail with ErrConnClosed, Len and
+// MallocLen are 0, the addresses and Fd are those before the Close, the
+// socket options fail with ErrConnClosed, and the setters of handlers and
+// timeouts still answer nil.
+func TestConnEveryMethodAfterClose(t *testing.T) {
+	checkLeaks(t)
+	ln := stdEcho(t, "tcp")
+	c := dialEcho(t, ln)
+	_, _ = c.Write([]byte("0123456789"))
+	eventually(t, func() bool { return c.Reader().Len() == 10 }, "c.Reader().Len() == 10")
+	_, _ = c.Writer().Malloc(5)
+	local, remote, fd := c.LocalAddr(), c.RemoteAddr(), c.(Conn).Fd()
+	require.NoError(t, c.Close())
+	full := c.(*TCPConnection)
+	readOK := func(err error) error { // the buffers are recycled: ErrConnClosed
+		return check(errors.Is(err, ErrConnClosed), "want ErrConnClosed, got "+errText(err))
+	}
+	closed := func(err error) error {
+		return check(errors.Is(err, ErrConnClosed), "want ErrConnClosed, got "+errText(err))
+	}
+	cases := []argCase{
+		{"Next", false, func() error { _, err := full.Next(1); return readOK(err) }},
+		{"Peek", false, func() error { _, err := full.Peek(1); return readOK(err) }},
+		{"Skip", false, func() error { return readOK(full.Skip(1)) }},
+		{"Until", false, func() error { _, err := full.Until('9'); return readOK(err) }},
+		{"ReadString", false, func() error { _, err := full.ReadString(1); return readOK(err) }},
+		{"ReadBinary", false, func() error { _, err := full.ReadBinary(1); return readOK(err) }},
+		{"ReadByte", false, func() error { _, err := full.ReadByte(); return readOK(err) }},
+		{"Slice", false, func() error { _, err := full.Slice(1); return readOK(err) }},
+		{"Next(more than buffered)", false, func() error { _, err := full.Next(1 << 20); return closed(err) }},
+		{"Release", false, func() error { return full.Release() }},
+		{"Len", false, func() error { return check(full.Len() == 0, fmt.Sprintf("Len %d, want 0", full.Len())) }},
+		{"Read", false, func() error { _, err := full.Read(make([]byte, 4)); return readOK(err) }},
+		{"Malloc", false, func() error { _, err := full.Malloc(1); return closed(err) }},
+		{"WriteString", false, func() error { _, err := full.WriteString("x"); return closed(err) }},
+		{"WriteBinary", false, func() error { _, err := full.WriteBinary([]byte("x")); return closed(err) }},
+		{"WriteByte", false, func() error { return closed(full.WriteByte('x')) }},
+		{"WriteDirect", false, func() error { return closed(full.WriteDirect([]byte("x"), 0)) }},
+		{"MallocAck", false, func() error { return closed(full.MallocAck(0)) }},
+		{"Append", false, func() error { return closed(full.Append(flushedBuffer("x"))) }},
+		{"Flush", false, func() error { return closed(full.Flush()) }},
+		{"MallocLen", false, func() error {
+			return check(full.MallocLen() == 0, fmt.Sprintf("MallocLen %d, want 0", full.MallocLen()))
+		}},
+		{"Write", false, func() error { _, err := full.Write([]byte("x")); return closed(err) }},
+		{"Close", false, func() error { return full.Close() }},
+		{"LocalAddr", false, func() error { return check(full.LocalAddr() == local, "LocalAddr changed at Close") }},
+		{"RemoteAddr", false, func() error { return check(full.RemoteAddr() == remote, "RemoteAddr changed at Close") }},
+		{"SetDeadline", false, func() error { return full.SetDeadline(time.Now()) }},
+		{"SetReadDeadline", false, func() error { return full.SetReadDeadline(time.Now()) }},
+		{"SetWriteDeadline", false, func() error { return full.SetWriteDeadline(time.Now()) }},
+		{"Reader", false, func() error { return check(full.Reader() != nil, "nil Reader") }},
+		{"Writer", false, func() error { return check(full.Writer() != nil, "nil Writer") }},
+		{"IsActive", false, func() error { return check(!full.IsActive(), "active after Close") }},
+		{"SetReadTimeout", false, func() error { return full.SetReadTimeout(time.Second) }},
+		{"SetWriteTimeout", false, func() error { return full.SetWriteTimeout(time.Second) }},
+		{"SetIdleTimeout", false, func() error { return closed(full.SetIdleTimeout(time.Minute)) }},
+		{"SetOnRequest", false, func() error {
+			return full.SetOnRequest(func(ctx context.Context, c Connection) error { return nil })
+		}},
+		{"AddCloseCallback", false, func() error { return full.AddCloseCallback(func(Connection) error { return nil }) }},
+		{"Fd", false, func() error { return check(full.Fd() == fd, fmt.Sprintf("Fd %d after Close, want %d", full.Fd(), fd)) }},
+		{"Detach", true, func() error { return full.Detach() }},
+		{"SetKeepAlive", false, func() error { return closed(full.SetKeepAlive(5)) }},
+		{"SetOnConnect", false, func() error {
+			return full.SetOnConnect(func(ctx context.Context, c Connection) context.Context { return ctx })
+		}},
+		{"SetOnDisconnect", false, func() error { return full.SetOnDisconnect(func(context.Context, Connection) {}) }},
+	}
+	runArgCases(t, cases)
+}
+
+// docs/contract.md C7.7, C16.2: Malloc and reads after a local Close fail with
+// ErrConnClosed, never with a panic, round after round (the reference's
+// Malloc can panic on a recycled node). The connection has no handler, so
+// its buffers are recycled when Close returns: no read returns data.
+func TestConnNoPanicAfterClose(t *testing.T) {
+	checkLeaks(t)
+	ln := stdEcho(t, "tcp")
+	for round := 0; round < 20; round++ {
+		c := dialEcho(t, ln)
+		_, _ = c.Write([]byte("abc"))
+		eventually(t, func() bool { return c.Reader().Len() == 3 }, "c.Reader().Len() == 3")
+		require.NoError(t, c.Close())
+		err := within(t, "Malloc after Close", func() error { _, err := c.Writer().Malloc(16); return err })
+		requireErrIs(t, err, ErrConnClosed, "Malloc after Close")
+		reads := within(t, "reads after Close", func() []error {
+			_, next := c.Reader().Next(3)
+			release := c.Reader().Release()
+			_, peek := c.Reader().Peek(1)
+			_, readByte := c.Reader().ReadByte()
+			return []error{next, release, peek, readByte}
+		})
+		for i, name := range []string{"Next", "Release", "Peek", "ReadByte"} {
+			if name == "Release" {
+				require.NoError(t, reads[i], "Release after Close")
+				continue
+			}
+			requireErrIs(t, reads[i], ErrConnClosed, name+" after Close")
+		}
+		require.Zero(t, c.Reader().Len(), "Len after Close")
+	}
 }

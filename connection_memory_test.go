@@ -29,6 +29,7 @@ func heapInUse() uint64 {
 // after collection, averaged over several connections (dialed, with a
 // standard-library peer) to damp the noise.
 func TestConnectionMemoryAfterLargeMessage(t *testing.T) {
+	checkLeaks(t)
 	const (
 		conns  = 8
 		large  = 16 << 20
@@ -99,7 +100,7 @@ func TestConnectionMemoryAfterLargeMessage(t *testing.T) {
 			perConn := (int64(after) - int64(before)) / conns
 			var held int
 			for _, p := range pairs {
-				held += suiteRetainedIn(suiteConnOf(p.c))
+				held += retainedIn(connOf(p.c))
 			}
 			t.Logf("heap in use: %d before, %d after; %d bytes per connection; input buffers hold %d bytes each",
 				before, after, perConn, held/conns)

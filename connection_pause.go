@@ -30,39 +30,26 @@ import "time"
 // reader, and a reader publishes waitRead before it looks at the word, so
 // one of the two always sees the other.
 const (
-	inputPauseAbove  = 8 << 20
+	// inputPauseAbove: 8 MiB unread is far more than a handler reading
+	// request by request ever leaves behind, so only a reader that stopped
+	// keeping up gets there; and it keeps a fast link busy while the reader
+	// catches up.
+	inputPauseAbove = 8 << 20
+	// inputResumeBelow is 2 MiB under the pause point, so that a reader
+	// hovering about it does not change the registration (a syscall) on
+	// every read.
 	inputResumeBelow = 6 << 20
-	pauseGrace       = 250 * time.Millisecond
+	// pauseGrace is long against a round trip, so that a peer merely slow
+	// to read is not taken for one stuck sending to us, and short enough
+	// that a pair waiting on each other gets going again at once.
+	pauseGrace = 250 * time.Millisecond
 
 	inputPaused = 1 << 0 // the input is not read: the reader is behind
 	pauseOff    = 1 << 1 // no pausing until the reader catches up
 )
 
+// inputPaused reports whether the poller has stopped reading the input.
 func (c *connection) inputPaused() bool { return c.pause.Load()&inputPaused != 0 }
-
-// applyInterest registers the interest the state says; w.ioMu is held. It
-// holds an fd reference, so the change never reaches a reused fd number.
-func (c *connection) applyInterest(w *waiters) error {
-	p, ok := c.op.poll.(*defaultPoll)
-	if !ok {
-		return Exception(ErrUnsupported, "foreign poller")
-	}
-	if !c.fd.acquire() {
-		return Exception(ErrConnClosed, "when changing the poller interest")
-	}
-	defer c.fd.release()
-	return p.setInterest(&c.op, !c.inputPaused(), w.wantOut)
-}
-
-// wantWrite asks for writability reports (a Flush waits) or stops them.
-func (c *connection) wantWrite(on bool) error {
-	w := c.waiters()
-	w.ioMu.Lock()
-	w.wantOut = on
-	err := c.applyInterest(w)
-	w.ioMu.Unlock()
-	return err
-}
 
 // pauseIfBehind pauses the input of a connection whose reader is behind and
 // not waiting. The poller calls it after a read, before it reports the

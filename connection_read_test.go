@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"math/rand"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -15,13 +14,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// within runs f on another goroutine and returns its result, failing the
-// test if f does not return within longWait (f must not block).
-func within[T any](t testing.TB, what string, f func() T) T {
-	t.Helper()
-	return recv(t, async(f), what)
-}
 
 // blockingRead is one of the Reader methods, reduced to "read n bytes".
 type blockingRead struct {
@@ -71,19 +63,11 @@ func readResult(c npConn, r blockingRead, n int) result {
 	return result{b: append([]byte(nil), p...), err: err}
 }
 
-// feed writes p to the peer and waits until c has buffered want bytes.
-func feed(t *testing.T, peer net.Conn, c npConn, p []byte, want int) {
-	t.Helper()
-	_, err := peer.Write(p)
-	require.NoError(t, err)
-	eventually(t, func() bool { return c.Len() >= want }, "Len() to reach %d (is %d)", want, c.Len())
-}
-
 // docs/contract.md C2.1, C2.4: a read that the buffer can satisfy returns at once, with
 // the connection open and also after the peer closed it; a read needing more
 // than what is left fails with ErrEOF and consumes nothing.
 func TestConnReadBufferedAtOnce(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		for _, peerClosed := range []bool{false, true} {
 			c, peer := peerPair(t, network)
@@ -152,7 +136,7 @@ func TestConnReadBufferedAtOnce(t *testing.T) {
 // docs/contract.md C2.2: a read waits until all the bytes it needs are buffered; partial
 // arrivals do not end it.
 func TestConnReadPartialArrivalsDoNotWake(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		for _, r := range blockingReads {
 			t.Run(r.name, func(t *testing.T) {
@@ -179,7 +163,7 @@ func TestConnReadPartialArrivalsDoNotWake(t *testing.T) {
 // docs/contract.md C2.2, C2.3: a read waiting for more bytes than arrive ends with ErrEOF
 // when the peer closes, consumes nothing and returns no data.
 func TestConnReadPeerCloseIsEOF(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		for _, r := range blockingReads {
 			t.Run(r.name, func(t *testing.T) {
@@ -211,7 +195,7 @@ func TestConnReadPeerCloseIsEOF(t *testing.T) {
 // docs/contract.md C2.2, C2.3: a read waiting for bytes ends with ErrConnClosed (and not
 // ErrEOF) when the connection is closed locally.
 func TestConnReadLocalCloseIsConnClosed(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		for _, r := range blockingReads {
 			t.Run(r.name, func(t *testing.T) {
@@ -243,7 +227,7 @@ func TestConnReadLocalCloseIsConnClosed(t *testing.T) {
 // (a net.Error with Timeout() true, naming the remote address), consumes
 // nothing, and leaves the connection active and readable.
 func TestConnReadTimeout(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		for _, r := range blockingReads {
 			t.Run(r.name, func(t *testing.T) {
@@ -284,7 +268,7 @@ func TestConnReadTimeout(t *testing.T) {
 // docs/contract.md C2.3: n <= 0 gives zero values and nil at once, with nothing buffered and
 // no timeout (a call that waited would never return); Slice gives an empty Reader.
 func TestConnReadNonPositive(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		c, _ := peerPair(t, network)
 		for _, n := range []int{0, -1} {
@@ -310,7 +294,7 @@ func TestConnReadNonPositive(t *testing.T) {
 // including it; when the wait fails it returns every buffered byte, consumed,
 // with the error.
 func TestConnUntil(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		t.Run("waits", func(t *testing.T) {
 			c, peer := peerPair(t, network)
@@ -377,7 +361,7 @@ func TestConnUntil(t *testing.T) {
 // docs/contract.md C2.8: a Slice shares the bytes and stays valid after the parent's
 // Release and after the parent reads and releases more data.
 func TestConnSliceSurvivesParentRelease(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		rng := newRand(t)
 		c, peer := peerPair(t, network)
@@ -420,7 +404,7 @@ func TestConnSliceSurvivesParentRelease(t *testing.T) {
 // docs/contract.md C2.9: Read waits for at least one byte, copies min(len(p), Len()) and
 // releases; at the end of the stream it returns the ErrEOF exception, not io.EOF.
 func TestConnReadEOFException(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		c, peer := peerPair(t, network)
 		done := async(func() result {
@@ -459,7 +443,7 @@ func TestConnReadEOFException(t *testing.T) {
 
 // docs/contract.md C2.10: Len never blocks and counts what arrived, in order.
 func TestConnLenCountsArrivals(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		rng := newRand(t)
 		c, peer := peerPair(t, network)
@@ -480,7 +464,7 @@ func TestConnLenCountsArrivals(t *testing.T) {
 // docs/contract.md C2.7, C2.5: ReadString, ReadBinary and Until return memory the caller
 // owns: it keeps its contents after Release and after the buffer is reused.
 func TestConnReadCopiesStayValid(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		rng := newRand(t)
 		c, peer := peerPair(t, network)
@@ -524,7 +508,7 @@ func randomBytesWithout(rng *rand.Rand, n int, not byte) []byte {
 // docs/contract.md C2.2, C12.5: one read can wait for far more than a read chunk: a
 // 12 MB Next completes with every byte in order.
 func TestConnReadLarge(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		rng := newRand(t)
 		c, peer := peerPair(t, network)

@@ -29,15 +29,17 @@ func (c *connection) setNoDelay() {
 func (c *connection) register() error {
 	connecting := c.onConnect.Load() != nil
 	if connecting {
+		if !c.state.acquireTask() { // a racing close finished the connection
+			return Exception(ErrConnClosed, "when register")
+		}
 		c.needConnect = true
-		c.state.acquireTask()
 	} else {
 		c.state.setConnected()
 	}
 	if err := c.add(); err != nil {
 		if connecting {
 			c.needConnect = false
-			c.state.releaseTask()
+			c.release(holdTask) // finalizes if a close raced the registration
 		}
 		return err
 	}

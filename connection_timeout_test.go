@@ -5,7 +5,11 @@ package netpoll
 import (
 	"bytes"
 	"context"
+	"errors"
+	"hash/crc32"
+	"io"
 	"math/rand"
+	"net"
 	"testing"
 	"time"
 
@@ -24,7 +28,7 @@ func nextAsync(c npConn, n int) <-chan result {
 // docs/contract.md C6.2: a read deadline overrides the read timeout. The timeout is an
 // hour, so only the deadline can end the read within the test's bound.
 func TestConnReadDeadlineOverridesTimeout(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		c, _ := peerPair(t, network)
 		require.NoError(t, c.SetReadTimeout(time.Hour))
@@ -45,7 +49,7 @@ func TestConnReadDeadlineOverridesTimeout(t *testing.T) {
 // docs/contract.md C6.1: SetReadTimeout always clears the read deadline; d<0 keeps the
 // timeout, 0 means wait forever. The zero time clears a deadline.
 func TestConnSetReadTimeoutClearsDeadline(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		for _, d := range []time.Duration{0, -1} {
 			c, peer := peerPair(t, network)
@@ -80,7 +84,7 @@ func TestConnSetReadTimeoutClearsDeadline(t *testing.T) {
 // docs/contract.md C6.2, C6.3: a deadline in the past fails a read only if the read has
 // to wait; buffered bytes are still read, and nothing is consumed by the failure.
 func TestConnPastReadDeadline(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		c, peer := peerPair(t, network)
 		feed(t, peer, c, []byte("abcd"), 4)
@@ -103,7 +107,7 @@ func TestConnPastReadDeadline(t *testing.T) {
 // write deadline fails only a send that has to wait, and SetWriteTimeout
 // clears the write deadline.
 func TestConnWriteDeadline(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		c, peer := peerPair(t, network)
 		shrinkReadBuffer(peer)
@@ -131,9 +135,11 @@ func TestConnWriteDeadline(t *testing.T) {
 }
 
 // docs/contract.md C6.3: WithReadTimeout and WithWriteTimeout apply to every accepted
-// connection; timeouts there leave the connection open and usable.
+// connection; timeouts there leave the connection open and usable. A reply
+// sent with Write and one staged with WriteBinary and then flushed both time
+// out.
 func TestEventLoopTimeoutOptions(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		readErr := make(chan error, 1)
 		writeErr := make(chan error, 1)
@@ -155,6 +161,14 @@ func TestEventLoopTimeoutOptions(t *testing.T) {
 			case 'w': // send more than the client will read
 				_, err = c.Write(make([]byte, bigPayload))
 				writeErr <- err
+			case 'f': // the same by reference: WriteBinary, then Flush
+				for i := 0; i < bigPayload/len(randBlock) && err == nil; i++ {
+					_, err = c.Writer().WriteBinary(randBlock)
+				}
+				if err == nil {
+					err = c.Writer().Flush()
+				}
+				writeErr <- err
 			}
 			return err
 		}, WithReadTimeout(100*time.Millisecond), WithWriteTimeout(100*time.Millisecond))
@@ -171,6 +185,13 @@ func TestEventLoopTimeoutOptions(t *testing.T) {
 		require.NoError(t, err)
 		err = recv(t, writeErr, "the server's write")
 		requireErrIs(t, err, ErrWriteTimeout)
+
+		cl2 := dialStd(t, network, s.addr)
+		shrinkReadBuffer(cl2)
+		_, err = cl2.Write([]byte("f"))
+		require.NoError(t, err)
+		err = recv(t, writeErr, "the server's Flush")
+		requireErrIs(t, err, ErrWriteTimeout)
 	})
 }
 
@@ -185,7 +206,7 @@ func boolByte(b bool) string {
 // TCP, does nothing below a second or on unix sockets, and never closes the
 // connection.
 func TestConnSetIdleTimeout(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		c, peer := peerPair(t, network)
 		fd := c.(Conn).Fd()
@@ -212,7 +233,7 @@ func TestConnSetIdleTimeout(t *testing.T) {
 // docs/contract.md C6.1, C6.3: reads that keep timing out while bytes trickle in lose,
 // duplicate and reorder nothing, and every failure is ErrReadTimeout.
 func TestConnReadTimeoutChurn(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		rng := newRand(t)
 		c, peer := peerPair(t, network)
@@ -253,7 +274,7 @@ func TestConnReadTimeoutChurn(t *testing.T) {
 // docs/contract.md C5.1, C6.3: a Flush that keeps timing out while the peer reads slowly
 // keeps the unsent bytes queued; retrying delivers everything exactly once.
 func TestConnWriteTimeoutChurn(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		rng := newRand(t)
 		c, peer := peerPair(t, network)
@@ -294,4 +315,84 @@ func TestConnWriteTimeoutChurn(t *testing.T) {
 		t.Logf("%d write timeouts while sending %d bytes", timeouts, len(payload))
 		require.Positive(t, timeouts, "no write timed out: the churn was not exercised")
 	})
+}
+
+// docs/contract.md C5.1, C6.3: with a peer that never reads, Flush ends
+// with ErrWriteTimeout (a net.Error timeout), the connection stays open, the
+// output buffer holds only what is unsent (it does not grow with retries),
+// and everything arrives once the peer reads.
+func TestConnWriteTimeoutKeepsOutputBounded(t *testing.T) {
+	const chunk, chunks = 1 << 20, 24
+	checkLeaks(t)
+	for _, network := range testNetworks {
+		t.Run(network, func(t *testing.T) {
+			dc, peer := peerPair(t, network)
+			var err error
+			c := connOf(dc)
+			_ = dc.SetWriteTimeout(100 * time.Millisecond)
+			sum := crc32.NewIEEE()
+			write := func(seq int) {
+				p, err := dc.Writer().Malloc(chunk)
+				if err != nil {
+					t.Fatal(err)
+				}
+				copy(p, frameBody(9, uint64(seq), chunk))
+				sum.Write(p)
+			}
+			for i := 0; i < chunks; i++ {
+				write(i)
+			}
+			err = dc.Writer().Flush()
+			var ne net.Error
+			if !errors.Is(err, ErrWriteTimeout) || !errors.As(err, &ne) || !ne.Timeout() {
+				t.Fatalf("Flush to a peer that never reads: %v, want ErrWriteTimeout", err)
+			}
+			if !dc.IsActive() {
+				t.Fatal("a write timeout closed the connection")
+			}
+			unsent := func() int {
+				c.outMu.Lock()
+				defer c.outMu.Unlock()
+				return c.out.Len() + c.out.MallocLen()
+			}
+			bound := func(what string) {
+				_, out := retained(c)
+				if u := unsent(); out > u+2*chunk {
+					t.Fatalf("%s: output buffer holds %d bytes for %d unsent", what, out, u)
+				}
+			}
+			bound("after the first timeout")
+			first := unsent()
+			for i := 0; i < 5; i++ {
+				if err = dc.Writer().Flush(); !errors.Is(err, ErrWriteTimeout) {
+					t.Fatalf("retry %d: %v, want ErrWriteTimeout", i, err)
+				}
+				bound("after a retry")
+			}
+			if u := unsent(); u > first {
+				t.Fatalf("retries grew the unsent bytes from %d to %d", first, u)
+			}
+			// The peer wakes up and reads everything; the rest goes out.
+			got := make(chan uint32, 1)
+			go func() {
+				h := crc32.NewIEEE()
+				_ = peer.SetReadDeadline(time.Now().Add(longWait))
+				n, err := io.CopyN(h, peer, chunk*chunks)
+				if err != nil {
+					t.Errorf("peer read %d bytes: %v", n, err)
+				}
+				got <- h.Sum32()
+			}()
+			_ = dc.SetWriteTimeout(0)
+			if err = dc.Writer().Flush(); err != nil {
+				t.Fatalf("Flush once the peer reads: %v", err)
+			}
+			if s := recv(t, got, "the peer to get everything"); s != sum.Sum32() {
+				t.Fatal("the peer got different bytes")
+			}
+			if _, out := retained(c); out != 0 {
+				t.Fatalf("output buffer holds %d bytes with nothing left to send", out)
+			}
+		})
+	}
 }

@@ -8,6 +8,10 @@ import (
 	"time"
 )
 
+// What blocked calls sleep on: the waiting reader (waitInput) and Flush
+// (waitWritable) of connection_io.go, woken by the poller or a close, or at
+// their deadline by a wakeTimer.
+
 // waiters is what blocked calls sleep on. A connection gets it from the
 // first call that has to wait, so the many connections that never block (a
 // server's, whose handlers run when input is there) carry none.
@@ -113,5 +117,25 @@ func (wt *wakeTimer) stop() {
 	if t := wt.t.Load(); t != nil {
 		t.Stop()
 		wt.at.Store(0)
+	}
+}
+
+// deadline returns when a wait starting now must end: the deadline if set,
+// else now plus the timeout if set, else 0 (never).
+func deadline(dl, timeout *atomic.Int64) int64 {
+	if d := dl.Load(); d != 0 {
+		return d
+	}
+	if t := timeout.Load(); t > 0 {
+		return time.Now().UnixNano() + t
+	}
+	return 0
+}
+
+// wake signals ch without blocking; a signal already pending is enough.
+func wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 }

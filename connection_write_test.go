@@ -12,6 +12,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -23,30 +24,11 @@ import (
 // whose reader does not read, so sending it must wait for the reader.
 const bigPayload = 16 << 20
 
-// shrinkReadBuffer keeps the peer's receive window small, so the sender's
-// bytes cannot all fit in kernel buffers.
-func shrinkReadBuffer(peer net.Conn) {
-	type readBufferSetter interface{ SetReadBuffer(int) error }
-	if s, ok := peer.(readBufferSetter); ok {
-		_ = s.SetReadBuffer(16 << 10)
-	}
-}
-
-// readAllAsync reads exactly n bytes from peer on another goroutine.
-func readAllAsync(peer net.Conn, n int) <-chan result {
-	return async(func() result {
-		_ = peer.SetReadDeadline(time.Now().Add(longWait))
-		p := make([]byte, n)
-		m, err := io.ReadFull(peer, p)
-		return result{b: p[:m], n: m, err: err}
-	})
-}
-
 // docs/contract.md C5.1: Flush sends everything; when the socket is full it blocks until
 // the peer has taken the rest, and it returns only once every byte was
 // written, so closing right after it loses nothing.
 func TestConnFlushBlocksUntilWritten(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		rng := newRand(t)
 		c, peer := peerPair(t, network)
@@ -74,7 +56,7 @@ func TestConnFlushBlocksUntilWritten(t *testing.T) {
 // ErrWriteTimeout (Timeout() true), the connection stays active, and the
 // unsent bytes stay queued: the next Flush delivers all of them exactly once.
 func TestConnWriteTimeout(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		rng := newRand(t)
 		c, peer := peerPair(t, network)
@@ -111,7 +93,7 @@ func TestConnWriteTimeout(t *testing.T) {
 // docs/contract.md C5.2, C5.5, C16.9: concurrent Write calls are serialised: every one succeeds
 // and the bytes of one Write are never interleaved with another's.
 func TestConnConcurrentWritesSerialised(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		rng := newRand(t)
 		c, peer := peerPair(t, network)
@@ -209,6 +191,14 @@ func writerCalls() []writerCall {
 			_, err := nw.Write([]byte("hello"))
 			return err
 		}},
+		{"Write(big)", func(w Writer) error {
+			nw, ok := w.(io.Writer)
+			if !ok {
+				return errors.New("the Writer is not an io.Writer")
+			}
+			_, err := nw.Write(make([]byte, 10000))
+			return err
+		}},
 	}
 }
 
@@ -225,25 +215,30 @@ func callNoPanic(t *testing.T, name string, f func() error) (err error) {
 
 // sends tells the Writer calls that send (Flush, Write) from the ones that
 // only stage bytes.
-func (wc writerCall) sends() bool { return wc.name == "Flush" || wc.name == "Write" }
+func (wc writerCall) sends() bool {
+	return wc.name == "Flush" || strings.HasPrefix(wc.name, "Write(") || wc.name == "Write"
+}
 
 // docs/contract.md C5.1–C5.3, C16.2: after a local Close every Writer method fails with
-// an error matching ErrConnClosed, with or without bytes staged before the
-// close, and none panics. After a peer close, staging may still work
+// an error matching ErrConnClosed, with no bytes staged before the close,
+// with a string and a Malloc staged, or with a Malloc alone, and none
+// panics. After a peer close, staging may still work
 // (C5.3: the reference buffers without error) or fail with ErrConnClosed,
 // but Flush and Write fail with ErrConnClosed, Flush saying "when flush"
 // (Hertz looks for it). MallocLen never panics.
 func TestConnWriterAfterClose(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		for _, how := range []string{"local", "peer"} {
-			for _, staged := range []bool{false, true} {
-				t.Run(fmt.Sprintf("%s/staged=%v", how, staged), func(t *testing.T) {
+			for _, staged := range []string{"nothing", "string+Malloc", "Malloc"} {
+				t.Run(fmt.Sprintf("%s/staged=%s", how, staged), func(t *testing.T) {
 					c, peer := peerPair(t, network)
-					if staged {
+					if staged == "string+Malloc" {
 						_, err := c.WriteString("staged before close")
 						require.NoError(t, err)
-						_, err = c.Malloc(100)
+					}
+					if staged != "nothing" {
+						_, err := c.Malloc(100)
 						require.NoError(t, err)
 					}
 					if how == "local" {
@@ -281,7 +276,7 @@ func TestConnWriterAfterClose(t *testing.T) {
 // text says "when flush" and that means closed (ErrConnClosed, EPIPE or
 // ECONNRESET), which is what Hertz looks for.
 func TestConnFlushAfterPeerReset(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		c, peer := peerPair(t, network)
 		if tc, ok := peer.(*net.TCPConn); ok {
@@ -314,7 +309,7 @@ func TestConnFlushAfterPeerReset(t *testing.T) {
 // WriteDirect, trimming with MallocAck and appending a LinkBuffer all reach
 // the peer in order at Flush, and MallocLen counts what is staged.
 func TestConnWriterStagingReachesPeer(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		c, peer := peerPair(t, network)
 		buf, err := c.Malloc(5)
@@ -345,7 +340,7 @@ func TestConnWriterStagingReachesPeer(t *testing.T) {
 // matching ErrConnClosed when the connection is closed locally, and with a
 // "closed" error when the peer goes away.
 func TestConnBlockedFlushWakesOnClose(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		for _, how := range []string{"local", "peer"} {
 			t.Run(how, func(t *testing.T) {
@@ -376,7 +371,7 @@ func TestConnBlockedFlushWakesOnClose(t *testing.T) {
 // LinkBuffer (Kitex appends buffers with pending data), and they are sent in
 // order at Flush.
 func TestConnAppendPendingLinkBuffer(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		c, peer := peerPair(t, network)
 		lb := NewLinkBuffer()
@@ -405,7 +400,7 @@ func TestConnAppendPendingLinkBuffer(t *testing.T) {
 // method fails with ErrConnClosed after a local Close, called from outside
 // and from inside OnRequest, and none panics.
 func TestEventLoopWriterAfterClose(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		t.Run("outside", func(t *testing.T) {
 			s, recs := recordingServer(t, network, true)
@@ -450,4 +445,59 @@ func TestEventLoopWriterAfterClose(t *testing.T) {
 			expectEOF(t, cl)
 		})
 	})
+}
+
+// docs/contract.md C5.5, C16.9: concurrent Write calls are serialised, not
+// refused, and never interleave inside a Write, under heavier contention:
+// 8 writers of 2000 framed writes each, every frame checked by the peer
+// (length, stream, sequence and CRC).
+func TestConnConcurrentWritesFramed(t *testing.T) {
+	checkLeaks(t)
+	for _, network := range testNetworks {
+		t.Run(network, func(t *testing.T) {
+			const writers, writes = 8, 2000
+			c, peer := peerPair(t, network)
+			tally := &frameTally{}
+			done := make(chan struct{})
+			go func() { // the peer checks every frame
+				defer close(done)
+				rd := NewReader(peer)
+				streams := make([]frameStream, writers)
+				_ = peer.SetReadDeadline(time.Now().Add(3 * longWait))
+				for i := 0; i < writers*writes; i++ {
+					f, n, err := readFrame(rd)
+					if err != nil {
+						t.Errorf("peer after %d frames: %v", i, err)
+						return
+					}
+					if f.id >= writers {
+						tally.unframed.Add(1)
+						continue
+					}
+					tally.see(&streams[f.id], f, n)
+				}
+			}()
+			var failed atomic.Int64
+			var wg sync.WaitGroup
+			for g := 0; g < writers; g++ {
+				wg.Add(1)
+				go func(id uint64) {
+					defer wg.Done()
+					for seq := uint64(0); seq < writes; seq++ {
+						if _, err := c.Write(newFrame(id, seq, frameBody(id, seq, int(seq*37%3000)))); err != nil {
+							failed.Add(1)
+						}
+					}
+				}(uint64(g))
+			}
+			recv(t, async(func() bool { wg.Wait(); return true }), "the writers")
+			recv(t, done, "the peer's check")
+			if failed.Load() != 0 {
+				t.Fatalf("%d of %d concurrent Writes failed", failed.Load(), writers*writes)
+			}
+			if tally.bad() != 0 || tally.frames.Load() != writers*writes {
+				t.Fatalf("peer: %v, want %d intact frames", tally, writers*writes)
+			}
+		})
+	}
 }

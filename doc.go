@@ -12,11 +12,13 @@
 //
 // The module declares the path github.com/cloudwego/netpoll, so nothing
 // that imports it changes: a project, and the Hertz or Kitex it builds on,
-// switches with one line in its go.mod,
+// switches with one line in its go.mod, pointing at a checkout of this
+// repository (there is no tagged release yet; a commit can be pinned by its
+// pseudo-version instead of the path),
 //
-//	replace github.com/cloudwego/netpoll => github.com/seed-f1bcfea6/netpoll v0.1.0
+//	replace github.com/cloudwego/netpoll => ../netpoll
 //
-// (or => ../netpoll for a local checkout) followed by go mod tidy.
+// followed by go mod tidy.
 //
 // # Model
 //
@@ -32,6 +34,8 @@
 // Flush; only when the socket is full does Flush ask the poller to report
 // writability, and wait.
 //
+// One request and one close, file by file: docs/architecture.md.
+//
 // # Goroutines
 //
 //   - OnPrepare runs on the poller goroutine, synchronously, when a
@@ -39,7 +43,7 @@
 //     or read; it may write (the bytes are sent at once).
 //   - OnConnect and OnRequest run on a Runner goroutine (bytedance gopool by
 //     default; see Configure). With the default Runner, the tasks of one
-//     poller's connections go through its task queue (poll_tasks.go): a
+//     poller's connections go through its task queue (connection_task.go): a
 //     gopool worker runs them one after the other, and a blocked handler
 //     never holds up the rest, because a spare worker is always started
 //     while tasks wait. A custom Runner gets one call per task, with the
@@ -66,7 +70,7 @@
 // becomes false, blocked calls wake, the fd is unregistered and its close
 // requested); the close callbacks and the recycling of its buffers wait for
 // the last hold to be released. The fd itself is closed by whoever drops its
-// last syscall reference (connection_fd.go), so a fd number is never reused
+// last syscall reference (fdRef, in the same file), so a fd number is never reused
 // under a syscall that still means the old connection, and the operator
 // table's generation tags (poll_table.go) keep an event queued for a closed
 // fd from reaching the fd's next owner.

@@ -39,7 +39,23 @@ type server struct {
 // listener cannot starve the other fds of its poller.
 const acceptBatch = 64
 
-const maxBackoff = time.Second
+// While the process is out of fds (or memory) accepting waits: first
+// acceptBackoffMin, as a closing connection often frees a fd within
+// milliseconds, then twice as long each time up to acceptBackoffMax, so a
+// long shortage costs one try a second and the server resumes at most a
+// second after it ends.
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
+// The accept errors that are not the kernel's: errListenerHungUp ends a
+// Serve whose listening socket hung up; errAcceptReleased is what an accept
+// finds once the server was released (see release), which ends the batch.
+var (
+	errListenerHungUp = errors.New("netpoll: listener hung up")
+	errAcceptReleased = errors.New("netpoll: accept after release")
+)
 
 func newServer(ln Listener, onRequest OnRequest, opts *options) *server {
 	s := &server{ln: ln, opts: opts, quit: make(chan error, 1), conns: map[*connection]struct{}{}}
@@ -144,10 +160,11 @@ func (s *server) orphaned() {
 	go s.release()
 }
 
-// accept takes one pending connection; EBADF once stop has begun.
+// accept takes one pending connection; errAcceptReleased once release has
+// begun.
 func (s *server) accept() (int, net.Addr, error) {
 	if !s.fd.acquire() {
-		return -1, nil, unix.EBADF
+		return -1, nil, errAcceptReleased
 	}
 	defer s.fd.release()
 	return accept(s.fd.num(), s.addrs.unixNet)
@@ -164,11 +181,13 @@ func (s *server) onEvent(_ Poll, flags pollFlags) {
 			continue
 		case unix.EAGAIN:
 			if flags&pollHup != 0 {
-				s.stop(errors.New("netpoll: listener hung up"))
+				s.stop(errListenerHungUp)
 			}
 			return
 		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
 			s.pause(err)
+			return
+		case errAcceptReleased:
 			return
 		}
 		if acceptAgain(err) {
@@ -191,9 +210,9 @@ func (s *server) pause(err error) {
 	}
 	if s.backoff == 0 {
 		logf("accept: %v; retrying with back-off", err)
-		s.backoff = 5 * time.Millisecond
+		s.backoff = acceptBackoffMin
 	} else {
-		s.backoff = min(2*s.backoff, maxBackoff)
+		s.backoff = min(2*s.backoff, acceptBackoffMax)
 	}
 	s.retry = time.AfterFunc(s.backoff, s.resume)
 }
@@ -230,8 +249,8 @@ func (s *server) accepted(fd int, remote net.Addr) {
 	// returned, including those it added.
 	held := c.state.acquire()
 	ok := s.prepare(c)
-	if held && c.state.release(false) {
-		c.finalize()
+	if held {
+		c.release(holdCall)
 	}
 	if !ok || !c.IsActive() {
 		return

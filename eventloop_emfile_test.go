@@ -70,7 +70,7 @@ func cpuTime(t testing.TB) time.Duration {
 func setLimit[T int64 | uint64](field *T, n int) { *field = T(n) }
 
 func emfileChild(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	logs := &lineCounter{}
 	SetLoggerOutput(logs)
 	t.Cleanup(func() { SetLoggerOutput(os.Stderr) })
@@ -89,7 +89,7 @@ func emfileChild(t *testing.T) {
 	require.NoError(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &lim))
 	saved := lim
 	t.Cleanup(func() { _ = unix.Setrlimit(unix.RLIMIT_NOFILE, &saved) })
-	open := len(openFDs(t))
+	open := fdCount()
 	setLimit(&lim.Cur, open+64)
 	require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &lim))
 

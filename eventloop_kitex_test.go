@@ -86,7 +86,7 @@ func kitexShutdown(t *testing.T, evl EventLoop, served <-chan error) {
 // numbers the listener had, and must work; so must the second server; and
 // the first Serve keeps waiting until Shutdown, then returns nil.
 func TestKitexShutdownOrder(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		other := startServer(t, network, func(ctx context.Context, c Connection) error { return echoAll(c) })
 		for round := 0; round < 3; round++ {
@@ -138,7 +138,7 @@ func TestKitexShutdownOrder(t *testing.T) {
 // the old Connection becomes inactive, and closing it later leaves the new
 // owner's socket alone.
 func TestUserClosedConnFd(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		s := startServer(t, network, func(ctx context.Context, c Connection) error { return echoAll(c) })
 		old, err := kitexEcho(network, s.addr, "old")
@@ -174,7 +174,7 @@ func TestUserClosedConnFd(t *testing.T) {
 // later Listener.Close does not close that number again, and Shutdown ends
 // Serve with nil.
 func TestUserClosedListenerFd(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		other := startServer(t, network, func(ctx context.Context, c Connection) error { return echoAll(c) })
 		ln, evl, served := kitexServe(t, network)
@@ -210,7 +210,7 @@ func TestUserClosedListenerFd(t *testing.T) {
 // through the Listener): the served duplicate is another fd, so new dials
 // that get the original's number work, and the server still serves.
 func TestConvertedListenerClosedDirectly(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		other := startServer(t, network, func(ctx context.Context, c Connection) error { return echoAll(c) })
 		std, err := net.Listen(network, testAddress(t, network))

@@ -34,6 +34,16 @@ type eventLoop struct {
 
 var errServing = errors.New("netpoll: the event loop is already serving a listener")
 
+// Shutdown scans the connections again after shutdownPollPerConn per busy
+// one, kept within [shutdownPollMin, shutdownPollMax]: a few busy ones are
+// closed within 50 ms of going idle, while a thousand or more, whose scan
+// costs more, are scanned once a second (never less often).
+const (
+	shutdownPollPerConn = time.Millisecond
+	shutdownPollMin     = 50 * time.Millisecond
+	shutdownPollMax     = time.Second
+)
+
 // Serve converts ln (see ConvertListener), registers it with a poller and
 // blocks until Shutdown (nil) or an accept failure or a listener hang-up
 // (the error). A close of ln while it is served unregisters it, and Serve
@@ -101,8 +111,7 @@ func (evl *eventLoop) Shutdown(ctx context.Context) error {
 		if busy == 0 {
 			return nil
 		}
-		wait := time.Duration(busy) * time.Millisecond
-		wait = min(max(wait, 50*time.Millisecond), time.Second)
+		wait := min(max(time.Duration(busy)*shutdownPollPerConn, shutdownPollMin), shutdownPollMax)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

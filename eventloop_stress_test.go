@@ -23,7 +23,7 @@ func TestEventLoopConcurrentEcho(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long stress test")
 	}
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		const conns, rounds, maxSize = 1000, 3, 16 << 10
 		// On an idle 2-core machine this takes a few seconds with -race.

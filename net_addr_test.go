@@ -76,6 +76,7 @@ func requireSameAddrs(t *testing.T, c net.Conn, peer net.Conn, onlyAfterClose bo
 // whether or not the listener is bound to a wildcard address, and they stay
 // the same after Close.
 func TestAcceptedAddrs(t *testing.T) {
+	checkLeaks(t)
 	for _, ac := range addrCases {
 		t.Run(ac.name, func(t *testing.T) {
 			t.Run("EventLoop", func(t *testing.T) {
@@ -112,4 +113,26 @@ func TestAcceptedAddrs(t *testing.T) {
 			})
 		})
 	}
+}
+
+// ResolveTCPAddr and ResolveUnixAddr with wrong networks and malformed
+// addresses fail as net's resolvers do; an empty unix address is an empty
+// name.
+func TestResolveBadAddresses(t *testing.T) {
+	tcp := "127.0.0.1:80"
+	cases := []argCase{
+		{"ResolveTCPAddr bogus", true, func() error { _, err := ResolveTCPAddr("bogus", tcp); return err }},
+		{"ResolveTCPAddr unix", true, func() error { _, err := ResolveTCPAddr("unix", tcp); return err }},
+		{"ResolveTCPAddr no port", true, func() error { _, err := ResolveTCPAddr("tcp", "127.0.0.1"); return err }},
+		{"ResolveTCPAddr port 99999", true, func() error { _, err := ResolveTCPAddr("tcp", "127.0.0.1:99999"); return err }},
+		{"ResolveTCPAddr open bracket", true, func() error { _, err := ResolveTCPAddr("tcp", "[::1"); return err }},
+		{"ResolveTCPAddr tcp4 IPv6", true, func() error { _, err := ResolveTCPAddr("tcp4", "[::1]:80"); return err }},
+		{"ResolveUnixAddr tcp", true, func() error { _, err := ResolveUnixAddr("tcp", "/x"); return err }},
+		{"ResolveUnixAddr bogus", true, func() error { _, err := ResolveUnixAddr("bogus", "/x"); return err }},
+		{"ResolveUnixAddr empty", false, func() error { // an empty name, not an error
+			a, err := ResolveUnixAddr("unix", "")
+			return firstErr(err, check(a != nil && a.Name == "", "ResolveUnixAddr(unix, \"\") gave a name"))
+		}},
+	}
+	runArgCases(t, cases)
 }

@@ -150,12 +150,21 @@ func waitConnectOnce(ctx context.Context, p *defaultPoll, fd int) (bool, error) 
 	}
 }
 
-// initDialed sets c up around a connected fd on p, the poller its connect
-// waited on, and registers it; on error the fd is closed.
-func initDialed(c *connection, p *defaultPoll, fd int, tcp bool) error {
+// dialSocket picks a poller, connects a new socket to raddr there (see
+// connectSocket), and sets c up around it and registers it; on error the
+// fd is closed.
+func dialSocket(ctx context.Context, c *connection, family, sotype int, v6only bool, laddr, raddr unix.Sockaddr) error {
+	p, err := pollmanager.pick()
+	if err != nil {
+		return err
+	}
+	fd, err := connectSocket(ctx, p, family, sotype, v6only, laddr, raddr)
+	if err != nil {
+		return err
+	}
 	local, remote := socketAddrs(fd)
 	c.init(fd, local, remote, new(connParts), p)
-	c.isTCP = tcp // remote is nil if the peer already reset
+	c.isTCP = family != unix.AF_UNIX // remote is nil if the peer already reset
 	return c.start()
 }
 

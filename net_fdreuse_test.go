@@ -3,9 +3,11 @@
 package netpoll
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand"
 	"net"
 	"sync"
@@ -79,7 +81,7 @@ func freshRoundTrips(c npConn, spurious *atomic.Bool, rng *rand.Rand) error {
 // those numbers are never touched by an event, or a late Close, meant for
 // the old connection: no spurious close, no lost or stolen byte.
 func TestFdReuseAfterPeerReset(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	s := resetServer(t)
 	var reused atomic.Int64
 	seed := time.Now().UnixNano()
@@ -156,7 +158,7 @@ func TestFdReuseAfterPeerReset(t *testing.T) {
 // numbers that new accepted connections reuse; those are served normally
 // and never see a close meant for the old ones.
 func TestFdReuseServerSide(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		var mu sync.Mutex
 		seen := map[int]int{} // accepted fd number -> connections that had it
@@ -224,4 +226,129 @@ func TestFdReuseServerSide(t *testing.T) {
 			return nil
 		})
 	})
+}
+
+// docs/contract.md C11.5, C16.12: one connection at a time, sequentially:
+// a dialed connection reset by its peer with unread input is closed, and
+// the next dial, which reuses its fd number, gets none of its events and
+// works normally. It goes on past 200 rounds (up to 1000) until some dial
+// did reuse the number.
+func TestFdReuseDialedAfterReset(t *testing.T) {
+	checkLeaks(t)
+	echo := stdEcho(t, "tcp")
+	reset := listenStd(t, "tcp")
+	defer reset.Close()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // every connection gets data it never reads, then an RST
+		defer wg.Done()
+		for {
+			c, err := reset.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write(make([]byte, 32<<10))
+			_, _ = c.Read(make([]byte, 1))
+			abort(c)
+		}
+	}()
+	defer wg.Wait()
+	defer reset.Close()
+	rng := rand.New(rand.NewSource(2))
+	reused := 0
+	rounds := 0
+	for i := 0; i < 200 || (reused == 0 && i < 1000); i++ {
+		rounds++
+		a, err := DialConnection("tcp", reset.Addr().String(), longWait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd := a.(Conn).Fd()
+		_, _ = a.Write([]byte{1}) // the server resets now
+		if d := rng.Intn(3); d > 0 {
+			time.Sleep(time.Duration(d*100) * time.Microsecond)
+		}
+		a.Close()
+		b, err := DialConnection("tcp", echo.Addr().String(), longWait)
+		if err != nil {
+			t.Fatalf("round %d: dial after a reset: %v", i, err)
+		}
+		if b.(Conn).Fd() == fd {
+			reused++
+		}
+		_ = b.SetReadTimeout(longWait)
+		msg := []byte(fmt.Sprintf("round %d", i))
+		if _, err = b.Write(msg); err != nil {
+			t.Fatalf("round %d: write on the fd's next owner: %v", i, err)
+		}
+		got, err := b.Reader().Next(len(msg))
+		if err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("round %d: echo on the fd's next owner: %q, %v", i, got, err)
+		}
+		if !b.IsActive() {
+			t.Fatalf("round %d: the fd's next owner was closed by an old event", i)
+		}
+		b.Close()
+	}
+	t.Logf("fd reused in %d of %d rounds", reused, rounds)
+	require.Positive(t, reused, "no dial reused the fd number of the connection just reset")
+}
+
+// docs/contract.md C11.5, C16.12: the server side of the same, one
+// connection at a time: an accepted connection closed (with its input
+// unread) while its peer resets, then a new one, which must work normally.
+// It goes on past 200 rounds (up to 1000) until a new connection was
+// accepted with the fd number of a closed one.
+func TestFdReuseAcceptedAfterReset(t *testing.T) {
+	checkLeaks(t)
+	var mu sync.Mutex
+	victims := map[int]bool{} // fd numbers of the connections closed with input unread
+	reused := 0
+	srv := startServer(t, "tcp", func(ctx context.Context, c Connection) error {
+		p, err := c.Reader().Peek(1)
+		if err != nil {
+			return err
+		}
+		if p[0] == 'R' { // a victim: close with its input unread
+			mu.Lock()
+			victims[c.(Conn).Fd()] = true
+			mu.Unlock()
+			return c.Close()
+		}
+		buf, _ := c.Reader().Next(c.Reader().Len())
+		_, err = c.Write(buf)
+		return err
+	}, WithOnPrepare(func(c Connection) context.Context {
+		mu.Lock()
+		if victims[c.(Conn).Fd()] {
+			reused++
+		}
+		mu.Unlock()
+		return nil
+	}))
+	reusedSoFar := func() int { mu.Lock(); defer mu.Unlock(); return reused }
+	rounds := 0
+	for i := 0; i < 200 || (reusedSoFar() == 0 && i < 1000); i++ {
+		rounds++
+		a := srv.dialStd(t)
+		_, _ = a.Write(bytes.Repeat([]byte{'R'}, 16<<10))
+		if i%2 == 0 {
+			abort(a)
+		} else {
+			go abort(a)
+		}
+		b := srv.dialStd(t)
+		_ = b.SetDeadline(time.Now().Add(longWait))
+		msg := []byte(fmt.Sprintf("echo %d", i))
+		if _, err := b.Write(msg); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(b, got); err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("round %d: echo from the fd's next owner: %q, %v", i, got, err)
+		}
+		b.Close()
+	}
+	t.Logf("%d accepted connections reused the fd number of a closed one in %d rounds", reusedSoFar(), rounds)
+	require.Positive(t, reusedSoFar(), "no accepted connection reused the fd number of a closed one")
 }

@@ -5,8 +5,10 @@ package netpoll
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -18,7 +20,7 @@ import (
 // never blocks, giving (nil, nil) when nothing is pending and a working Conn
 // otherwise; Close may be called twice; after it the address refuses dials.
 func TestListenerAcceptNonBlocking(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		ln, err := CreateListener(network, testAddress(t, network))
 		require.NoError(t, err)
@@ -76,7 +78,7 @@ func TestListenerAcceptNonBlocking(t *testing.T) {
 // into a Listener on the same address, returns a Listener unchanged, rejects
 // other types, and closing the result closes the original.
 func TestConvertListener(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		orig, err := net.Listen(network, testAddress(t, network))
 		require.NoError(t, err)
@@ -112,7 +114,7 @@ func TestConvertListener(t *testing.T) {
 // docs/contract.md C9.1, C11.1: an EventLoop serves a listener converted beforehand, on
 // tcp and unix, and Shutdown closes it.
 func TestEventLoopServesConvertedListener(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		nl, err := CreateListener(network, testAddress(t, network))
 		require.NoError(t, err)
@@ -133,7 +135,7 @@ func TestEventLoopServesConvertedListener(t *testing.T) {
 
 // docs/contract.md C11.3: a udp listener is created, but its Accept gives ErrUnsupported.
 func TestCreateListenerUDP(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	ln, err := CreateListener("udp", "127.0.0.1:0")
 	require.NoError(t, err)
 	_, err = ln.Accept()
@@ -147,7 +149,7 @@ func TestCreateListenerUDP(t *testing.T) {
 // "file tcp addr: use of closed network connection". Listener.Close returns
 // nil even when the net listener it was converted from was closed first.
 func TestCreateConvertListenerErrors(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	for _, c := range []struct{ network, addr string }{{"udp4", "127.0.0.1:0"}, {"udp6", "[::1]:0"}} {
 		ln, err := CreateListener(c.network, c.addr)
 		if err == nil {
@@ -185,7 +187,7 @@ func TestCreateConvertListenerErrors(t *testing.T) {
 // for those reads. Read gives io.EOF after the peer's close, and Close wakes
 // a Read blocked on it.
 func TestListenerAcceptUnwatched(t *testing.T) {
-	checkFDs(t)
+	checkLeaks(t)
 	forEachNetwork(t, func(t *testing.T, network string) {
 		ln, err := CreateListener(network, testAddress(t, network))
 		require.NoError(t, err)
@@ -237,4 +239,125 @@ func TestListenerAcceptUnwatched(t *testing.T) {
 		requireErrIs(t, err, ErrConnClosed, "Read after Close")
 		_ = c2.Close()
 	})
+}
+
+// Every Listener method after Close: Accept fails, Close is a no-op, the
+// rest answer without touching the fd.
+// docs/contract.md C9.1, C11.2, C11.4: every Listener method after Close:
+// Accept fails, a second Close does nothing and returns nil, Addr and Fd
+// answer what they did before the Close without touching the fd, and
+// Serve fails.
+func TestListenerAfterClose(t *testing.T) {
+	checkLeaks(t)
+	for _, network := range testNetworks {
+		var ln Listener
+		var err error
+		if network == "tcp" {
+			ln, err = CreateListener("tcp", "127.0.0.1:0")
+		} else {
+			ln, err = ConvertListener(listenStd(t, "unix"))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd := ln.Fd()
+		if err = ln.Close(); err != nil {
+			t.Fatal(err)
+		}
+		runArgCases(t, []argCase{
+			{network + " Accept", true, func() error {
+				c, err := ln.Accept()
+				if c != nil {
+					c.Close()
+				}
+				return err
+			}},
+			{network + " Close", false, func() error { return ln.Close() }},
+			{network + " Addr", false, func() error { return check(ln.Addr() != nil, "nil Addr") }},
+			{network + " Fd", false, func() error { return check(ln.Fd() == fd, fmt.Sprintf("Fd %d after Close, want %d", ln.Fd(), fd)) }},
+			{network + " Serve", true, func() error {
+				evl, _ := NewEventLoop(nil)
+				return evl.Serve(ln)
+			}},
+		})
+	}
+}
+
+// docs/contract.md C11.4, C11.5, C16.6: a second Listener.Close closes
+// nothing else, even the fd that now has the listener's old number (the
+// test makes sure one has it).
+func TestListenerDoubleClose(t *testing.T) {
+	checkLeaks(t)
+	for _, network := range testNetworks {
+		var ln Listener
+		var err error
+		if network == "tcp" {
+			ln, err = CreateListener("tcp", "127.0.0.1:0")
+		} else {
+			std := listenStd(t, "unix")
+			ln, err = ConvertListener(std)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd := ln.Fd()
+		if err = ln.Close(); err != nil {
+			t.Fatal(err)
+		}
+		var files []*os.File
+		reused := -1
+		for i := 0; i < 64 && reused < 0; i++ {
+			f, err := os.Open(os.DevNull)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, f)
+			if int(f.Fd()) == fd {
+				reused = i
+			}
+		}
+		_ = ln.Close()
+		for i, f := range files {
+			if _, err := f.Stat(); err != nil {
+				t.Errorf("%s: the second Listener.Close closed another file (fd %d): %v", network, f.Fd(), err)
+			}
+			if i == reused && !fdOpen(fd) {
+				t.Errorf("%s: fd %d, reused after the first Close, was closed by the second", network, fd)
+			}
+			f.Close()
+		}
+		if reused < 0 {
+			t.Errorf("%s: none of %d new files got the closed listener's fd %d: the second Close met no new owner", network, len(files), fd)
+		}
+	}
+}
+
+// docs/contract.md C11.1, C11.3: listening on wrong networks and malformed,
+// foreign or busy addresses fails, and so does converting what is not a
+// TCP or unix listener.
+func TestListenerBadAddresses(t *testing.T) {
+	checkLeaks(t)
+	tcp := stdEcho(t, "tcp").Addr().String()
+	unixPath := stdEcho(t, "unix").Addr().String()
+	listen := func(network, addr string) func() error {
+		return func() error {
+			ln, err := CreateListener(network, addr)
+			if err == nil {
+				ln.Close()
+			}
+			return err
+		}
+	}
+	cases := []argCase{
+		{"CreateListener bogus", true, listen("bogus", "127.0.0.1:0")},
+		{"CreateListener empty network", true, listen("", "")},
+		{"CreateListener bad IP", true, listen("tcp", "256.0.0.1:0")},
+		{"CreateListener port 99999", true, listen("tcp", "127.0.0.1:99999")},
+		{"CreateListener in use", true, listen("tcp", tcp)},
+		{"CreateListener unix missing dir", true, listen("unix", "/nonexistent/dir/s")},
+		{"CreateListener unix in use", true, listen("unix", unixPath)},
+		{"CreateListener foreign IP", true, listen("tcp", "192.0.2.1:0")},
+		{"ConvertListener(nil)", true, func() error { _, err := ConvertListener(nil); return err }},
+	}
+	runArgCases(t, cases)
 }

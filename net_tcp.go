@@ -48,16 +48,8 @@ func DialTCP(ctx context.Context, network string, laddr, raddr *TCPAddr) (*TCPCo
 			return nil, dialError(network, la, ra, err)
 		}
 	}
-	p, err := pollmanager.pick()
-	if err != nil {
-		return nil, dialError(network, la, ra, err)
-	}
-	fd, err := connectSocket(ctx, p, family, unix.SOCK_STREAM, v6only, lsa, rsa)
-	if err != nil {
-		return nil, dialError(network, la, ra, err)
-	}
 	tc := &TCPConnection{}
-	if err = initDialed(&tc.connection, p, fd, true); err != nil {
+	if err = dialSocket(ctx, &tc.connection, family, unix.SOCK_STREAM, v6only, lsa, rsa); err != nil {
 		return nil, dialError(network, la, ra, err)
 	}
 	return tc, nil

@@ -37,16 +37,9 @@ func DialUnix(network string, laddr, raddr *UnixAddr) (*UnixConnection, error) {
 	if laddr != nil && laddr.Name != "" {
 		lsa = &unix.SockaddrUnix{Name: laddr.Name}
 	}
-	p, err := pollmanager.pick()
-	if err != nil {
-		return nil, dialError(network, la, ra, err)
-	}
-	fd, err := connectSocket(context.Background(), p, unix.AF_UNIX, sotype, false, lsa, &unix.SockaddrUnix{Name: raddr.Name})
-	if err != nil {
-		return nil, dialError(network, la, ra, err)
-	}
 	uc := &UnixConnection{}
-	if err = initDialed(&uc.connection, p, fd, false); err != nil {
+	rsa := &unix.SockaddrUnix{Name: raddr.Name}
+	if err := dialSocket(context.Background(), &uc.connection, unix.AF_UNIX, sotype, false, lsa, rsa); err != nil {
 		return nil, dialError(network, la, ra, err)
 	}
 	return uc, nil

@@ -40,6 +40,7 @@ func echoServer(t *testing.T, ops ...Option) (addr string) {
 
 // docs/contract.md C8.3, C10.6: a dialed client and an EventLoop server exchange bytes.
 func TestEchoRoundTrip(t *testing.T) {
+	checkLeaks(t)
 	addr := echoServer(t)
 	c, err := DialConnection("tcp", addr, time.Second)
 	require.NoError(t, err)

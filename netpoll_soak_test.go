@@ -71,7 +71,7 @@ func suiteSoakClients(plan suiteSoakPlan) suiteSoakResult {
 	var res suiteSoakResult
 	var mu sync.Mutex
 	var sent, opened, errs, lost atomic.Int64
-	tally := &suiteTally{}
+	tally := &frameTally{}
 	fail := func(err error) {
 		errs.Add(1)
 		mu.Lock()
@@ -81,7 +81,7 @@ func suiteSoakClients(plan suiteSoakPlan) suiteSoakResult {
 		mu.Unlock()
 	}
 	conns := make([]Connection, plan.Conns)
-	streams := make([]suiteStream, plan.Conns)
+	streams := make([]frameStream, plan.Conns)
 	sentPer := make([]uint64, plan.Conns)
 	start := time.Now()
 	parallel := func(f func(w int, rng *rand.Rand)) {
@@ -98,12 +98,12 @@ func suiteSoakClients(plan suiteSoakPlan) suiteSoakResult {
 	parallel(func(w int, _ *rand.Rand) {
 		for i := w; i < plan.Conns; i += plan.Workers {
 			a := plan.Addrs[i%len(plan.Addrs)]
-			c, err := dialBacklogRetry(a[0], a[1], suiteWait) // 64 workers may fill a 128 backlog
+			c, err := dialBacklogRetry(a[0], a[1], longWait) // 64 workers may fill a 128 backlog
 			if err != nil {
 				fail(err)
 				continue
 			}
-			_ = c.SetReadTimeout(suiteWait)
+			_ = c.SetReadTimeout(longWait)
 			conns[i] = c
 			opened.Add(1)
 		}
@@ -124,7 +124,7 @@ func suiteSoakClients(plan suiteSoakPlan) suiteSoakResult {
 				k := 1 + rng.Intn(3)
 				for j := 0; j < k; j++ {
 					seq := sentPer[i]
-					if _, err := c.Write(suiteFrame(id, seq, suiteBody(id, seq, suiteSoakSize(rng)))); err != nil {
+					if _, err := c.Write(newFrame(id, seq, frameBody(id, seq, suiteSoakSize(rng)))); err != nil {
 						fail(err)
 						break
 					}
@@ -132,7 +132,7 @@ func suiteSoakClients(plan suiteSoakPlan) suiteSoakResult {
 					sent.Add(1)
 				}
 				for j := 0; j < k; j++ {
-					f, n, err := suiteReadFrame(c.Reader())
+					f, n, err := readFrame(c.Reader())
 					if err != nil {
 						fail(err)
 						break
@@ -151,7 +151,7 @@ func suiteSoakClients(plan suiteSoakPlan) suiteSoakResult {
 		if c == nil {
 			continue
 		}
-		in, out := suiteRetained(suiteConnOf(c))
+		in, out := retained(connOf(c))
 		res.BuffersPeak += int64(in + out)
 		lost.Add(int64(sentPer[i] - streams[i].unique))
 	}
@@ -216,16 +216,16 @@ func suiteRaiseNofile(t testing.TB) int {
 type suiteServerSide struct {
 	mu      sync.Mutex
 	conns   []*connection
-	streams sync.Map // Connection -> *suiteStream
+	streams sync.Map // Connection -> *frameStream
 	closed  atomic.Int64
-	tally   suiteTally
+	tally   frameTally
 	total   int // connections accepted, once forgotten
 }
 
 func (s *suiteServerSide) options() []Option {
 	return []Option{WithOnPrepare(func(c Connection) context.Context {
 		s.mu.Lock()
-		s.conns = append(s.conns, suiteConnOf(c))
+		s.conns = append(s.conns, connOf(c))
 		s.mu.Unlock()
 		_ = c.AddCloseCallback(func(Connection) error { s.closed.Add(1); return nil })
 		return nil
@@ -233,9 +233,9 @@ func (s *suiteServerSide) options() []Option {
 }
 
 func (s *suiteServerSide) onRequest() OnRequest {
-	return suiteEchoFrames(&s.tally, func(c Connection) *suiteStream {
-		st, _ := s.streams.LoadOrStore(c, &suiteStream{})
-		return st.(*suiteStream)
+	return echoFrames(&s.tally, func(c Connection) *frameStream {
+		st, _ := s.streams.LoadOrStore(c, &frameStream{})
+		return st.(*frameStream)
 	})
 }
 
@@ -246,7 +246,7 @@ func (s *suiteServerSide) retained() int64 {
 	s.mu.Unlock()
 	var total int64
 	for _, c := range conns {
-		in, out := suiteRetained(c)
+		in, out := retained(c)
 		total += int64(in + out)
 	}
 	return total
@@ -276,16 +276,16 @@ type suiteSoakStart struct {
 
 func suiteSoakBaseline(t testing.TB) suiteSoakStart {
 	Initialize()
-	return suiteSoakStart{fds: suiteFds(t), goroutines: suiteGoroutines(), heap: suiteHeap(), at: time.Now()}
+	return suiteSoakStart{fds: fdCount(), goroutines: suiteGoroutines(), heap: liveHeap(), at: time.Now()}
 }
 
 func suiteGoroutines() int { return runtime.NumGoroutine() }
 
 // end waits for the fds and goroutines to come back and returns the counts.
 func (b suiteSoakStart) end(t testing.TB) (fds, goroutines int, heap uint64) {
-	fds = suiteWaitFds(t, b.fds)
-	goroutines = suiteWaitGoroutines(t, b.goroutines)
-	return fds, goroutines, suiteHeap()
+	fds = waitFdsAtMost(t, b.fds)
+	goroutines = waitGoroutinesAtMost(t, b.goroutines)
+	return fds, goroutines, liveHeap()
 }
 
 // 10,000 connections (500 in the short form) open at once over TCP and unix
@@ -303,14 +303,14 @@ func TestSoakConnections(t *testing.T) {
 		return
 	}
 	conns, rounds := 500, 3
-	if suiteSoak() {
+	if soakMode() {
 		conns, rounds = 10000, 4
 	}
 	limit := suiteRaiseNofile(t)
 	base := suiteSoakBaseline(t)
 	side := &suiteServerSide{}
-	tcp := suiteServe(t, "tcp", side.onRequest(), side.options()...)
-	uds := suiteServe(t, "unix", side.onRequest(), side.options()...)
+	tcp := startServer(t, "tcp", side.onRequest(), side.options()...)
+	uds := startServer(t, "unix", side.onRequest(), side.options()...)
 	plan := suiteSoakPlan{
 		Addrs:   [][2]string{{"tcp", tcp.addr}, {"unix", uds.addr}},
 		Conns:   conns,
@@ -330,7 +330,7 @@ func TestSoakConnections(t *testing.T) {
 		res = suiteSoakChild(t, plan)
 	}
 	serverPeak = side.retained() // whatever the server still holds: the clients closed
-	if !waitUntil(2*suiteWait, func() bool { return side.closed.Load() == int64(side.accepted()) }) {
+	if !waitUntil(2*longWait, func() bool { return side.closed.Load() == int64(side.accepted()) }) {
 		t.Errorf("close callbacks ran for %d of %d server connections", side.closed.Load(), side.accepted())
 	}
 	_ = tcp.stop()
@@ -346,15 +346,15 @@ func TestSoakConnections(t *testing.T) {
 		where, conns, side.accepted(), rounds, res.Frames+tl.frames.Load(),
 		res.Bytes+tl.bytes.Load(), res.Corrupted+tl.corrupted.Load(), res.Lost+max(srvLost, 0),
 		res.Dup+tl.dup.Load(), res.Reordered+tl.reordered.Load()+res.Unframed+tl.unframed.Load(), res.Errors,
-		base.fds, fds, base.goroutines, gs, after, suiteMiB(res.BuffersPeak), serverPeak,
-		suiteMiB(int64(base.heap)), suiteMiB(int64(heap)), res.OpenSeconds, res.TrafficSeconds, time.Since(base.at).Seconds())
+		base.fds, fds, base.goroutines, gs, after, mib(res.BuffersPeak), serverPeak,
+		mib(int64(base.heap)), mib(int64(heap)), res.OpenSeconds, res.TrafficSeconds, time.Since(base.at).Seconds())
 	if res.Opened != int64(conns) || side.accepted() != conns {
 		t.Errorf("opened %d, accepted %d, want %d (%s)", res.Opened, side.accepted(), conns, res.FirstError)
 	}
 	if res.Errors != 0 {
 		t.Errorf("%d client errors, the first: %s", res.Errors, res.FirstError)
 	}
-	if bad := res.Corrupted + res.Dup + res.Reordered + res.Unframed + res.Lost + tl.suiteBad() + max(srvLost, 0); bad != 0 {
+	if bad := res.Corrupted + res.Dup + res.Reordered + res.Unframed + res.Lost + tl.bad() + max(srvLost, 0); bad != 0 {
 		t.Errorf("bad frames: client %+v; server %v", res, tl)
 	}
 	if res.Frames != res.Sent || tl.frames.Load() != res.Sent {
@@ -370,7 +370,7 @@ func TestSoakConnections(t *testing.T) {
 // three, the client in the others.
 func TestSoakCycles(t *testing.T) {
 	cycles, workers := 2000, 8
-	if suiteSoak() {
+	if soakMode() {
 		cycles, workers = 200000, 16
 	}
 	base := suiteSoakBaseline(t)
@@ -384,7 +384,7 @@ func TestSoakCycles(t *testing.T) {
 		}
 		h, _ := r.Peek(4)
 		n := int(binary.BigEndian.Uint32(h))
-		if n < suiteHdr || n > 1<<20 {
+		if n < frameHdr || n > 1<<20 {
 			srvBad.Add(1)
 			return c.Close()
 		}
@@ -395,7 +395,7 @@ func TestSoakCycles(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		f := suiteParseFrame(p)
+		f := parseFrame(p)
 		srvFrames.Add(1)
 		srvBytes.Add(int64(n))
 		if !f.ok || f.id >= uint64(cycles) || f.seq != 0 {
@@ -403,7 +403,7 @@ func TestSoakCycles(t *testing.T) {
 		} else {
 			seen[f.id].Add(1)
 		}
-		if in, out := suiteRetained(suiteConnOf(c)); int64(in+out) > peak.Load() {
+		if in, out := retained(connOf(c)); int64(in+out) > peak.Load() {
 			peak.Store(int64(in + out))
 		}
 		if _, err = c.Writer().WriteBinary(p); err == nil {
@@ -420,9 +420,9 @@ func TestSoakCycles(t *testing.T) {
 		_ = c.AddCloseCallback(func(Connection) error { closed.Add(1); return nil })
 		return nil
 	})}
-	tcp := suiteServe(t, "tcp", onRequest, opts...)
-	uds := suiteServe(t, "unix", onRequest, opts...)
-	servers := []*suiteServer{tcp, uds}
+	tcp := startServer(t, "tcp", onRequest, opts...)
+	uds := startServer(t, "unix", onRequest, opts...)
+	servers := []*testServer{tcp, uds}
 	var next atomic.Int64
 	var clientBad, clientBytes, errs atomic.Int64
 	var firstErr atomic.Value
@@ -442,19 +442,19 @@ func TestSoakCycles(t *testing.T) {
 					return
 				}
 				s := servers[id%2]
-				c, err := DialConnection(s.network, s.addr, suiteWait)
+				c, err := DialConnection(s.network, s.addr, longWait)
 				if err != nil {
 					fail(err)
 					continue
 				}
-				_ = c.SetReadTimeout(suiteWait)
-				frame := suiteFrame(uint64(id), 0, suiteBody(uint64(id), 0, rng.Intn(4096)))
+				_ = c.SetReadTimeout(longWait)
+				frame := newFrame(uint64(id), 0, frameBody(uint64(id), 0, rng.Intn(4096)))
 				if _, err = c.Write(frame); err != nil {
 					fail(err)
 					c.Close()
 					continue
 				}
-				f, n, err := suiteReadFrame(c.Reader())
+				f, n, err := readFrame(c.Reader())
 				switch {
 				case err != nil:
 					fail(err)
@@ -468,7 +468,7 @@ func TestSoakCycles(t *testing.T) {
 		}(w)
 	}
 	wg.Wait()
-	if !waitUntil(2*suiteWait, func() bool { return closed.Load() == accepted.Load() }) {
+	if !waitUntil(2*longWait, func() bool { return closed.Load() == accepted.Load() }) {
 		t.Errorf("close callbacks ran for %d of %d server connections", closed.Load(), accepted.Load())
 	}
 	_ = tcp.stop()
@@ -486,7 +486,7 @@ func TestSoakCycles(t *testing.T) {
 	t.Logf("soak scenario=cycles networks=tcp+unix conns=%d cycles=%d bytes_verified=%d corrupted=%d lost=%d dup=%d "+
 		"errors=%d fds=%d->%d goroutines=%d->%d server buffer peak per connection %dB heap=%s->%s total=%.1fs",
 		accepted.Load(), cycles, clientBytes.Load()+srvBytes.Load(), clientBad.Load()+srvBad.Load(), lost, dup,
-		errs.Load(), base.fds, fds, base.goroutines, gs, peak.Load(), suiteMiB(int64(base.heap)), suiteMiB(int64(heap)),
+		errs.Load(), base.fds, fds, base.goroutines, gs, peak.Load(), mib(int64(base.heap)), mib(int64(heap)),
 		time.Since(base.at).Seconds())
 	if errs.Load() != 0 {
 		t.Errorf("%d cycles failed, the first: %v", errs.Load(), firstErr.Load())
@@ -501,24 +501,24 @@ func TestSoakCycles(t *testing.T) {
 // both sides is reported.
 func TestSoakHugeMessage(t *testing.T) {
 	size := 64 << 20
-	if suiteSoak() {
+	if soakMode() {
 		size = 256 << 20
 	}
 	const bound = 40 << 20 // largest buffer memory allowed on either side
-	for _, network := range suiteNetworks {
+	for _, network := range testNetworks {
 		t.Run(network, func(t *testing.T) {
 			base := suiteSoakBaseline(t)
 			var srvPeak atomic.Int64
-			srv := suiteServe(t, network, func(ctx context.Context, c Connection) error {
+			srv := startServer(t, network, func(ctx context.Context, c Connection) error {
 				return echoChunks(c, 1<<20, func() {
-					if in, out := suiteRetained(suiteConnOf(c)); int64(in+out) > srvPeak.Load() {
+					if in, out := retained(connOf(c)); int64(in+out) > srvPeak.Load() {
 						srvPeak.Store(int64(in + out))
 					}
 				})
 			})
 			c := srv.dial(t)
-			conn := suiteConnOf(c)
-			_ = c.SetReadTimeout(suiteWait)
+			conn := connOf(c)
+			_ = c.SetReadTimeout(longWait)
 			// The client's reader samples its input, the writer its output
 			// before each Flush (taking outMu during a Flush would stall the
 			// reader behind it).
@@ -529,7 +529,7 @@ func TestSoakHugeMessage(t *testing.T) {
 				}
 			}
 			sum := make(chan uint32, 1)
-			go func() { // the writer: 1 MiB slices of suiteBlock, by reference
+			go func() { // the writer: 1 MiB slices of randBlock, by reference
 				h := crc32.NewIEEE()
 				const piece = 1 << 20
 				var hdr [8]byte
@@ -537,8 +537,8 @@ func TestSoakHugeMessage(t *testing.T) {
 				_, _ = c.Writer().WriteBinary(hdr[:])
 				h.Write(hdr[:])
 				for done, i := 0, 0; done < size; i++ {
-					off := (i * 7919 * 64) % (len(suiteBlock) - piece)
-					p := suiteBlock[off : off+min(piece, size-done)]
+					off := (i * 7919 * 64) % (len(randBlock) - piece)
+					p := randBlock[off : off+min(piece, size-done)]
 					h.Write(p)
 					if _, err := c.Writer().WriteBinary(p); err != nil {
 						t.Errorf("write: %v", err)
@@ -546,7 +546,7 @@ func TestSoakHugeMessage(t *testing.T) {
 					}
 					done += len(p)
 					if i%4 == 3 || done == size {
-						sample(&cliOut, suiteRetainedOut(conn))
+						sample(&cliOut, retainedOut(conn))
 						if err := c.Writer().Flush(); err != nil {
 							t.Errorf("flush: %v", err)
 							break
@@ -568,7 +568,7 @@ func TestSoakHugeMessage(t *testing.T) {
 				}
 				h.Write(p)
 				total += len(p)
-				sample(&cliIn, suiteRetainedIn(conn))
+				sample(&cliIn, retainedIn(conn))
 				_ = c.Reader().Release()
 				if len(p) == 1<<20 {
 					time.Sleep(5 * time.Millisecond) // a consumer slower than loopback: at most 200 MiB/s
@@ -578,7 +578,7 @@ func TestSoakHugeMessage(t *testing.T) {
 			var want uint32
 			select {
 			case want = <-sum:
-			case <-time.After(suiteWait):
+			case <-time.After(longWait):
 				t.Fatal("the writer did not finish")
 			}
 			corrupted := 0
@@ -590,8 +590,8 @@ func TestSoakHugeMessage(t *testing.T) {
 			fds, gs, heap := base.end(t)
 			t.Logf("soak scenario=huge-message network=%s conns=1 cycles=1 message=%s bytes_verified=%d corrupted=%d lost=%d "+
 				"fds=%d->%d goroutines=%d->%d buffer peaks: client in %s out %s, server %s heap=%s->%s echo=%.1fs",
-				network, suiteMiB(int64(size)), total, corrupted, size+8-total, base.fds, fds, base.goroutines, gs,
-				suiteMiB(cliIn.Load()), suiteMiB(cliOut.Load()), suiteMiB(srvPeak.Load()), suiteMiB(int64(base.heap)), suiteMiB(int64(heap)), elapsed.Seconds())
+				network, mib(int64(size)), total, corrupted, size+8-total, base.fds, fds, base.goroutines, gs,
+				mib(cliIn.Load()), mib(cliOut.Load()), mib(srvPeak.Load()), mib(int64(base.heap)), mib(int64(heap)), elapsed.Seconds())
 			if corrupted != 0 {
 				t.Fatal("the echoed message differs")
 			}
@@ -599,8 +599,8 @@ func TestSoakHugeMessage(t *testing.T) {
 				t.Fatalf("got %d bytes, want %d", total, size+8)
 			}
 			if canPauseInput && max(cliIn.Load(), cliOut.Load(), srvPeak.Load()) > bound {
-				t.Errorf("buffer memory above %s: client in %s out %s, server %s", suiteMiB(bound),
-					suiteMiB(cliIn.Load()), suiteMiB(cliOut.Load()), suiteMiB(srvPeak.Load()))
+				t.Errorf("buffer memory above %s: client in %s out %s, server %s", mib(bound),
+					mib(cliIn.Load()), mib(cliOut.Load()), mib(srvPeak.Load()))
 			}
 		})
 	}

@@ -2,7 +2,6 @@ package netpoll
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"testing"
 	"unsafe"
@@ -115,81 +114,6 @@ func TestLinkBufferNotEnoughErrors(t *testing.T) {
 			require.EqualError(t, err, "link buffer read byte is empty")
 			_, err = b.Until(data[0])
 			require.EqualError(t, err, "link buffer read slice cannot find delim")
-		})
-	}
-}
-
-// Sizes of zero or below: every sized read and Malloc gives its zero values
-// and a nil error at once and consumes nothing, Slice an empty Reader that
-// works; WriteDirect with a negative remainCap does nothing; only MallocAck
-// refuses a negative size. The same holds on an empty buffer and on one
-// holding readable and pending bytes, whose bytes stay intact.
-func TestLinkBufferZeroAndNegativeSizes(t *testing.T) {
-	for _, filled := range []bool{false, true} {
-		t.Run(fmt.Sprintf("filled=%v", filled), func(t *testing.T) {
-			setLinkBufferCap(t, 4)
-			b := NewLinkBuffer()
-			defer b.Close()
-			wantLen, wantPending := 0, 0
-			if filled {
-				_, err := b.WriteString("hello world")
-				require.NoError(t, err)
-				require.NoError(t, b.Flush())
-				_, err = b.WriteString("pending")
-				require.NoError(t, err)
-				wantLen, wantPending = 11, 7
-			}
-			lens := func(what string, n int) {
-				t.Helper()
-				require.Equal(t, wantLen, b.Len(), "%s(%d) changed Len", what, n)
-				require.Equal(t, wantPending, b.MallocLen(), "%s(%d) changed MallocLen", what, n)
-			}
-			for n := 0; n > -5; n-- {
-				p, err := b.Malloc(n)
-				require.NoError(t, err, "Malloc(%d)", n)
-				require.Empty(t, p, "Malloc(%d)", n)
-				lens("Malloc", n)
-				require.NoError(t, b.WriteDirect(nil, n))
-				require.NoError(t, b.WriteDirect([]byte("x"), min(n, -1)))
-				lens("WriteDirect", n)
-				if n < 0 {
-					require.EqualError(t, b.MallocAck(n), fmt.Sprintf("link buffer malloc ack[%d] invalid", n))
-					lens("MallocAck", n)
-				}
-
-				p, err = b.Next(n)
-				require.NoError(t, err, "Next(%d)", n)
-				require.Empty(t, p, "Next(%d)", n)
-				p, err = b.Peek(n)
-				require.NoError(t, err, "Peek(%d)", n)
-				require.Empty(t, p, "Peek(%d)", n)
-				require.NoError(t, b.Skip(n), "Skip(%d)", n)
-				s, err := b.ReadString(n)
-				require.NoError(t, err, "ReadString(%d)", n)
-				require.Equal(t, "", s, "ReadString(%d)", n)
-				p, err = b.ReadBinary(n)
-				require.NoError(t, err, "ReadBinary(%d)", n)
-				require.Empty(t, p, "ReadBinary(%d)", n)
-				lens("a read of", n)
-
-				r, err := b.Slice(n)
-				require.NoError(t, err, "Slice(%d)", n)
-				require.NotNil(t, r, "Slice(%d) gave a nil Reader", n)
-				require.Equal(t, 0, r.Len(), "Slice(%d)", n)
-				_, err = r.Next(1)
-				require.EqualError(t, err, "link buffer next[1] not enough", "the Reader of Slice(%d)", n)
-				p, err = r.Next(n)
-				require.NoError(t, err)
-				require.Empty(t, p)
-				require.NoError(t, r.Release())
-				lens("Slice", n)
-				require.NoError(t, b.Release())
-			}
-			if filled {
-				require.Equal(t, "hello world", string(b.Bytes()))
-				require.NoError(t, b.Flush())
-				require.Equal(t, "hello worldpending", string(b.Bytes()))
-			}
 		})
 	}
 }
@@ -356,90 +280,6 @@ func TestNewLinkBufferSize(t *testing.T) {
 	_, err = small.Malloc(64)
 	require.NoError(t, err)
 	require.Equal(t, first, small.retained())
-}
-
-// docs/contract.md C3.3 and C16.2: after Close every method fails with an error matching
-// ErrConnClosed (or returns zero values where it has no error), and none
-// panics, whatever the buffer held.
-func TestLinkBufferClosed(t *testing.T) {
-	setLinkBufferCap(t, 8)
-	b := readable(t, pattern(50, 1), 5)
-	_, err := b.Next(20) // a cross-node copy outstanding
-	require.NoError(t, err)
-	_, err = b.Peek(20)
-	require.NoError(t, err)
-	_, err = b.Malloc(30) // pending bytes
-	require.NoError(t, err)
-	require.NoError(t, b.Close())
-	require.NoError(t, b.Close(), "a second Close")
-
-	other := readable(t, []byte("other"), 5)
-	defer other.Close()
-	closed := func(name string, err error) {
-		t.Helper()
-		require.Truef(t, errors.Is(err, ErrConnClosed), "%s after Close: %v", name, err)
-	}
-	_, err = b.Next(1)
-	closed("Next", err)
-	for _, n := range []int{0, -1} { // sizes <= 0 give zero values and nil, closed or not
-		p, err := b.Next(n)
-		require.NoError(t, err, "Next(%d) after Close", n)
-		require.Nil(t, p)
-		p, err = b.Malloc(n)
-		require.NoError(t, err, "Malloc(%d) after Close", n)
-		require.Nil(t, p)
-		r, err := b.Slice(n)
-		require.NoError(t, err, "Slice(%d) after Close", n)
-		require.Zero(t, r.Len())
-	}
-	_, err = b.Peek(1)
-	closed("Peek", err)
-	closed("Skip", b.Skip(1))
-	_, err = b.Until('x')
-	closed("Until", err)
-	_, err = b.ReadString(1)
-	closed("ReadString", err)
-	_, err = b.ReadBinary(1)
-	closed("ReadBinary", err)
-	_, err = b.ReadByte()
-	closed("ReadByte", err)
-	_, err = b.Slice(1)
-	closed("Slice", err)
-	closed("Release", b.Release())
-	_, err = b.Malloc(1)
-	closed("Malloc", err)
-	closed("MallocAck", b.MallocAck(0))
-	_, err = b.WriteString("x")
-	closed("WriteString", err)
-	_, err = b.WriteString("")
-	closed("WriteString(empty)", err)
-	_, err = b.WriteBinary([]byte("x"))
-	closed("WriteBinary", err)
-	_, err = b.WriteBinary(make([]byte, BinaryInplaceThreshold+1))
-	closed("WriteBinary(big)", err)
-	closed("WriteByte", b.WriteByte('x'))
-	closed("WriteDirect", b.WriteDirect([]byte("x"), 0))
-	closed("Append", b.Append(other))
-	closed("WriteBuffer", b.WriteBuffer(other))
-	closed("Flush", b.Flush())
-	require.Equal(t, 5, other.Len(), "a failed Append took the other buffer's bytes")
-
-	require.Zero(t, b.Len())
-	require.True(t, b.IsEmpty())
-	require.Zero(t, b.MallocLen())
-	require.Empty(t, b.Bytes())
-	require.Empty(t, b.GetBytes(nil))
-	require.Empty(t, b.GetBytes(make([][]byte, 2)))
-	require.Zero(t, b.retained())
-
-	// A closed buffer given to Append is refused too, with an error that
-	// does not say the (open) receiver is closed.
-	target := NewLinkBuffer()
-	defer target.Close()
-	err = target.Append(b)
-	require.ErrorIs(t, err, errAppendClosed)
-	require.NotErrorIs(t, err, ErrConnClosed)
-	require.Zero(t, target.MallocLen())
 }
 
 // docs/contract.md C2.6: Next and Peek results stay valid until Release, through later

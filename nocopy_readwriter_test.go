@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"sort"
+	"strings"
 	"testing"
 	"testing/iotest"
 
@@ -347,3 +349,81 @@ func TestNewIOReadWriter(t *testing.T) {
 	require.Zero(t, n)
 	require.Equal(t, io.EOF, err)
 }
+
+// docs/contract.md C13.1–C13.3: the adapters given nil, failing or short
+// sources: reads end with an error, writes fail, sizes <= 0 give zero
+// values, nothing panics.
+func TestAdaptersBadInput(t *testing.T) {
+	cases := []argCase{
+		{"NewReader(nil).Next", true, func() error { _, err := NewReader(nil).Next(1); return err }},
+		{"NewReader(nil).Next(-1)", false, func() error { // C2.3 via C13.1: zero values, nil
+			p, err := NewReader(nil).Next(-1)
+			return firstErr(err, check(len(p) == 0, "data for n<=0"))
+		}},
+		{"NewReader(nil).Until", true, func() error { _, err := NewReader(nil).Until('x'); return err }},
+		{"NewWriter(nil).Flush", true, func() error {
+			w := NewWriter(nil)
+			_, _ = w.WriteString("x")
+			return w.Flush()
+		}},
+		{"NewWriter(w).Malloc(-1)", false, func() error { _, err := NewWriter(io.Discard).Malloc(-1); return err }},
+		{"NewReadWriter(nil)", true, func() error { _, err := NewReadWriter(nil).ReadByte(); return err }},
+		{"NewReader(failing).Next", true, func() error {
+			_, err := NewReader(failingReader{}).Next(10)
+			return err
+		}},
+		{"NewReader(short).Next(huge)", true, func() error {
+			_, err := NewReader(strings.NewReader("abc")).Next(1 << 40)
+			return err
+		}},
+		{"NewIOReader(empty).Read", true, func() error { _, err := NewIOReader(NewLinkBuffer()).Read(make([]byte, 4)); return err }},
+		{"NewIOWriter(closed).Write", true, func() error {
+			b := NewLinkBuffer()
+			b.Close()
+			_, err := NewIOWriter(b).Write([]byte("x"))
+			return err
+		}},
+	}
+	runArgCases(t, cases)
+}
+
+// The io adapters given a nil Reader or Writer, untyped or a nil
+// *LinkBuffer: Read and Write must fail with an error, not panic.
+func TestIOAdaptersNil(t *testing.T) {
+	var nilR Reader
+	var nilW Writer
+	var nilRW ReadWriter
+	var nilLB *LinkBuffer
+	calls := map[string]func() error{
+		"NewIOReader(nil).Read":                  func() error { _, err := NewIOReader(nilR).Read(make([]byte, 4)); return err },
+		"NewIOWriter(nil).Write":                 func() error { _, err := NewIOWriter(nilW).Write([]byte("x")); return err },
+		"NewIOReadWriter(nil).Read":              func() error { _, err := NewIOReadWriter(nilRW).Read(make([]byte, 4)); return err },
+		"NewIOReadWriter(nil).Write":             func() error { _, err := NewIOReadWriter(nilRW).Write([]byte("x")); return err },
+		"NewIOReader(nil *LinkBuffer).Read":      func() error { _, err := NewIOReader(nilLB).Read(make([]byte, 4)); return err },
+		"NewIOWriter(nil *LinkBuffer).Write":     func() error { _, err := NewIOWriter(nilLB).Write([]byte("x")); return err },
+		"NewIOReadWriter(nil *LinkBuffer).Read":  func() error { _, err := NewIOReadWriter(nilLB).Read(make([]byte, 4)); return err },
+		"NewIOReadWriter(nil *LinkBuffer).Write": func() error { _, err := NewIOReadWriter(nilLB).Write([]byte("x")); return err },
+	}
+	var panicked []string
+	for name, call := range calls {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					panicked = append(panicked, name)
+				}
+			}()
+			if err := call(); err == nil {
+				t.Errorf("%s: no error", name)
+			}
+		}()
+	}
+	if len(panicked) > 0 {
+		sort.Strings(panicked)
+		t.Fatalf("%s panic with a nil argument instead of returning an error (nocopy_readwriter.go: a nil *LinkBuffer is not taken for nil)", strings.Join(panicked, ", "))
+	}
+}
+
+// failingReader is an io.Reader whose every Read fails.
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, errors.New("broken reader") }

@@ -61,7 +61,7 @@ type FDOperator struct {
 	Outputs   func(vs [][]byte) (rs [][]byte, supportZeroCopy bool)
 	OutputAck func(n int) (err error)
 
-	poll     Poll
+	poll     *defaultPoll // the poller; nil until one registers or allocates the operator
 	handler  pollHandler
 	gen      uint32 // registration generation, carried by every kernel event (see poll_table.go)
 	detached int32  // 1 after the first PollDetach; changed atomically
@@ -78,9 +78,10 @@ type pollHandler interface {
 type pollFlags uint8
 
 const (
-	pollIn  pollFlags = 1 << iota // readable, or a read will report EOF/error
-	pollOut                       // writable
-	pollHup                       // the peer hung up or the socket has an error
+	pollIn   pollFlags = 1 << iota // readable, or a read will report EOF/error
+	pollOut                        // writable
+	pollHup                        // the peer hung up or the socket has an error
+	pollWake                       // the poller's own wake-up (Trigger), for no operator
 )
 
 // Control asks the operator's poller for a change of interest. An operator

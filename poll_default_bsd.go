@@ -9,18 +9,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// defaultPoll is a kqueue instance with an EVFILT_USER event for wake-ups.
-// Read and write interest are separate filters. Every filter carries the
-// registration generation of its operator as its udata, and an event is
-// delivered only to the operator that still holds that generation (see
-// poll_table.go), as on Linux.
+// defaultPoll is a kqueue instance with an EVFILT_USER event for wake-ups,
+// the macOS and FreeBSD backend of poll_unix.go. Read and write interest
+// are separate filters, each carrying its operator's generation as udata.
 type defaultPoll struct {
-	kq      int
-	events  []kevent
-	scratch []byte    // small reads land here first (connection.fill)
-	tasks   taskQueue // handler tasks, with the default Runner
-	closing atomic.Bool
-	done    chan struct{}
+	pollState
+	kq     int
+	events []kevent
 }
 
 const wakeIdent = 0 // the EVFILT_USER ident; user events do not share the fd namespace
@@ -78,171 +73,92 @@ func kevents(ks []kevent) []unix.Kevent_t {
 	return unsafe.Slice(ks[0].raw(), len(ks))
 }
 
-// maxReceipts is the most changes kqueueReceipts takes.
-const maxReceipts = 2
+// change applies one change of filter for fd.
+func (p *defaultPoll) change(fd int, filter int16, flags uint16, tag uint32) error {
+	var ch [1]kevent
+	ch[0].set(fd, filter, flags, tag)
+	_, err := kqueueCall(p.kq, ch[:], nil, nil)
+	return wrapSyscall("kevent", err)
+}
 
-// kqueueReceipts applies changes (at most maxReceipts), each flagged
-// EV_RECEIPT, in one call and stores each one's errno (0: done) in errs.
-// The event list is exactly as long as the change list and every change
-// returns its receipt there, so the call never takes a pending event away
-// from the poller goroutine, and a failing change does not stop the ones
-// after it. The error is the call's own (a bad kqueue), not a change's; a
+// bothFilters applies flags to fd's read and write filters in one call and
+// returns each change's errno (0: done). The changes are flagged
+// EV_RECEIPT and the event list is exactly as long as the change list, so
+// every change returns its receipt there: the call never takes a pending
+// event away from the poller goroutine, and a failing change does not stop
+// the other. The error is the call's own (a bad kqueue), not a change's; a
 // change without a receipt counts as done. The zero timeout is a guard: the
 // call has no reason to wait.
-func kqueueReceipts(kq int, changes []kevent, errs []unix.Errno) error {
-	var out [maxReceipts]kevent
-	for i := range changes {
-		changes[i].raw().Flags |= unix.EV_RECEIPT
-	}
-	n, err := kqueueCall(kq, changes, out[:len(changes)], &unix.Timespec{})
-	if err != nil {
-		return err
-	}
-	clear(errs)
+func (p *defaultPoll) bothFilters(fd int, flags uint16, tag uint32) (errs [2]unix.Errno, err error) {
+	var ch, out [2]kevent
+	ch[0].set(fd, unix.EVFILT_READ, flags|unix.EV_RECEIPT, tag)
+	ch[1].set(fd, unix.EVFILT_WRITE, flags|unix.EV_RECEIPT, tag)
+	n, err := kqueueCall(p.kq, ch[:], out[:], &unix.Timespec{})
 	for i := 0; i < n; i++ {
 		ev := out[i].raw()
-		for j := range changes {
-			if c := changes[j].raw(); c.Ident == ev.Ident && c.Filter == ev.Filter {
+		for j := range ch {
+			if ev.Filter == ch[j].raw().Filter {
 				errs[j] = unix.Errno(ev.Data)
 			}
 		}
 	}
-	return nil
+	return errs, err
 }
 
-func openDefaultPoll() (*defaultPoll, error) {
+func (p *defaultPoll) open() error {
 	kq, err := unix.Kqueue()
 	if err != nil {
-		return nil, wrapSyscall("kqueue", err)
+		return wrapSyscall("kqueue", err)
 	}
 	unix.CloseOnExec(kq)
-	p := &defaultPoll{kq: kq, events: make([]kevent, 128), scratch: make([]byte, scratchSize), done: make(chan struct{})}
-	var ev [1]kevent
-	ev[0].set(wakeIdent, unix.EVFILT_USER, unix.EV_ADD|unix.EV_CLEAR, 0)
-	if _, err = kqueueCall(kq, ev[:], nil, nil); err != nil {
-		unix.Close(kq)
-		return nil, wrapSyscall("kevent", err)
+	p.kq, p.events = kq, make([]kevent, eventBatch)
+	if err = p.change(wakeIdent, unix.EVFILT_USER, unix.EV_ADD|unix.EV_CLEAR, 0); err != nil {
+		p.release()
 	}
-	return p, nil
+	return err
 }
 
-// Wait runs the loop until Close. After a batch it polls without blocking;
-// once nothing is ready it blocks in kevent, holding a thread.
-func (p *defaultPoll) Wait() error {
-	defer close(p.done)
-	zero := &unix.Timespec{}
-	timeout := zero
-	for {
-		n, err := kqueueCall(p.kq, nil, p.events, timeout)
-		if err != nil && err != unix.EINTR {
-			return wrapSyscall("kevent", err)
-		}
-		if n <= 0 {
-			timeout = nil
-			continue
-		}
-		timeout = zero
-		if p.handle(p.events[:n]) {
-			p.release()
-			return nil
-		}
+// wait blocks in kevent, holding a thread, until events are ready.
+func (p *defaultPoll) wait() (int, error) {
+	n, err := kqueueCall(p.kq, nil, p.events, nil)
+	if err == unix.EINTR {
+		return 0, nil
 	}
+	return n, wrapSyscall("kevent", err)
 }
 
-// handle delivers one batch; it reports whether the poller was asked to close.
-func (p *defaultPoll) handle(events []kevent) (closing bool) {
-	for i := range events {
-		ev := events[i].raw()
-		if ev.Filter == unix.EVFILT_USER {
-			closing = p.closing.Load()
-			continue
-		}
-		op := opGet(int(ev.Ident), uint32(*events[i].udata()))
-		if op == nil {
-			continue // stale: the fd was closed, maybe reused, since the event was queued
-		}
-		var flags pollFlags
-		switch ev.Filter {
-		case unix.EVFILT_READ:
-			flags |= pollIn
-		case unix.EVFILT_WRITE:
-			flags |= pollOut
-		}
-		if ev.Flags&(unix.EV_EOF|unix.EV_ERROR) != 0 {
-			flags |= pollHup | pollIn
-		}
-		op.dispatch(p, flags)
+func (p *defaultPoll) event(i int) (fd int, tag uint32, flags pollFlags) {
+	ev := p.events[i].raw()
+	switch ev.Filter {
+	case unix.EVFILT_USER:
+		return wakeIdent, 0, pollWake // EV_CLEAR re-arms it
+	case unix.EVFILT_READ:
+		flags = pollIn
+	case unix.EVFILT_WRITE:
+		flags = pollOut
 	}
-	return closing
+	if ev.Flags&(unix.EV_EOF|unix.EV_ERROR) != 0 {
+		flags |= pollHup | pollIn
+	}
+	return int(ev.Ident), uint32(*p.events[i].udata()), flags
 }
 
-// Close asks the loop to stop and waits until it has.
-func (p *defaultPoll) Close() error {
-	if !p.closing.CompareAndSwap(false, true) {
-		return nil
-	}
-	if err := p.Trigger(); err != nil {
-		return err
-	}
-	<-p.done
-	return nil
-}
-
-// release closes the kqueue; Wait calls it once it stops, and a poller
-// that never ran is released by its opener.
-func (p *defaultPoll) release() { unix.Close(p.kq) }
-
-// Trigger wakes the loop once.
-func (p *defaultPoll) Trigger() error {
-	var ev [1]kevent
-	ev[0].set(wakeIdent, unix.EVFILT_USER, 0, 0)
-	ev[0].raw().Fflags = unix.NOTE_TRIGGER
-	_, err := kqueueCall(p.kq, ev[:], nil, nil)
-	return wrapSyscall("kevent", err)
-}
-
-// Control applies one change of interest for operator.
-func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
-	var filter int16
-	var flags uint16 = unix.EV_ADD
+func (p *defaultPoll) add(fd int, tag uint32, event PollEvent) error {
 	switch event {
-	case PollReadable:
-		filter = unix.EVFILT_READ
 	case PollWritable:
-		filter = unix.EVFILT_WRITE
+		return p.change(fd, unix.EVFILT_WRITE, unix.EV_ADD, tag)
 	case pollConnect:
-		filter, flags = unix.EVFILT_WRITE, unix.EV_ADD|unix.EV_ONESHOT
-	case PollR2RW, PollRW2R:
-		return p.setInterest(op, true, event == PollR2RW)
-	case PollDetach:
-		return p.detach(op)
-	default:
-		return Exception(ErrUnsupported, "unknown PollEvent")
+		return p.change(fd, unix.EVFILT_WRITE, unix.EV_ADD|unix.EV_ONESHOT, tag)
 	}
-	if op.poll == nil {
-		op.poll = p
-	}
-	atomic.StoreInt32(&op.detached, 0)
-	prev, err := opPut(op)
-	if err != nil {
-		return err
-	}
-	var ch [1]kevent
-	ch[0].set(op.FD, filter, flags, atomic.LoadUint32(&op.gen))
-	if _, err = kqueueCall(p.kq, ch[:], nil, nil); err != nil {
-		opUndo(op, prev) // the fd stays with the operator that held it
-		return wrapSyscall("kevent", err)
-	}
-	return nil
+	return p.change(fd, unix.EVFILT_READ, unix.EV_ADD, tag)
 }
 
 // canPauseInput: kqueue reports the end of the stream only through the
 // read filter, so input is never paused here.
 const canPauseInput = false
 
-// setInterest asks for one writability report (out) or drops the request;
-// in is always true here (canPauseInput is false). It fails once op is
-// detached.
+// modify asks for one writability report (out) or drops the request; in is
+// always true here (canPauseInput is false).
 //
 // Write interest is one-shot (EV_ONESHOT): a blocked Flush needs a single
 // report, after which it writes again and asks anew if the socket is still
@@ -259,61 +175,40 @@ const canPauseInput = false
 // delete comes after this add and removes the filter; if it sees it set,
 // the filter is deleted here. Either way none is left, and being one-shot,
 // even a filter that escaped both would fire at most once.
-func (p *defaultPoll) setInterest(op *FDOperator, in, out bool) error {
-	if atomic.LoadInt32(&op.detached) != 0 {
-		return Exception(ErrConnClosed, "operator detached")
-	}
-	var ch [1]kevent
+func (p *defaultPoll) modify(op *FDOperator, in, out bool) error {
 	if !out {
-		ch[0].set(op.FD, unix.EVFILT_WRITE, unix.EV_DELETE, 0)
-		_, _ = kqueueCall(p.kq, ch[:], nil, nil)
+		_ = p.change(op.FD, unix.EVFILT_WRITE, unix.EV_DELETE, 0)
 		return nil
 	}
-	ch[0].set(op.FD, unix.EVFILT_WRITE, unix.EV_ADD|unix.EV_ONESHOT, atomic.LoadUint32(&op.gen))
-	if _, err := kqueueCall(p.kq, ch[:], nil, nil); err != nil {
-		return wrapSyscall("kevent", err)
+	if err := p.change(op.FD, unix.EVFILT_WRITE, unix.EV_ADD|unix.EV_ONESHOT, atomic.LoadUint32(&op.gen)); err != nil {
+		return err
 	}
 	if atomic.LoadInt32(&op.detached) != 0 {
 		// Delete only a filter of this operator's fd: if the number was
 		// closed and taken by another operator, the filter is not ours.
 		if cur := opCurrent(op.FD); cur == nil || cur == op {
-			ch[0].set(op.FD, unix.EVFILT_WRITE, unix.EV_DELETE, 0)
-			_, _ = kqueueCall(p.kq, ch[:], nil, nil)
+			_ = p.change(op.FD, unix.EVFILT_WRITE, unix.EV_DELETE, 0)
 		}
-		return Exception(ErrConnClosed, "operator detached")
+		return errOpDetached
 	}
 	return nil
 }
 
-// detach removes the operator; only the first call does anything. Both
-// filters are deleted in one call; either may be missing (no write request
+// remove deletes both filters; either may be missing (no write request
 // pending, or a one-shot one already fired), which is not an error.
-func (p *defaultPoll) detach(op *FDOperator) error {
-	if !atomic.CompareAndSwapInt32(&op.detached, 0, 1) {
-		return nil
-	}
-	if !opDrop(op) {
-		return nil
-	}
-	var ch [2]kevent
-	var errs [2]unix.Errno
-	ch[0].set(op.FD, unix.EVFILT_READ, unix.EV_DELETE, 0)
-	ch[1].set(op.FD, unix.EVFILT_WRITE, unix.EV_DELETE, 0)
-	_ = kqueueReceipts(p.kq, ch[:], errs[:])
+func (p *defaultPoll) remove(fd int) error {
+	_, _ = p.bothFilters(fd, unix.EV_DELETE, 0)
 	return nil
 }
 
-// watches reports whether p's kernel set still holds a registration of
-// op.FD made by op, that is, whether op.FD has not been closed since op
-// registered it. It does not change the interest of a live registration.
-//
-// Closing a fd removes its filters from every kqueue, and a registration
-// of the number made after the close would have replaced op in the
-// operator table, so a read or write filter for op.FD in p's kqueue is
-// op's and means the fd is still open. (An operator registered for reading
-// always keeps its EVFILT_READ filter here: input is never paused on
-// kqueue. A connecting operator whose one-shot filter fired has none left
-// and counts as gone, but its fd is not registered by anyone else anyway.)
+// watches: closing a fd removes its filters from every kqueue, and a
+// registration of the number made after the close would have replaced op
+// in the operator table, so a read or write filter for op.FD in p's kqueue
+// is op's and means the fd is still open. (An operator registered for
+// reading always keeps its EVFILT_READ filter here: input is never paused
+// on kqueue. A connecting operator whose one-shot filter fired has none
+// left and counts as gone, but its fd is not registered by anyone else
+// anyway.)
 //
 // The probe is EV_ENABLE without EV_ADD on both filters. A missing filter
 // gives ENOENT and is not created (EV_ADD would create one; a delete would
@@ -322,22 +217,21 @@ func (p *defaultPoll) detach(op *FDOperator) error {
 // other values a modification rewrites are passed as registered: udata is
 // op's generation, fflags and data are 0. At most the kernel rechecks the
 // filter and reports it again if ready, which a level-triggered operator
-// takes as any report. With EV_RECEIPT each change answers for itself and
-// no pending event is taken from the poller.
+// takes as any report.
 func (p *defaultPoll) watches(op *FDOperator) bool {
-	gen := atomic.LoadUint32(&op.gen)
-	var ch [2]kevent
-	var errs [2]unix.Errno
-	ch[0].set(op.FD, unix.EVFILT_READ, unix.EV_ENABLE, gen)
-	ch[1].set(op.FD, unix.EVFILT_WRITE, unix.EV_ENABLE, gen)
-	if err := kqueueReceipts(p.kq, ch[:], errs[:]); err != nil {
+	errs, err := p.bothFilters(op.FD, unix.EV_ENABLE, atomic.LoadUint32(&op.gen))
+	if err != nil {
 		return err != unix.EBADF // EBADF: the kqueue itself is gone; otherwise assume live
 	}
 	return errs[0] == 0 || errs[1] == 0
 }
 
-// Alloc returns a new operator bound to this poller.
-func (p *defaultPoll) Alloc() *FDOperator { return &FDOperator{poll: p} }
+func (p *defaultPoll) wake() error {
+	var ch [1]kevent
+	ch[0].set(wakeIdent, unix.EVFILT_USER, 0, 0)
+	ch[0].raw().Fflags = unix.NOTE_TRIGGER
+	_, err := kqueueCall(p.kq, ch[:], nil, nil)
+	return wrapSyscall("kevent", err)
+}
 
-// Free does nothing: a detached operator is garbage collected once unreferenced.
-func (p *defaultPoll) Free(op *FDOperator) {}
+func (p *defaultPoll) release() { unix.Close(p.kq) }

@@ -12,96 +12,85 @@ import (
 )
 
 // defaultPoll is a level-triggered epoll instance with an eventfd for
-// wake-ups. Its goroutine is the only one that reads events; Control may be
-// called from any goroutine (epoll_ctl is thread-safe). The epoll fd itself
-// is non-blocking and watched by Go's netpoller (see Wait).
+// wake-ups, the Linux backend of poll_unix.go. The epoll fd itself is
+// non-blocking and watched by Go's netpoller (see wait).
 type defaultPoll struct {
+	pollState
 	epfd    int
 	file    *os.File        // owns epfd
-	raw     syscall.RawConn // parks Wait until epfd is readable
+	raw     syscall.RawConn // parks wait until epfd is readable
 	wakefd  int
 	events  []unix.EpollEvent
 	ready   int                   // what the last poll returned: events ready,
 	pollErr error                 // or its error
-	pollFn  func(fd uintptr) bool // poll, made once: Wait allocates nothing
-	scratch []byte                // small reads land here first (connection.fill)
-	tasks   taskQueue             // handler tasks, with the default Runner
-	closing atomic.Bool
-	done    chan struct{}
+	pollFn  func(fd uintptr) bool // poll, made once: wait allocates nothing
 }
 
 const (
 	epollRead  = unix.EPOLLIN | unix.EPOLLRDHUP
 	epollWrite = unix.EPOLLOUT
-	wakeTag    = ^uint32(0) // the generation of the wake-up eventfd
+	wakeTag    = ^uint32(0) // the tag of the wake-up eventfd's registration
 )
 
-func openDefaultPoll() (*defaultPoll, error) {
+// eventfdCount is the size of what eventfd(2) reads and writes: its
+// counter, a uint64.
+const eventfdCount = 8
+
+func (p *defaultPoll) open() error {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
-		return nil, wrapSyscall("epoll_create1", err)
+		return wrapSyscall("epoll_create1", err)
 	}
 	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
 		unix.Close(epfd)
-		return nil, wrapSyscall("eventfd", err)
+		return wrapSyscall("eventfd", err)
 	}
 	if err = unix.SetNonblock(epfd, true); err != nil {
 		unix.Close(wakefd)
 		unix.Close(epfd)
-		return nil, wrapSyscall("fcntl", err)
+		return wrapSyscall("fcntl", err)
 	}
-	p := &defaultPoll{epfd: epfd, file: os.NewFile(uintptr(epfd), "epoll"), wakefd: wakefd,
-		events: make([]unix.EpollEvent, 128), scratch: make([]byte, scratchSize), done: make(chan struct{})}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN}
-	setEventTag(&ev, wakefd, wakeTag)
-	if err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err == nil {
+	p.epfd, p.file, p.wakefd = epfd, os.NewFile(uintptr(epfd), "epoll"), wakefd
+	p.events = make([]unix.EpollEvent, eventBatch)
+	p.pollFn = p.poll
+	if err = p.ctl(unix.EPOLL_CTL_ADD, wakefd, wakeTag, unix.EPOLLIN); err == nil {
 		p.raw, err = p.file.SyscallConn()
 	}
-	p.pollFn = p.poll
 	if err != nil {
 		p.release()
-		return nil, wrapSyscall("epoll setup", err)
+		return wrapSyscall("epoll setup", err)
 	}
-	return p, nil
+	return nil
 }
 
-// setEventTag stores fd and the registration generation in the event's data.
-func setEventTag(ev *unix.EpollEvent, fd int, gen uint32) {
-	ev.Fd = int32(fd)
-	ev.Pad = int32(gen)
+// ctl is epoll_ctl for fd, with tag stored beside the fd in the event's data.
+func (p *defaultPoll) ctl(op, fd int, tag, events uint32) error {
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(tag)}
+	return unix.EpollCtl(p.epfd, op, fd, &ev)
 }
 
-// Wait runs the loop until Close. It never blocks a thread in epoll_wait:
-// it polls with a raw zero-timeout epoll_pwait and, when nothing is ready,
-// parks in Go's netpoller until the epoll fd becomes readable. A woken
-// poller is then scheduled like any goroutine the network woke, instead of
-// having to win a P back after a blocking syscall, which under load (and
-// always with GOMAXPROCS=1) delayed every event behind running handlers.
+// wait never blocks a thread in epoll_wait: it polls with a raw
+// zero-timeout epoll_pwait and, when nothing is ready, parks in Go's
+// netpoller until the epoll fd becomes readable. A woken poller is then
+// scheduled like any goroutine the network woke, instead of having to win
+// a P back after a blocking syscall, which under load (and always with
+// GOMAXPROCS=1) delayed every event behind running handlers.
 //
 // The runtime watches epfd edge-triggered. No readiness is missed: the loop
 // parks only after a poll found the ready list empty, and RawConn.Read
 // keeps any edge that came after its start.
-func (p *defaultPoll) Wait() error {
-	defer close(p.done)
-	for {
-		if err := p.raw.Read(p.pollFn); err != nil {
-			return wrapSyscall("epoll wait", err)
-		}
-		switch {
-		case p.pollErr == unix.EINTR:
-			continue
-		case p.pollErr != nil:
-			return wrapSyscall("epoll_wait", p.pollErr)
-		}
-		if p.handle(p.events[:p.ready]) {
-			p.release()
-			return nil
-		}
+func (p *defaultPoll) wait() (int, error) {
+	if err := p.raw.Read(p.pollFn); err != nil {
+		return 0, wrapSyscall("epoll wait", err)
 	}
+	if p.pollErr == unix.EINTR {
+		return 0, nil
+	}
+	return p.ready, wrapSyscall("epoll_wait", p.pollErr)
 }
 
-// poll polls once for Wait; false (nothing ready) makes RawConn.Read park.
+// poll polls once for wait; false (nothing ready) makes RawConn.Read park.
 func (p *defaultPoll) poll(uintptr) bool {
 	p.ready, p.pollErr = epollPoll(p.epfd, p.events)
 	return p.ready > 0 || p.pollErr != nil
@@ -118,152 +107,67 @@ func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
 	return int(n), nil
 }
 
-// handle delivers one batch; it reports whether the poller was asked to close.
-func (p *defaultPoll) handle(events []unix.EpollEvent) (closing bool) {
-	for i := range events {
-		ev := &events[i]
-		fd, gen := int(ev.Fd), uint32(ev.Pad)
-		if gen == wakeTag && fd == p.wakefd {
-			var buf [8]byte
-			_, _ = unix.Read(p.wakefd, buf[:])
-			closing = p.closing.Load()
-			continue
-		}
-		op := opGet(fd, gen)
-		if op == nil {
-			continue // stale: the fd was closed, maybe reused, since the event was queued
-		}
-		var flags pollFlags
-		if ev.Events&(unix.EPOLLIN|unix.EPOLLPRI) != 0 {
-			flags |= pollIn
-		}
-		if ev.Events&unix.EPOLLOUT != 0 {
-			flags |= pollOut
-		}
-		if ev.Events&(unix.EPOLLHUP|unix.EPOLLRDHUP|unix.EPOLLERR) != 0 {
-			flags |= pollHup | pollIn
-		}
-		op.dispatch(p, flags)
+func (p *defaultPoll) event(i int) (fd int, tag uint32, flags pollFlags) {
+	ev := &p.events[i]
+	fd, tag = int(ev.Fd), uint32(ev.Pad)
+	if tag == wakeTag && fd == p.wakefd {
+		var count [eventfdCount]byte
+		_, _ = unix.Read(p.wakefd, count[:]) // resets the counter
+		return fd, tag, pollWake
 	}
-	return closing
+	if ev.Events&(unix.EPOLLIN|unix.EPOLLPRI) != 0 {
+		flags |= pollIn
+	}
+	if ev.Events&unix.EPOLLOUT != 0 {
+		flags |= pollOut
+	}
+	if ev.Events&(unix.EPOLLHUP|unix.EPOLLRDHUP|unix.EPOLLERR) != 0 {
+		flags |= pollHup | pollIn
+	}
+	return fd, tag, flags
 }
 
-// Close asks the loop to stop and waits until it has.
-func (p *defaultPoll) Close() error {
-	if !p.closing.CompareAndSwap(false, true) {
-		return nil
-	}
-	if err := p.Trigger(); err != nil {
-		return err
-	}
-	<-p.done
-	return nil
-}
-
-// release closes the epoll and eventfd; Wait calls it once it stops, and a
-// poller that never ran is released by its opener.
-func (p *defaultPoll) release() {
-	unix.Close(p.wakefd)
-	p.file.Close()
-}
-
-// Trigger wakes the loop once.
-func (p *defaultPoll) Trigger() error {
-	one := uint64(1)
-	_, err := unix.Write(p.wakefd, (*[8]byte)(unsafe.Pointer(&one))[:])
-	if err != nil && err != unix.EAGAIN {
-		return wrapSyscall("eventfd write", err)
-	}
-	return nil
-}
-
-// Control applies one change of interest for operator.
-func (p *defaultPoll) Control(op *FDOperator, event PollEvent) error {
-	var ev unix.EpollEvent
-	ctl := unix.EPOLL_CTL_MOD
+func (p *defaultPoll) add(fd int, tag uint32, event PollEvent) error {
+	events := uint32(epollRead)
 	switch event {
-	case PollReadable:
-		ctl, ev.Events = unix.EPOLL_CTL_ADD, epollRead
 	case PollWritable:
-		ctl, ev.Events = unix.EPOLL_CTL_ADD, epollWrite
+		events = epollWrite
 	case pollConnect:
-		ctl, ev.Events = unix.EPOLL_CTL_ADD, epollWrite|unix.EPOLLONESHOT
-	case PollR2RW, PollRW2R:
-		return p.setInterest(op, true, event == PollR2RW)
-	case PollDetach:
-		return p.detach(op)
-	default:
-		return Exception(ErrUnsupported, "unknown PollEvent")
+		events = epollWrite | unix.EPOLLONESHOT
 	}
-	var prev *FDOperator
-	if ctl == unix.EPOLL_CTL_ADD {
-		if op.poll == nil {
-			op.poll = p
-		}
-		atomic.StoreInt32(&op.detached, 0)
-		var err error
-		if prev, err = opPut(op); err != nil {
-			return err
-		}
-	} else if atomic.LoadInt32(&op.detached) != 0 {
-		return Exception(ErrConnClosed, "operator detached")
-	}
-	setEventTag(&ev, op.FD, atomic.LoadUint32(&op.gen))
-	if err := unix.EpollCtl(p.epfd, ctl, op.FD, &ev); err != nil {
-		if ctl == unix.EPOLL_CTL_ADD {
-			opUndo(op, prev) // EEXIST: the fd stays with its live owner
-		}
-		return wrapSyscall("epoll_ctl", err)
-	}
-	return nil
+	return wrapSyscall("epoll_ctl", p.ctl(unix.EPOLL_CTL_ADD, fd, tag, events))
 }
 
 // canPauseInput: epoll reports a hang-up (EPOLLRDHUP) without EPOLLIN.
 const canPauseInput = true
 
-// setInterest re-registers a registered operator for input (in; the
-// hang-up is always watched) and output (out). It fails once op is detached.
-func (p *defaultPoll) setInterest(op *FDOperator, in, out bool) error {
-	ev := unix.EpollEvent{Events: unix.EPOLLRDHUP}
+func (p *defaultPoll) modify(op *FDOperator, in, out bool) error {
+	events := uint32(unix.EPOLLRDHUP)
 	if in {
-		ev.Events |= unix.EPOLLIN
+		events |= unix.EPOLLIN
 	}
 	if out {
-		ev.Events |= unix.EPOLLOUT
+		events |= unix.EPOLLOUT
 	}
-	if atomic.LoadInt32(&op.detached) != 0 {
-		return Exception(ErrConnClosed, "operator detached")
-	}
-	setEventTag(&ev, op.FD, atomic.LoadUint32(&op.gen))
-	return wrapSyscall("epoll_ctl", unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, op.FD, &ev))
+	return wrapSyscall("epoll_ctl", p.ctl(unix.EPOLL_CTL_MOD, op.FD, atomic.LoadUint32(&op.gen), events))
 }
 
-// detach removes the operator; only the first call does anything.
-func (p *defaultPoll) detach(op *FDOperator) error {
-	if !atomic.CompareAndSwapInt32(&op.detached, 0, 1) {
+// remove: ENOENT and EBADF mean the registration is gone already.
+func (p *defaultPoll) remove(fd int) error {
+	err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	if err == unix.ENOENT || err == unix.EBADF {
 		return nil
 	}
-	if !opDrop(op) {
-		return nil
-	}
-	err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, op.FD, nil)
-	if err != nil && err != unix.ENOENT && err != unix.EBADF {
-		return wrapSyscall("epoll_ctl del", err)
-	}
-	return nil
+	return wrapSyscall("epoll_ctl del", err)
 }
 
-// watches reports whether p's epoll set still holds op's registration,
-// that is, whether op.FD still names the socket op registered. epoll keys a
-// registration by the open file and the fd number, and drops it when the
-// file is closed, so an ADD of the number fails with EEXIST exactly when
-// the same file is still registered; otherwise the probe is undone at once.
-// Its tag (generation 0, never handed out) matches no operator, so an event
-// it might raise meanwhile is dropped as stale.
+// watches: epoll keys a registration by the open file and the fd number,
+// and drops it when the file is closed, so an ADD of the number fails with
+// EEXIST exactly when the same file is still registered; otherwise the
+// probe is undone at once. Its tag (generation 0, never handed out) matches
+// no operator, so an event it might raise meanwhile is dropped as stale.
 func (p *defaultPoll) watches(op *FDOperator) bool {
-	var ev unix.EpollEvent
-	setEventTag(&ev, op.FD, 0)
-	switch err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, op.FD, &ev); err {
+	switch err := p.ctl(unix.EPOLL_CTL_ADD, op.FD, 0, 0); err {
 	case unix.EEXIST:
 		return true
 	case nil:
@@ -272,8 +176,17 @@ func (p *defaultPoll) watches(op *FDOperator) bool {
 	return false
 }
 
-// Alloc returns a new operator bound to this poller.
-func (p *defaultPoll) Alloc() *FDOperator { return &FDOperator{poll: p} }
+// wake: a full counter (EAGAIN) has a wake-up pending already.
+func (p *defaultPoll) wake() error {
+	one := uint64(1)
+	_, err := unix.Write(p.wakefd, (*[eventfdCount]byte)(unsafe.Pointer(&one))[:])
+	if err != nil && err != unix.EAGAIN {
+		return wrapSyscall("eventfd write", err)
+	}
+	return nil
+}
 
-// Free does nothing: a detached operator is garbage collected once unreferenced.
-func (p *defaultPoll) Free(op *FDOperator) {}
+func (p *defaultPoll) release() {
+	unix.Close(p.wakefd)
+	p.file.Close()
+}

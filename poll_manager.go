@@ -24,9 +24,14 @@ type manager struct {
 
 var pollmanager = newManager()
 
+// procsPerLoop sets the default number of pollers, GOMAXPROCS/procsPerLoop
+// + 1, as in the reference: a poller only reads and queues handler tasks,
+// and the handlers, which do most of the work, run on the other Ps.
+const procsPerLoop = 20
+
 func newManager() *manager {
 	m := &manager{}
-	m.loops.Store(int32(runtime.GOMAXPROCS(0)/20 + 1))
+	m.loops.Store(int32(runtime.GOMAXPROCS(0)/procsPerLoop + 1))
 	return m
 }
 

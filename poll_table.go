@@ -17,17 +17,22 @@ import (
 // is the old one.
 //
 // Two levels of chunks cover fds up to opTableMax; a chunk is allocated the
-// first time one of its fds is registered and never freed.
+// first time one of its fds is registered and never freed. On 64-bit
+// platforms a chunk (1024 slots) is 8 KiB, so a process with few fds open
+// holds little, and the top level (4096 chunk pointers) 32 KiB. It covers
+// 4 Mi fds, four times the highest RLIMIT_NOFILE Linux allows by default
+// (fs.nr_open, 1 Mi); a larger fd is refused (opPut).
 const (
 	opChunkBits = 10
 	opChunkSize = 1 << opChunkBits
-	opTableMax  = 4096 * opChunkSize
+	opChunks    = 4096
+	opTableMax  = opChunks * opChunkSize
 )
 
 type opChunk [opChunkSize]atomic.Pointer[FDOperator]
 
 var (
-	opTable [opTableMax / opChunkSize]atomic.Pointer[opChunk]
+	opTable [opChunks]atomic.Pointer[opChunk]
 	opGen   atomic.Uint32
 )
 
@@ -93,11 +98,8 @@ func nextGen() uint32 {
 }
 
 // opLive reports whether op's registration is still in its poller's kernel
-// set; an operator of a poller not made here counts as live.
-func opLive(op *FDOperator) bool {
-	p, ok := op.poll.(*defaultPoll)
-	return !ok || p.watches(op)
-}
+// set. An operator in the table has a poller: register gave it one.
+func opLive(op *FDOperator) bool { return op.poll.watches(op) }
 
 // orphanHandler is a handler that can be told its fd was closed by someone
 // else and the number reused: from then on it must make no syscall on the

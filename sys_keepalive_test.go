@@ -15,6 +15,7 @@ import (
 // seconds the kernel refuses; seconds outside 32 bits give EINVAL and
 // leave keep-alive off.
 func TestSetKeepAliveErrors(t *testing.T) {
+	checkLeaks(t)
 	tcp, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	require.NoError(t, err)
 	defer unix.Close(tcp)

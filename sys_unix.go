@@ -5,7 +5,6 @@ package netpoll
 import (
 	"net"
 	"os"
-	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -112,51 +111,8 @@ func acceptAgain(err error) bool {
 	return err == unix.EINTR || err == unix.ECONNABORTED || err == unix.EPROTO
 }
 
-// maxSend bounds the bytes one writev may carry: the kernel caps a call
-// near 2 GiB, and a larger sum of iovec lengths fails with EINVAL.
-const maxSend = 1 << 30
-
 // smallSend is how many segments a flush gathers on the stack; a flush of
 // more borrows a pooled vector. Keeping the frames small matters: most
 // Flushes run on fresh Runner goroutines, whose stacks start small and are
 // copied to a larger one if a call needs it.
 const smallSend = 4
-
-var sendVecs = sync.Pool{New: func() any { return new([maxIovecs][]byte) }}
-
-// send writes as much of the flushed output as one writev takes.
-func (c *connection) send() (int, error) {
-	var small [smallSend][]byte
-	bufs := c.out.GetBytes(small[:])
-	if len(bufs) == smallSend {
-		v := sendVecs.Get().(*[maxIovecs][]byte)
-		bufs = c.out.GetBytes(v[:])
-		defer func(n int) {
-			clear(v[:n])
-			sendVecs.Put(v)
-		}(len(bufs))
-	}
-	total := 0
-	for i, b := range bufs {
-		if total+len(b) > maxSend {
-			bufs[i] = b[:maxSend-total]
-			bufs = bufs[:i+1]
-			break
-		}
-		total += len(b)
-	}
-	if !c.fd.acquire() {
-		return 0, ErrConnClosed
-	}
-	n, err := writev(c.fd.num(), bufs)
-	c.fd.release()
-	switch {
-	case err == nil:
-		return n, nil
-	case err == unix.EAGAIN:
-		return max(n, 0), errWouldBlock
-	case err == unix.EINTR:
-		return max(n, 0), nil
-	}
-	return max(n, 0), err
-}

@@ -9,16 +9,14 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/bytedance/gopkg/util/gopool"
 	"github.com/stretchr/testify/require"
 )
 
-// Tests of the per-poller task queue (poll_tasks.go): with the default
+// Tests of the per-poller task queue (connection_task.go): with the default
 // Runner the handler tasks of one poller's connections go through its
 // taskQueue; a blocked, panicking or Goexit-ing handler must not hold up the
 // others. Every package-level name here starts with "tasks".
@@ -34,7 +32,7 @@ func tasksID(ctx context.Context) int64 {
 
 // tasksOnePoller makes the pick use a single poller for the test, so that
 // every accepted connection shares one task queue, and starts the pollers
-// before the leak baseline (call it before suiteCheckLeaks). The number of
+// before the leak baseline (call it before checkLeaks). The number of
 // loops comes back at cleanup.
 func tasksOnePoller(t *testing.T) {
 	t.Helper()
@@ -62,7 +60,7 @@ type tasksConns struct {
 }
 
 func (s *tasksConns) prepare(c Connection) context.Context {
-	impl := suiteConnOf(c)
+	impl := connOf(c)
 	s.mu.Lock()
 	s.next++
 	id := s.next
@@ -112,7 +110,7 @@ func (s *tasksConns) waitClosed(t *testing.T, id int64) {
 // tasksRoundTrips sends rounds distinct messages on c, one at a time, and
 // checks each echo. It returns the first failure.
 func tasksRoundTrips(c net.Conn, client, rounds int) error {
-	if err := c.SetDeadline(time.Now().Add(suiteWait)); err != nil {
+	if err := c.SetDeadline(time.Now().Add(longWait)); err != nil {
 		return err
 	}
 	for r := 0; r < rounds; r++ {
@@ -145,7 +143,7 @@ func tasksAllRoundTrips(t *testing.T, clients []net.Conn, rounds int) {
 		go func() { errs <- tasksRoundTrips(c, i, rounds) }()
 	}
 	for range clients {
-		if err := suiteErrWithin(t, "the round trips", errs); err != nil {
+		if err := recv(t, errs, "the round trips"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -182,7 +180,7 @@ func (r *tasksRelease) wait(d time.Duration) bool {
 func TestTaskQueueBlockedHandlersRunSideBySide(t *testing.T) {
 	for _, mode := range []string{"gopool", "DisableGopool"} {
 		t.Run(mode, func(t *testing.T) {
-			for _, network := range suiteNetworks {
+			for _, network := range testNetworks {
 				t.Run(network, func(t *testing.T) { tasksSideBySide(t, network, mode) })
 			}
 		})
@@ -191,7 +189,7 @@ func TestTaskQueueBlockedHandlersRunSideBySide(t *testing.T) {
 
 func tasksSideBySide(t *testing.T, network, mode string) {
 	tasksOnePoller(t)
-	suiteCheckLeaks(t)
+	checkLeaks(t)
 	if mode == "DisableGopool" {
 		require.NoError(t, DisableGopool())
 		t.Cleanup(func() { SetRunner(nil) })
@@ -207,7 +205,7 @@ func tasksSideBySide(t *testing.T, network, mode string) {
 	allIn := make(chan struct{})
 	conns := &tasksConns{}
 	release := tasksNewRelease()
-	srv := suiteServe(t, network, func(ctx context.Context, c Connection) error {
+	srv := startServer(t, network, func(ctx context.Context, c Connection) error {
 		mu.Lock()
 		inside++
 		seen[c] = true
@@ -216,7 +214,7 @@ func tasksSideBySide(t *testing.T, network, mode string) {
 			close(allIn)
 		}
 		mu.Unlock()
-		release.wait(suiteWait)
+		release.wait(longWait)
 		mu.Lock()
 		inside--
 		mu.Unlock()
@@ -232,7 +230,7 @@ func tasksSideBySide(t *testing.T, network, mode string) {
 	}
 	select {
 	case <-allIn:
-	case <-time.After(suiteWait):
+	case <-time.After(longWait):
 		mu.Lock()
 		in, distinct := inside, len(seen)
 		mu.Unlock()
@@ -255,10 +253,10 @@ func TestTaskQueueBlockedHandlerOthersServed(t *testing.T) {
 		var blockerReturned atomic.Bool
 		conns := &tasksConns{}
 		release := tasksNewRelease()
-		srv := suiteServe(t, network, func(ctx context.Context, c Connection) error {
+		srv := startServer(t, network, func(ctx context.Context, c Connection) error {
 			if p, err := c.Reader().Peek(1); err == nil && p[0] == 'B' {
-				suiteTrySend(blockedIn, struct{}{})
-				release.wait(3 * suiteWait)
+				trySend(blockedIn, struct{}{})
+				release.wait(3 * longWait)
 				blockerReturned.Store(true)
 				return nil
 			}
@@ -290,10 +288,10 @@ func TestTaskQueueBlockedHandlerOthersServed(t *testing.T) {
 // tasksEachNetwork runs f once per network, each with one poller, the leak
 // check and the default Runner.
 func tasksEachNetwork(t *testing.T, f func(t *testing.T, network string)) {
-	for _, network := range suiteNetworks {
+	for _, network := range testNetworks {
 		t.Run(network, func(t *testing.T) {
 			tasksOnePoller(t)
-			suiteCheckLeaks(t)
+			checkLeaks(t)
 			tasksRequireRunner(t, true)
 			f(t, network)
 		})
@@ -320,7 +318,7 @@ func tasksGopoolBarrier(t *testing.T) {
 	t.Helper()
 	done := make(chan struct{})
 	gopool.Go(func() { close(done) })
-	suiteClosedWithin(t, "a gopool task", done)
+	recv(t, done, "a gopool task")
 }
 
 // tasksPanic is the distinctive value the panicking handler panics with.
@@ -339,12 +337,12 @@ func TestTaskQueuePanicReachesGopool(t *testing.T) {
 		}
 		reports := make(chan report, 16)
 		tasksSetPanicHandler(t, func(ctx context.Context, r interface{}) {
-			suiteTrySend(reports, report{tasksID(ctx), r})
+			trySend(reports, report{tasksID(ctx), r})
 		})
 		boom := &tasksPanic{"poll_tasks_test: boom"}
 		var panicker atomic.Int64
 		conns := &tasksConns{}
-		srv := suiteServe(t, network, func(ctx context.Context, c Connection) error {
+		srv := startServer(t, network, func(ctx context.Context, c Connection) error {
 			if p, err := c.Reader().Peek(1); err == nil && p[0] == 'P' {
 				panicker.Store(tasksID(ctx))
 				panic(boom)
@@ -392,12 +390,12 @@ func TestTaskQueueGoexitInHandler(t *testing.T) {
 		goAhead := make(chan struct{}, 1)
 		var goexits atomic.Int32
 		conns := &tasksConns{}
-		srv := suiteServe(t, network, func(ctx context.Context, c Connection) error {
+		srv := startServer(t, network, func(ctx context.Context, c Connection) error {
 			if p, err := c.Reader().Peek(1); err == nil && p[0] == 'G' {
-				suiteTrySend(goexitIn, tasksID(ctx))
+				trySend(goexitIn, tasksID(ctx))
 				select {
 				case <-goAhead:
-				case <-time.After(suiteWait):
+				case <-time.After(longWait):
 				}
 				goexits.Add(1)
 				runtime.Goexit()
@@ -446,7 +444,7 @@ func TestTaskQueueCustomRunnerGetsConnContext(t *testing.T) {
 	for _, how := range []string{"SetRunner", "Configure"} {
 		t.Run(how, func(t *testing.T) {
 			tasksOnePoller(t)
-			suiteCheckLeaks(t)
+			checkLeaks(t)
 			var (
 				mu      sync.Mutex
 				active  = map[int64]int{} // Runner calls running now, by ctx id
@@ -477,7 +475,7 @@ func TestTaskQueueCustomRunnerGetsConnContext(t *testing.T) {
 			}
 			t.Cleanup(func() {
 				SetRunner(nil)
-				if !waitUntil(suiteWait, func() bool { return running.Load() == 0 }) {
+				if !waitUntil(longWait, func() bool { return running.Load() == 0 }) {
 					t.Errorf("%d Runner goroutines still running", running.Load())
 				}
 			})
@@ -485,7 +483,7 @@ func TestTaskQueueCustomRunnerGetsConnContext(t *testing.T) {
 
 			var bad atomic.Int64 // OnRequest calls outside a Runner call with their ctx
 			conns := &tasksConns{}
-			srv := suiteServe(t, "tcp", func(ctx context.Context, c Connection) error {
+			srv := startServer(t, "tcp", func(ctx context.Context, c Connection) error {
 				id := tasksID(ctx)
 				mu.Lock()
 				in := active[id]
@@ -510,220 +508,5 @@ func TestTaskQueueCustomRunnerGetsConnContext(t *testing.T) {
 				require.NotZero(t, calls[id], "no Runner call for connection %d (calls by ctx id: %v)", id, calls)
 			}
 		})
-	}
-}
-
-// tasksHeldConns makes n connections on socket pairs with handler(i, c) as
-// connection i's OnRequest (called after it consumed the input), each with
-// one byte of input buffered and its task bit taken, as the poller leaves a
-// connection it hands to a task queue. The poller never schedules them
-// itself: their task bit is taken.
-func tasksHeldConns(t *testing.T, n int, handler func(i int, c Connection)) []*connection {
-	t.Helper()
-	conns := make([]*connection, n)
-	for i := range conns {
-		i := i
-		c, w := suiteFdConn(t)
-		require.NoError(t, c.SetOnRequest(func(_ context.Context, c Connection) error {
-			r := c.Reader()
-			if err := r.Skip(r.Len()); err != nil {
-				return err
-			}
-			if err := r.Release(); err != nil {
-				return err
-			}
-			handler(i, c)
-			return nil
-		}))
-		impl := suiteConnOf(c)
-		require.True(t, impl.state.acquireTask(), "connection %d: its task bit was taken already", i)
-		_, err := syscall.Write(w, []byte{byte(i)})
-		require.NoError(t, err)
-		eventually(t, func() bool { return c.Reader().Len() == 1 }, "connection %d's byte in its input buffer", i)
-		conns[i] = impl
-	}
-	return conns
-}
-
-// tasksSameFunc reports whether a and b are the same func value: a func value
-// is a pointer to its closure.
-func tasksSameFunc(a, b func()) bool {
-	return *(*unsafe.Pointer)(unsafe.Pointer(&a)) == *(*unsafe.Pointer)(unsafe.Pointer(&b))
-}
-
-// tasksCaptureStarts installs a Runner that keeps q's worker starts in the
-// returned channel instead of running them, so that the test decides when
-// each worker runs; anything else goes to gopool, as with the default Runner.
-// The default Runner comes back at cleanup (register it after the
-// connections, so that it comes back before they close).
-func tasksCaptureStarts(t *testing.T, q *taskQueue) <-chan func() {
-	starts := make(chan func(), 256)
-	SetRunner(func(ctx context.Context, f func()) {
-		if tasksSameFunc(f, q.workFn) {
-			starts <- f
-			return
-		}
-		gopool.CtxGo(ctx, f)
-	})
-	t.Cleanup(func() { SetRunner(nil) })
-	return starts
-}
-
-// tasksStart takes the next worker start.
-func tasksStart(t *testing.T, starts <-chan func(), what string) func() {
-	t.Helper()
-	return recv(t, starts, what)
-}
-
-// tasksNoStart checks that no worker start is waiting.
-func tasksNoStart(t *testing.T, starts <-chan func(), what string) {
-	t.Helper()
-	require.Zero(t, len(starts), what)
-}
-
-// tasksWorkers runs captured workers on goroutines of their own.
-type tasksWorkers struct{ wg sync.WaitGroup }
-
-func (w *tasksWorkers) run(f func()) {
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		f()
-	}()
-}
-
-// wait waits for every worker run so far to return.
-func (w *tasksWorkers) wait(t *testing.T) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		w.wg.Wait()
-		close(done)
-	}()
-	suiteClosedWithin(t, "the workers to return", done)
-}
-
-// runRest runs the starts left over, until none is left; they find the
-// queue empty and stop.
-func (w *tasksWorkers) runRest(t *testing.T, starts <-chan func()) {
-	t.Helper()
-	for {
-		w.wait(t)
-		select {
-		case f := <-starts:
-			w.run(f)
-		default:
-			return
-		}
-	}
-}
-
-// tasksRequireEmpty checks that q holds no task and keeps no connection.
-func tasksRequireEmpty(t *testing.T, q *taskQueue) {
-	t.Helper()
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	require.Zero(t, q.n, "tasks left in the queue")
-	for i, c := range q.ring {
-		require.Nil(t, c, "ring slot %d still holds a connection", i)
-	}
-}
-
-// The queue is first in, first out, across its ring's growth: while the
-// first worker is blocked in connection 0's handler, 39 more tasks are
-// queued (the 16-slot ring grows twice, the first time wrapped around),
-// which starts exactly one pending worker; that worker alone then runs
-// connections 1..39 in the order they were pushed. Afterwards the queue is
-// empty, keeps no connection, and every task bit was released.
-func TestTaskQueueRingFIFO(t *testing.T) {
-	suiteCheckLeaks(t)
-	const n = 40
-	order := make(chan int, n)
-	firstIn := make(chan struct{})
-	unblock := tasksNewRelease()
-	conns := tasksHeldConns(t, n, func(i int, c Connection) {
-		order <- i
-		if i == 0 {
-			close(firstIn)
-			unblock.wait(suiteWait)
-		}
-	})
-	var q taskQueue
-	starts := tasksCaptureStarts(t, &q)
-	var workers tasksWorkers
-	defer workers.wait(t)
-	defer unblock.open() // before the wait, should the test fail first
-
-	q.push(conns[0])
-	first := tasksStart(t, starts, "the worker start of the first push")
-	tasksNoStart(t, starts, "a second worker start for one task")
-	workers.run(first)
-	suiteClosedWithin(t, "connection 0's handler to start", firstIn)
-	require.Equal(t, 0, recv(t, order, "connection 0's handler"))
-
-	for i := 1; i < n; i++ {
-		q.push(conns[i])
-	}
-	pending := tasksStart(t, starts, "the pending worker start of a push onto a busy queue")
-	tasksNoStart(t, starts, "a second pending worker")
-	q.mu.Lock()
-	queued, slots := q.n, len(q.ring)
-	q.mu.Unlock()
-	require.Equal(t, n-1, queued, "tasks queued")
-	require.Greater(t, slots, 16, "ring slots after %d pushes", n-1)
-
-	workers.run(pending)
-	for want := 1; want < n; want++ {
-		require.Equal(t, want, recv(t, order, fmt.Sprintf("connection %d's handler", want)), "handlers out of push order")
-	}
-	unblock.open()
-	workers.runRest(t, starts)
-	tasksRequireEmpty(t, &q)
-	for i, c := range conns {
-		require.False(t, c.state.running(), "connection %d's task bit is still taken", i)
-		require.True(t, c.IsActive(), "connection %d was closed", i)
-	}
-}
-
-// runtime.Goexit in a handler ends its worker's goroutine, yet the tasks
-// queued behind it run: the worker that takes a task and leaves others
-// behind has started a pending worker, which takes them in order. The
-// connection whose handler exited is closed and its task bit released.
-func TestTaskQueueGoexitQueuedTasksRun(t *testing.T) {
-	suiteCheckLeaks(t)
-	ran := make(chan int, 3)
-	conns := tasksHeldConns(t, 3, func(i int, c Connection) {
-		if i == 0 {
-			runtime.Goexit()
-		}
-		ran <- i
-	})
-	var q taskQueue
-	starts := tasksCaptureStarts(t, &q)
-	var workers tasksWorkers
-	defer workers.wait(t)
-
-	for _, c := range conns {
-		q.push(c)
-	}
-	first := tasksStart(t, starts, "the worker start of the first push")
-	tasksNoStart(t, starts, "a second worker start while one is pending")
-	workers.run(first)
-	pending := tasksStart(t, starts, "the pending worker start by the worker that left tasks queued")
-	workers.wait(t) // the first worker's goroutine ended in the Goexit
-	require.Zero(t, len(ran), "a handler ran on the worker that Goexited")
-	q.mu.Lock()
-	queued := q.n
-	q.mu.Unlock()
-	require.Equal(t, 2, queued, "tasks queued behind the Goexit")
-
-	workers.run(pending)
-	require.Equal(t, 1, recv(t, ran, "connection 1's handler"))
-	require.Equal(t, 2, recv(t, ran, "connection 2's handler"))
-	workers.runRest(t, starts)
-	tasksRequireEmpty(t, &q)
-	require.False(t, conns[0].IsActive(), "the connection whose handler Goexited is still open")
-	for i, c := range conns {
-		require.False(t, c.state.running(), "connection %d's task bit is still taken", i)
 	}
 }

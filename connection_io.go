@@ -1,0 +1,360 @@
+//go:build darwin || freebsd || linux
+
+package netpoll
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A connection's socket I/O, read side then write side:
+//
+//   - Reading runs on the poller goroutine and never blocks: onEvent reads
+//     (fill) into the input buffer once per readiness report
+//     (level-triggered polling reports again if more is pending), except
+//     after a hang-up, when the input is drained to EOF before the close is
+//     acted on, so that no byte the peer sent before closing is lost. A
+//     reader that needs more than is buffered waits in waitInput.
+//   - Writing runs on the goroutine that calls Flush (flushLocked): it
+//     sends directly, and when the socket is full it asks the poller to
+//     report writability (wantWrite) and waits (waitWritable), holding
+//     outMu so that sends never interleave.
+//
+// Every syscall on the fd holds a reference to it (fdRef, connection_state.go),
+// so a close never hands the number to another socket under it. Pausing the
+// input is a policy of its own (connection_pause.go) that both sides call.
+
+// The internal signals of the I/O paths. None of them reaches a caller:
+// onEvent and flushLocked turn them into a wait, a close or nothing.
+var (
+	errWouldBlock = errors.New("would block")                  // EAGAIN: wait for the poller
+	errPeerEOF    = errors.New("netpoll: end of stream")       // a read returned 0 bytes
+	errRecycled   = errors.New("netpoll: closed under a read") // the fd's close was requested, or the input buffer recycled
+)
+
+// poller returns the connection's poller, which init set.
+func (c *connection) poller() *defaultPoll { return c.op.poll }
+
+// onEvent is the connection's pollHandler.
+func (c *connection) onEvent(_ Poll, flags pollFlags) {
+	if flags&pollOut != 0 {
+		_ = c.wantWrite(false)
+		c.wakeWrite()
+	}
+	if flags&pollIn == 0 {
+		return
+	}
+	for {
+		n, err := c.fill()
+		if n > 0 {
+			if flags&pollHup == 0 { // a hang-up is read to its end: no pausing
+				c.pauseIfBehind()
+			}
+			c.arrived()
+		}
+		switch {
+		case err == errWouldBlock && flags&pollHup == 0:
+			return
+		case err == nil && flags&pollHup != 0:
+			continue // drain everything the peer sent before closing
+		case err == nil:
+			return
+		}
+		c.peerClosed()
+		return
+	}
+}
+
+const (
+	// scratchSize is the size of a poller's scratch buffer: reads of at
+	// most this size go through it. It is the largest read appendRead
+	// copies, so a copied read never needs more than one new node.
+	scratchSize = appendReadGrowth
+	// maxReadSize bounds the read size, which starts at the configured
+	// buffer size, doubles while reads fill it and halves when they come
+	// back small. One read books no more memory than a reader may leave
+	// unread before its input pauses (inputPauseAbove).
+	maxReadSize = 8 << 20
+	// readShrinkDivisor: a read that brings less than this fraction of the
+	// read size halves it. Between that and a full read the size stays, so
+	// that it does not flap between two sizes on a steady stream.
+	readShrinkDivisor = 4
+)
+
+// fill reads into the input buffer: once, or twice when a read size grown
+// for a large message meets a drained buffer (see below). err is nil after
+// a read of n > 0 bytes, errWouldBlock when nothing was there, errPeerEOF at
+// the end of the stream, errRecycled when the connection was closed under
+// the read, and otherwise the socket's error.
+//
+// A small read goes to the poller's scratch buffer (fill runs only on the
+// connection's poller goroutine) and is copied into the buffer's tail or a
+// node of its own size: a connection that waits for its handler then holds
+// 2 KiB for a 1 KiB request rather than a whole read size. Once reads grow
+// past scratchSize they land in place, uncopied, except the first read into
+// a drained buffer: it goes through the scratch buffer too, since what
+// follows a large message is often small, and the read in place follows
+// only if the scratch buffer came back full. When it did not, the large
+// message is over and the read size starts again from the configured one.
+// A read in place that brings few bytes into a node of its own is copied
+// out of it as well (see bookAck): a few unread bytes never pin the memory
+// a large message needed.
+func (c *connection) fill() (n int, err error) {
+	if !c.fd.acquire() {
+		return 0, errRecycled
+	}
+	defer c.fd.release()
+	size := int(c.readSize)
+	scratch := c.poller().scratch
+	switch {
+	case size <= len(scratch):
+		if n, err = c.readScratch(scratch[:size]); n > 0 {
+			c.adaptReadSize(n, size)
+		}
+	case c.in.Len() == 0:
+		n, err = c.readScratch(scratch)
+		if n == len(scratch) {
+			if m, booked, _ := c.readInPlace(size); m > 0 {
+				c.adaptReadSize(m, booked)
+				n += m
+			}
+		} else if n > 0 {
+			c.readSize = int32(defaultBufferSize())
+		}
+	default:
+		var booked int
+		if n, booked, err = c.readInPlace(size); n > 0 {
+			c.adaptReadSize(n, booked)
+		}
+	}
+	switch {
+	case n > 0:
+		return n, nil
+	case err == unix.EAGAIN:
+		return 0, errWouldBlock
+	case err == nil:
+		return 0, errPeerEOF
+	}
+	return 0, err
+}
+
+// readScratch reads into the poller's scratch buffer p and copies what came
+// into the input buffer.
+func (c *connection) readScratch(p []byte) (n int, err error) {
+	if n, err = readFd(c.fd.num(), p); n > 0 {
+		c.inMu.Lock()
+		cerr := c.in.appendRead(p[:n])
+		c.inMu.Unlock()
+		if cerr != nil {
+			return 0, errRecycled
+		}
+	}
+	return n, err
+}
+
+// readInPlace reads into free space booked in the input buffer, without
+// holding inMu during the read; booked is the size of that space.
+func (c *connection) readInPlace(size int) (n, booked int, err error) {
+	c.inMu.Lock()
+	buf := c.in.book(size)
+	c.inMu.Unlock()
+	if buf == nil {
+		return 0, 0, errRecycled
+	}
+	n, err = readFd(c.fd.num(), buf)
+	c.inMu.Lock()
+	_ = c.in.bookAck(n)
+	c.inMu.Unlock()
+	return n, len(buf), err
+}
+
+// readFd is read(2), retried on EINTR; n is never negative.
+func readFd(fd int, p []byte) (n int, err error) {
+	for {
+		n, err = unix.Read(fd, p)
+		if err != unix.EINTR {
+			return max(n, 0), err
+		}
+	}
+}
+
+func (c *connection) adaptReadSize(n, booked int) {
+	switch {
+	case n == booked && c.readSize < maxReadSize:
+		c.readSize *= 2
+	case n < int(c.readSize/readShrinkDivisor) && int(c.readSize) > defaultBufferSize():
+		c.readSize /= 2
+	}
+}
+
+// waitInput blocks until n bytes are buffered, the read deadline or timeout
+// passes (ErrReadTimeout), or the connection closes (ErrEOF after a peer
+// close, ErrConnClosed after a local one). Only one reader may wait at a
+// time. A paused input is resumed: the reader waits for more.
+func (c *connection) waitInput(n int) error {
+	if c.in.Len() >= n {
+		return nil
+	}
+	dl := deadline(&c.readDeadline, &c.readTimeout)
+	w := c.waiters()
+	for {
+		c.waitRead.Store(int64(n))
+		if c.in.Len() >= n {
+			c.waitRead.Store(0)
+			return nil
+		}
+		if c.state.phase() != phaseOpen {
+			c.waitRead.Store(0)
+			return c.readClosedErr()
+		}
+		c.resumeIfPaused()
+		ok := w.readTimer.sleep(w.readCh, dl)
+		c.waitRead.Store(0)
+		if !ok {
+			if c.in.Len() >= n {
+				return nil
+			}
+			return Exception(ErrReadTimeout, c.remoteString())
+		}
+	}
+}
+
+// readClosedErr is the error of a read that cannot be satisfied after a close.
+func (c *connection) readClosedErr() error {
+	switch c.state.closer() {
+	case closerPeer:
+		return Exception(ErrEOF, "peer close")
+	default:
+		return Exception(ErrConnClosed, "self close")
+	}
+}
+
+// flushLocked publishes the staged bytes and sends them all; outMu is held.
+func (c *connection) flushLocked() error {
+	if err := c.out.Flush(); err != nil {
+		return c.closedWrite("when flush")
+	}
+	var dl int64
+	waited := false
+	for c.out.Len() > 0 {
+		if !c.IsActive() {
+			return c.closedWrite("when flush")
+		}
+		n, err := c.send()
+		if n > 0 {
+			_ = c.out.Skip(n)
+			_ = c.out.Release()
+		}
+		if err == nil {
+			continue
+		}
+		if err != errWouldBlock {
+			return Exception(err, "when flush")
+		}
+		if !waited {
+			dl, waited = deadline(&c.writeDeadline, &c.writeTimeout), true
+		}
+		if err = c.waitWritable(dl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxSend bounds the bytes one writev may carry: the kernel caps a call
+// near 2 GiB, and a larger sum of iovec lengths fails with EINVAL.
+const maxSend = 1 << 30
+
+// sendVecs holds the vectors of sends of more than smallSend segments.
+// Keeping send's frame small matters: most Flushes run on fresh Runner
+// goroutines, whose stacks start small and are copied to a larger one if a
+// call needs it.
+var sendVecs = sync.Pool{New: func() any { return new([maxIovecs][]byte) }}
+
+// send writes as much of the flushed output as one writev takes. It fails
+// with ErrConnClosed once the fd's close was requested.
+func (c *connection) send() (int, error) {
+	var small [smallSend][]byte
+	bufs := c.out.GetBytes(small[:])
+	if len(bufs) == smallSend {
+		v := sendVecs.Get().(*[maxIovecs][]byte)
+		bufs = c.out.GetBytes(v[:])
+		defer func(n int) {
+			clear(v[:n])
+			sendVecs.Put(v)
+		}(len(bufs))
+	}
+	total := 0
+	for i, b := range bufs {
+		if total+len(b) > maxSend {
+			bufs[i] = b[:maxSend-total]
+			bufs = bufs[:i+1]
+			break
+		}
+		total += len(b)
+	}
+	if !c.fd.acquire() {
+		return 0, ErrConnClosed
+	}
+	n, err := writev(c.fd.num(), bufs)
+	c.fd.release()
+	switch {
+	case err == nil:
+		return n, nil
+	case err == unix.EAGAIN:
+		return max(n, 0), errWouldBlock
+	case err == unix.EINTR:
+		return max(n, 0), nil
+	}
+	return max(n, 0), err
+}
+
+// waitWritable asks the poller for one writability report and waits for it.
+// While the input is paused it waits at most pauseGrace before it stops the
+// pausing (see connection_pause.go), then waits on.
+func (c *connection) waitWritable(dl int64) error {
+	w := c.waiters()
+	if err := c.wantWrite(true); err != nil || !c.IsActive() {
+		return c.closedWrite("when flush")
+	}
+	for {
+		until, grace := dl, false
+		if c.inputPaused() {
+			if g := time.Now().Add(pauseGrace).UnixNano(); dl == 0 || g < dl {
+				until, grace = g, true
+			}
+		}
+		if w.writeTimer.sleep(w.writeCh, until) {
+			return nil
+		}
+		if !grace {
+			_ = c.wantWrite(false)
+			return Exception(ErrWriteTimeout, c.remoteString())
+		}
+		c.stopPausing()
+	}
+}
+
+// wantWrite asks for writability reports (a Flush waits) or stops them.
+func (c *connection) wantWrite(on bool) error {
+	w := c.waiters()
+	w.ioMu.Lock()
+	w.wantOut = on
+	err := c.applyInterest(w)
+	w.ioMu.Unlock()
+	return err
+}
+
+// applyInterest registers the interest the state says: input unless paused,
+// output while a Flush waits. w.ioMu is held. It holds an fd reference, so
+// the change never reaches a reused fd number.
+func (c *connection) applyInterest(w *waiters) error {
+	if !c.fd.acquire() {
+		return Exception(ErrConnClosed, "when changing the poller interest")
+	}
+	defer c.fd.release()
+	return c.poller().setInterest(&c.op, !c.inputPaused(), w.wantOut)
+}

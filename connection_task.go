@@ -1,0 +1,267 @@
+//go:build darwin || freebsd || linux
+
+package netpoll
+
+import (
+	"context"
+	"sync"
+
+	"github.com/cloudwego/netpoll/internal/runner"
+)
+
+// The hand-off from "input arrived" to "the handler runs", in order:
+//
+//  1. arrived (the poller, after a read) counts the arrival, wakes a
+//     blocked reader and calls startTask.
+//  2. startTask takes the task bit (connState.acquireTask): at most one
+//     task per connection, so handlers never run concurrently.
+//  3. scheduleTask hands the task to the poller's taskQueue, or to a custom
+//     Runner directly.
+//  4. A queue worker (work) runs task: OnConnect once, then serve, which
+//     calls OnRequest while there is input and news.
+//  5. task releases its hold (connection.release, connection_state.go) and
+//     goes round again if input arrived meanwhile.
+
+// arrived tells the blocked reader and the handlers that input arrived.
+func (c *connection) arrived() {
+	c.arrivals.Add(1)
+	if w := c.waitRead.Load(); w > 0 && int64(c.in.Len()) >= w {
+		c.wakeRead()
+	}
+	c.startTask()
+}
+
+// startTask starts the handlers' task unless one runs or nothing would run.
+func (c *connection) startTask() {
+	if c.onRequest.Load() == nil {
+		return
+	}
+	if c.state.acquireTask() {
+		c.scheduleTask()
+	}
+}
+
+// scheduleTask hands c's task, whose bit the caller holds, to the Runner or,
+// with the default Runner, to the queue of c's poller.
+func (c *connection) scheduleTask() {
+	if runnerIsDefault() {
+		c.poller().tasks.push(c)
+		return
+	}
+	runTask(c.context(), c.runTaskFn)
+}
+
+// runTask hands f to the configured Runner.
+func runTask(ctx context.Context, f func()) { runner.Run(ctx, f) }
+
+// runnerIsDefault reports whether the Runner is the default one, bytedance
+// gopool, which the task queues may stand in for.
+func runnerIsDefault() bool { return runner.IsDefault() }
+
+// taskQueue runs the handler tasks of one poller's connections on as few
+// goroutines as keep them moving, when the Runner is the default one.
+//
+// Handing every task to the Runner costs a goroutine start per request (the
+// default pool starts a worker for each task it cannot hand to an idle
+// one), and most of those goroutines find the queue already emptied by the
+// first. Here a worker takes the queued tasks one after the other, and the
+// rule that keeps a slow or blocked handler from holding up the rest is:
+//
+//	whenever the queue is not empty, one worker is pending: started and not
+//	yet running.
+//
+// A worker that takes a task and leaves more behind starts a pending worker
+// unless one exists; so does a push. While the running worker's handlers do
+// not block, the pending one runs only when the queue is empty and stops at
+// once: three goroutine schedules per batch (poller, worker, pending) instead
+// of one per task. When a handler blocks, the pending worker runs and takes
+// the next task, starting another. With several Ps, pending workers run on
+// idle ones, and the queue is worked on in parallel.
+//
+// The rule holds at every release of mu, since a worker takes its first
+// task under the lock that cleared pending. So a handler that never returns
+// or calls runtime.Goexit stalls nothing. A handler's panic is recovered by
+// its worker, which goes on with the queue, and is re-raised into the
+// Runner on a goroutine of its own, with the connection's context, as if
+// the task had been handed to the Runner alone.
+type taskQueue struct {
+	mu      sync.Mutex
+	ring    []*connection // len is a power of two, or 0
+	head    int           // index of the oldest task
+	n       int           // tasks queued
+	pending bool          // a worker was started and has not taken a task yet
+	workFn  func()        // q.work, made once
+}
+
+const (
+	// minRing is the ring a first push makes: a power of two, as every
+	// ring is, so that an index wraps with a mask; 128 bytes, so that a
+	// quiet poller's queue costs nothing and a busy one's doubles only a
+	// few times.
+	minRing = 16
+	// maxIdleRing is the largest ring an empty queue keeps: one poller's
+	// burst of that many waiting tasks is its 8 KiB on 64 bits; a larger
+	// one is given back once the burst is over.
+	maxIdleRing = 1024
+)
+
+// push queues c, whose task bit the caller holds.
+func (q *taskQueue) push(c *connection) {
+	q.mu.Lock()
+	if q.n == len(q.ring) {
+		q.grow()
+	}
+	q.ring[(q.head+q.n)&(len(q.ring)-1)] = c
+	q.n++
+	start := !q.pending
+	q.pending = true
+	if q.workFn == nil {
+		q.workFn = q.work
+	}
+	q.mu.Unlock()
+	if start {
+		runTask(background, q.workFn)
+	}
+}
+
+func (q *taskQueue) grow() {
+	ring := make([]*connection, max(2*len(q.ring), minRing))
+	for i := 0; i < q.n; i++ {
+		ring[i] = q.ring[(q.head+i)&(len(q.ring)-1)]
+	}
+	q.ring, q.head = ring, 0
+}
+
+// take removes the oldest task; it reports whether a pending worker must be
+// started because more are left. q.mu is held.
+func (q *taskQueue) take() (c *connection, start bool) {
+	if q.n == 0 {
+		if len(q.ring) > maxIdleRing {
+			q.ring, q.head = nil, 0 // a burst is over: give its ring back
+		}
+		return nil, false
+	}
+	c = q.ring[q.head]
+	q.ring[q.head] = nil
+	q.head = (q.head + 1) & (len(q.ring) - 1)
+	q.n--
+	if q.n > 0 && !q.pending {
+		q.pending = true
+		start = true
+	}
+	return c, start
+}
+
+// work is a worker: it runs queued tasks until there are none.
+func (q *taskQueue) work() {
+	q.mu.Lock()
+	q.pending = false
+	for {
+		c, start := q.take()
+		q.mu.Unlock()
+		if c == nil {
+			return
+		}
+		if start {
+			runTask(background, q.workFn)
+		}
+		runQueued(c)
+		q.mu.Lock()
+	}
+}
+
+// runQueued runs c's task; a panic goes on into the Runner with c's context.
+func runQueued(c *connection) {
+	defer func() {
+		if r := recover(); r != nil {
+			runTask(c.context(), func() { panic(r) })
+		}
+	}()
+	c.task()
+}
+
+// task runs OnConnect (once, first) and then OnRequest while there is news.
+// It holds the running bit, so handlers never run concurrently. A panic in a
+// handler (or runtime.Goexit) closes the connection and gives up the task's
+// hold; the panic goes on into the Runner. A panic of a close callback run
+// by the task's own release goes on as it is: the hold is given up already.
+func (c *connection) task() {
+	held := true
+	defer func() {
+		if !held {
+			return
+		}
+		r := recover()
+		c.closeAs(closerUser)
+		c.release(holdTask)
+		if r != nil {
+			panic(r)
+		}
+	}()
+	if c.needConnect {
+		c.needConnect = false
+		c.connect()
+	}
+	for {
+		seen := c.serve()
+		c.caughtUp()
+		c.resumeIfPaused() // the handler waits for more input, or has none
+		held = false
+		c.release(holdTask)
+		// Once the release finalized the connection, acquireTask fails.
+		if c.arrivals.Load() == seen || !c.state.acquireTask() {
+			return
+		}
+		held = true
+	}
+}
+
+// connect runs OnConnect; its ctx replaces the connection's. If either side
+// closed meanwhile, OnDisconnect runs here, after it.
+func (c *connection) connect() {
+	if h := c.onConnect.Load(); h != nil {
+		if ctx := (*h)(c.context(), c); ctx != nil {
+			c.setContext(ctx)
+		}
+	}
+	if c.state.setConnected() {
+		if h := c.onDisconnect.Load(); h != nil {
+			(*h)(c.context(), c)
+		}
+	}
+}
+
+// serve calls OnRequest while input is buffered and the user has not closed
+// the connection. It stops when a call consumed nothing and no news arrived
+// meanwhile, instead of spinning; it returns the arrival count it last saw.
+func (c *connection) serve() (seen uint64) {
+	for {
+		seen = c.arrivals.Load()
+		h := c.onRequest.Load()
+		before := c.in.Len()
+		if h == nil || before == 0 || c.state.closedLocally() {
+			return seen
+		}
+		_ = (*h)(c.context(), c)
+		if c.in.Len() >= before && c.arrivals.Load() == seen {
+			return seen
+		}
+	}
+}
+
+// context is the ctx handed to the handlers: Background, or what OnPrepare
+// or OnConnect returned.
+func (c *connection) context() context.Context { return *c.ctx.Load() }
+
+// background is the default handler context, shared by every connection.
+var background = context.Background()
+
+func (c *connection) setContext(ctx context.Context) {
+	if ctx == background {
+		c.ctx.Store(&background)
+		return
+	}
+	p := new(context.Context) // not &ctx, which would cost background an allocation too
+	*p = ctx
+	c.ctx.Store(p)
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,7 +26,9 @@ import (
 //
 // Every syscall on the fd holds a reference to it (fdRef, connection_state.go),
 // so a close never hands the number to another socket under it. Pausing the
-// input is a policy of its own (connection_pause.go) that both sides call.
+// input is a small policy of its own, at the end of this file, that both
+// sides call. The blocking waits of Flush (wantWrite, waitWritable) are in
+// connection_wait.go, with what blocked calls sleep on.
 
 // The internal signals of the I/O paths. None of them reaches a caller:
 // onEvent and flushLocked turn them into a wait, a close or nothing.
@@ -312,42 +315,6 @@ func (c *connection) send() (int, error) {
 	return max(n, 0), err
 }
 
-// waitWritable asks the poller for one writability report and waits for it.
-// While the input is paused it waits at most pauseGrace before it stops the
-// pausing (see connection_pause.go), then waits on.
-func (c *connection) waitWritable(dl int64) error {
-	w := c.waiters()
-	if err := c.wantWrite(true); err != nil || !c.IsActive() {
-		return c.closedWrite("when flush")
-	}
-	for {
-		until, grace := dl, false
-		if c.inputPaused() {
-			if g := time.Now().Add(pauseGrace).UnixNano(); dl == 0 || g < dl {
-				until, grace = g, true
-			}
-		}
-		if w.writeTimer.sleep(w.writeCh, until) {
-			return nil
-		}
-		if !grace {
-			_ = c.wantWrite(false)
-			return Exception(ErrWriteTimeout, c.remoteString())
-		}
-		c.stopPausing()
-	}
-}
-
-// wantWrite asks for writability reports (a Flush waits) or stops them.
-func (c *connection) wantWrite(on bool) error {
-	w := c.waiters()
-	w.ioMu.Lock()
-	w.wantOut = on
-	err := c.applyInterest(w)
-	w.ioMu.Unlock()
-	return err
-}
-
 // applyInterest registers the interest the state says: input unless paused,
 // output while a Flush waits. w.ioMu is held. It holds an fd reference, so
 // the change never reaches a reused fd number.
@@ -358,3 +325,155 @@ func (c *connection) applyInterest(w *waiters) error {
 	defer c.fd.release()
 	return c.poller().setInterest(&c.op, !c.inputPaused(), w.wantOut)
 }
+
+// maxIovecs bounds the segments of one writev.
+const maxIovecs = 64
+
+// smallSend is how many segments a flush gathers on the stack; a flush of
+// more borrows a pooled vector. Keeping the frames small matters: most
+// Flushes run on fresh Runner goroutines, whose stacks start small and are
+// copied to a larger one if a call needs it.
+const smallSend = 4
+
+var iovecs = sync.Pool{New: func() any { return new([maxIovecs]unix.Iovec) }}
+
+// writev writes bufs (at most maxIovecs) with one writev(2); up to smallSend
+// iovecs live on the stack, more in a pooled vector. The syscall is made
+// directly: x/sys has no writev wrapper for macOS or FreeBSD, where a write
+// per buffer would send each as its own TCP segment under TCP_NODELAY.
+// Errors go through the platform's writeErrno (sys_linux.go, sys_darwin.go,
+// sys_freebsd.go).
+func writev(fd int, bufs [][]byte) (int, error) {
+	if len(bufs) == 1 {
+		n, err := unix.Write(fd, bufs[0])
+		if e, ok := err.(unix.Errno); ok {
+			err = writeErrno(e)
+		}
+		return n, err
+	}
+	var small [smallSend]unix.Iovec
+	iov := small[:]
+	if len(bufs) > smallSend {
+		v := iovecs.Get().(*[maxIovecs]unix.Iovec)
+		defer func(n int) {
+			clear(v[:n])
+			iovecs.Put(v)
+		}(len(bufs))
+		iov = v[:]
+	}
+	n := 0
+	for _, b := range bufs {
+		if len(b) > 0 {
+			iov[n].Base = &b[0]
+			iov[n].SetLen(len(b))
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	r, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(n))
+	if e != 0 {
+		return -1, writeErrno(e)
+	}
+	return int(r), nil
+}
+
+// Input backpressure. A connection whose reader falls behind stops being
+// read: once inputPauseAbove unread bytes are buffered, the poller drops
+// its read interest and the peer's sends wait in the kernel (TCP flow
+// control) instead of in this process's memory. Reading resumes when
+//   - the reader gets below inputResumeBelow (checked at Release and when
+//     the handler task stops);
+//   - a reader blocks for more bytes than are buffered;
+//   - the handler task stops: its last OnRequest consumed nothing, so it
+//     waits for more input;
+//   - a Flush on the connection waited pauseGrace for the peer to take any
+//     of its output. The peer may be blocked sending to us (it writes a
+//     whole message before it reads the answer), so pausing stays off until
+//     the reader gets below inputResumeBelow: such a peer is buffered as
+//     the reference buffers everyone.
+//
+// So no reader or handler ever waits on a paused connection, and a peer
+// that waits for us is never waited on in turn. A hang-up is still reported
+// while paused, and the input is then read to its end. Pausing needs a
+// poller that can watch for hang-ups without watching for input (epoll);
+// on kqueue systems canPauseInput is false and input is never paused.
+//
+// The pause word's bits change under waiters.ioMu, together with the
+// registration; the poller sets inputPaused before it looks for a waiting
+// reader, and a reader publishes waitRead before it looks at the word, so
+// one of the two always sees the other.
+const (
+	// inputPauseAbove: 8 MiB unread is far more than a handler reading
+	// request by request ever leaves behind, so only a reader that stopped
+	// keeping up gets there; and it keeps a fast link busy while the reader
+	// catches up.
+	inputPauseAbove = 8 << 20
+	// inputResumeBelow is 2 MiB under the pause point, so that a reader
+	// hovering about it does not change the registration (a syscall) on
+	// every read.
+	inputResumeBelow = 6 << 20
+	// pauseGrace is long against a round trip, so that a peer merely slow
+	// to read is not taken for one stuck sending to us, and short enough
+	// that a pair waiting on each other gets going again at once.
+	pauseGrace = 250 * time.Millisecond
+
+	inputPaused = 1 << 0 // the input is not read: the reader is behind
+	pauseOff    = 1 << 1 // no pausing until the reader catches up
+)
+
+// inputPaused reports whether the poller has stopped reading the input.
+func (c *connection) inputPaused() bool { return c.pause.Load()&inputPaused != 0 }
+
+// pauseIfBehind pauses the input of a connection whose reader is behind and
+// not waiting. The poller calls it after a read, before it reports the
+// arrival. A Flush already waiting is woken, to wait again with a grace.
+func (c *connection) pauseIfBehind() {
+	if !canPauseInput || c.in.Len() < inputPauseAbove || c.pause.Load() != 0 {
+		return
+	}
+	w := c.waiters()
+	w.ioMu.Lock()
+	if c.pause.Load() == 0 {
+		c.pause.Store(inputPaused)
+		if c.waitRead.Load() != 0 || c.applyInterest(w) != nil {
+			c.pause.Store(0)
+		} else if w.wantOut {
+			wake(w.writeCh)
+		}
+	}
+	w.ioMu.Unlock()
+}
+
+// resume resumes a paused input, setting and clearing pauseOff as told.
+func (c *connection) resume(set, clear uint32) {
+	w := c.waiters()
+	w.ioMu.Lock()
+	v := c.pause.Load()
+	c.pause.Store(v&^(clear|inputPaused) | set)
+	if v&inputPaused != 0 {
+		_ = c.applyInterest(w)
+	}
+	w.ioMu.Unlock()
+}
+
+// resumeIfPaused resumes a paused input: a reader or the handler task waits
+// for more.
+func (c *connection) resumeIfPaused() {
+	if c.inputPaused() {
+		c.resume(0, 0)
+	}
+}
+
+// caughtUp resumes the input, and allows pausing again, once the reader is
+// below inputResumeBelow.
+func (c *connection) caughtUp() {
+	if c.pause.Load() != 0 && c.in.Len() < inputResumeBelow {
+		c.resume(0, pauseOff)
+	}
+}
+
+// stopPausing resumes the input until the reader catches up: a Flush has
+// waited pauseGrace on a peer that may be waiting on us.
+func (c *connection) stopPausing() { c.resume(pauseOff, 0) }

@@ -29,7 +29,7 @@ type waiters struct {
 
 	// ioMu orders the changes of the poller registration: a Flush's
 	// request for writability and the input's pausing
-	// (connection_pause.go). Both happen only to connections that waited
+	// (connection_io.go). Both happen only to connections that waited
 	// or are 8 MiB behind, so it lives here.
 	ioMu    sync.Mutex
 	wantOut bool // a Flush waits for writability; under ioMu
@@ -138,4 +138,40 @@ func wake(ch chan struct{}) {
 	case ch <- struct{}{}:
 	default:
 	}
+}
+
+// waitWritable asks the poller for one writability report and waits for it.
+// While the input is paused it waits at most pauseGrace before it stops the
+// pausing (see connection_io.go), then waits on.
+func (c *connection) waitWritable(dl int64) error {
+	w := c.waiters()
+	if err := c.wantWrite(true); err != nil || !c.IsActive() {
+		return c.closedWrite("when flush")
+	}
+	for {
+		until, grace := dl, false
+		if c.inputPaused() {
+			if g := time.Now().Add(pauseGrace).UnixNano(); dl == 0 || g < dl {
+				until, grace = g, true
+			}
+		}
+		if w.writeTimer.sleep(w.writeCh, until) {
+			return nil
+		}
+		if !grace {
+			_ = c.wantWrite(false)
+			return Exception(ErrWriteTimeout, c.remoteString())
+		}
+		c.stopPausing()
+	}
+}
+
+// wantWrite asks for writability reports (a Flush waits) or stops them.
+func (c *connection) wantWrite(on bool) error {
+	w := c.waiters()
+	w.ioMu.Lock()
+	w.wantOut = on
+	err := c.applyInterest(w)
+	w.ioMu.Unlock()
+	return err
 }

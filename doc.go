@@ -72,7 +72,7 @@
 // the last hold to be released. The fd itself is closed by whoever drops its
 // last syscall reference (fdRef, in the same file), so a fd number is never reused
 // under a syscall that still means the old connection, and the operator
-// table's generation tags (poll_table.go) keep an event queued for a closed
+// table's generation tags (poll_unix.go) keep an event queued for a closed
 // fd from reaching the fd's next owner.
 //
 // After a peer close, bytes already buffered stay readable; a read needing
@@ -104,5 +104,5 @@
 // in memory. Pausing never makes anyone wait on it: it is lifted when a
 // read blocks for more, when a handler returns without consuming, and when
 // a Flush has been stuck for a quarter of a second (the peer may be stuck
-// writing to us). See connection_pause.go.
+// writing to us). See connection_io.go.
 package netpoll

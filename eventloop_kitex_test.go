@@ -16,7 +16,7 @@ import (
 // Kitex's graceful shutdown, and fds that user code closes itself. A fd
 // number that was closed is the kernel's to hand out again at once, and the
 // package's bookkeeping must not refuse the next socket that gets it (see
-// opPut in poll_table.go and Listener.Close).
+// opPut in poll_unix.go and Listener.Close).
 
 // kitexEcho dials addr on network and checks one echo round trip.
 func kitexEcho(network, addr string, msg string) (Connection, error) {

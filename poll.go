@@ -63,7 +63,7 @@ type FDOperator struct {
 
 	poll     *defaultPoll // the poller; nil until one registers or allocates the operator
 	handler  pollHandler
-	gen      uint32 // registration generation, carried by every kernel event (see poll_table.go)
+	gen      uint32 // registration generation, carried by every kernel event (see poll_unix.go)
 	detached int32  // 1 after the first PollDetach; changed atomically
 }
 
@@ -97,23 +97,6 @@ func (op *FDOperator) Control(event PollEvent) error {
 func (op *FDOperator) Free() {
 	if op.poll != nil {
 		op.poll.Free(op)
-	}
-}
-
-// dispatch delivers flags to the operator: its handler, or else the exported callbacks.
-func (op *FDOperator) dispatch(p Poll, flags pollFlags) {
-	if op.handler != nil {
-		op.handler.onEvent(p, flags)
-		return
-	}
-	if flags&pollIn != 0 && op.OnRead != nil {
-		_ = op.OnRead(p)
-	}
-	if flags&pollOut != 0 && op.OnWrite != nil {
-		_ = op.OnWrite(p)
-	}
-	if flags&pollHup != 0 && op.OnHup != nil {
-		_ = op.OnHup(p)
 	}
 }
 

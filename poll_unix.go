@@ -2,7 +2,11 @@
 
 package netpoll
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
 
 // The pollers: the part every kernel shares. This file implements Poll once
 // for defaultPoll; a backend (poll_default_linux.go: epoll;
@@ -31,7 +35,7 @@ import "sync/atomic"
 // func (p *defaultPoll) add(fd int, tag uint32, event PollEvent) error
 //
 //	Register fd, level-triggered, with tag (its operator's generation,
-//	which every event of the registration carries back: see poll_table.go)
+//	which every event of the registration carries back: see below)
 //	for event: PollReadable, PollWritable, or pollConnect (a single
 //	writability report). The hang-up is reported with either.
 //
@@ -69,7 +73,7 @@ import "sync/atomic"
 // add, modify, remove, watches and wake may run on any goroutine,
 // concurrently with wait and with each other: the kernel calls are
 // thread-safe, and an event that a change overtakes is told stale by its
-// tag (poll_table.go). The others run on the poller goroutine, or before
+// tag (the operator table, below). The others run on the poller goroutine, or before
 // it starts.
 
 // eventBatch is how many events one wait fetches. Level-triggered events
@@ -132,6 +136,23 @@ func (p *defaultPoll) handle(n int) (closing bool) {
 		}
 	}
 	return closing
+}
+
+// dispatch delivers flags to the operator: its handler, or else the exported callbacks.
+func (op *FDOperator) dispatch(p Poll, flags pollFlags) {
+	if op.handler != nil {
+		op.handler.onEvent(p, flags)
+		return
+	}
+	if flags&pollIn != 0 && op.OnRead != nil {
+		_ = op.OnRead(p)
+	}
+	if flags&pollOut != 0 && op.OnWrite != nil {
+		_ = op.OnWrite(p)
+	}
+	if flags&pollHup != 0 && op.OnHup != nil {
+		_ = op.OnHup(p)
+	}
 }
 
 // Close asks the loop to stop and waits until it has.
@@ -211,3 +232,154 @@ func (p *defaultPoll) Alloc() *FDOperator { return &FDOperator{poll: p} }
 
 // Free does nothing: a detached operator is garbage collected once unreferenced.
 func (p *defaultPoll) Free(op *FDOperator) {}
+
+// The operator table maps a file descriptor to the operator registered for
+// it. The kernel reports events by fd and by a tag set at registration (the
+// operator's generation number, in epoll's data or kqueue's udata), and a
+// poller delivers an event only when the table still holds an operator with
+// that tag. An event fetched for a fd that has since been closed, and maybe
+// reused by a new connection, therefore never reaches the new owner: its tag
+// is the old one.
+//
+// Two levels of chunks cover fds up to opTableMax; a chunk is allocated the
+// first time one of its fds is registered and never freed. On 64-bit
+// platforms a chunk (1024 slots) is 8 KiB, so a process with few fds open
+// holds little, and the top level (4096 chunk pointers) 32 KiB. It covers
+// 4 Mi fds, four times the highest RLIMIT_NOFILE Linux allows by default
+// (fs.nr_open, 1 Mi); a larger fd is refused (opPut).
+const (
+	opChunkBits = 10
+	opChunkSize = 1 << opChunkBits
+	opChunks    = 4096
+	opTableMax  = opChunks * opChunkSize
+)
+
+type opChunk [opChunkSize]atomic.Pointer[FDOperator]
+
+var (
+	opTable [opChunks]atomic.Pointer[opChunk]
+	opGen   atomic.Uint32
+)
+
+// opSlot returns the table slot of fd, allocating its chunk if asked.
+func opSlot(fd int, alloc bool) *atomic.Pointer[FDOperator] {
+	if fd < 0 || fd >= opTableMax {
+		return nil
+	}
+	chunkp := &opTable[fd>>opChunkBits]
+	chunk := chunkp.Load()
+	if chunk == nil {
+		if !alloc {
+			return nil
+		}
+		chunkp.CompareAndSwap(nil, new(opChunk))
+		chunk = chunkp.Load()
+	}
+	return &chunk[fd&(opChunkSize-1)]
+}
+
+// opPut records op as the owner of its fd with a new generation. While
+// another operator holds the fd and is not detached, its poller is asked
+// whether that registration is still live (watches):
+//   - live: the same open socket is registered twice, maybe with another
+//     poller, whose kernel could not refuse it as the same poller's does.
+//     opPut fails with EEXIST and changes nothing.
+//   - gone: the fd was closed behind the operator's back (syscall.Close on
+//     a Connection's Fd, a listener closed by other means than its Close)
+//     and the number now names another socket. The kernel dropped the old
+//     registration with the close; the old operator is orphaned (marked
+//     detached, its owner told so that it never touches the number again)
+//     and op takes the slot.
+//
+// A connection or listener closed through this package is detached before
+// its fd is closed, so the common case never asks the kernel.
+func opPut(op *FDOperator) (prev *FDOperator, err error) {
+	slot := opSlot(op.FD, true)
+	if slot == nil {
+		return nil, Exception(ErrUnsupported, "fd out of range")
+	}
+	for {
+		prev = slot.Load()
+		if prev != nil && prev != op && atomic.LoadInt32(&prev.detached) == 0 {
+			if opLive(prev) {
+				return nil, wrapSyscall("register", unix.EEXIST)
+			}
+			opOrphan(prev)
+		}
+		atomic.StoreUint32(&op.gen, nextGen())
+		if slot.CompareAndSwap(prev, op) {
+			return prev, nil
+		}
+	}
+}
+
+// nextGen hands out registration generations; 0 is never one (a probe's tag).
+func nextGen() uint32 {
+	for {
+		if g := opGen.Add(1); g != 0 {
+			return g
+		}
+	}
+}
+
+// opLive reports whether op's registration is still in its poller's kernel
+// set. An operator in the table has a poller: register gave it one.
+func opLive(op *FDOperator) bool { return op.poll.watches(op) }
+
+// orphanHandler is a handler that can be told its fd was closed by someone
+// else and the number reused: from then on it must make no syscall on the
+// number and never close it. orphaned runs on the registering goroutine
+// (maybe a poller) and must not block.
+type orphanHandler interface {
+	orphaned()
+}
+
+// opOrphan marks op detached and tells its handler, once.
+func opOrphan(op *FDOperator) {
+	if !atomic.CompareAndSwapInt32(&op.detached, 0, 1) {
+		return
+	}
+	if h, ok := op.handler.(orphanHandler); ok {
+		h.orphaned()
+	}
+}
+
+// opUndo reverts a failed registration of op: the fd goes back to prev,
+// the operator that held it before (a refused second registration of a
+// live fd must not cut off the first).
+func opUndo(op, prev *FDOperator) {
+	if slot := opSlot(op.FD, false); slot != nil {
+		slot.CompareAndSwap(op, prev)
+	}
+}
+
+// opGet returns the operator registered for fd if it still carries gen: the
+// lookup of a kernel event, which is stale when it finds nothing.
+func opGet(fd int, gen uint32) *FDOperator {
+	slot := opSlot(fd, false)
+	if slot == nil {
+		return nil
+	}
+	op := slot.Load()
+	if op == nil || atomic.LoadUint32(&op.gen) != gen {
+		return nil
+	}
+	return op
+}
+
+// opCurrent returns the operator registered for fd, whatever its generation.
+func opCurrent(fd int) *FDOperator {
+	if slot := opSlot(fd, false); slot != nil {
+		return slot.Load()
+	}
+	return nil
+}
+
+// opDrop forgets op and reports whether fd still belonged to it. When it
+// did not, the fd was closed and its number reused by another operator, so
+// the kernel has already forgotten op's registration and a delete would
+// remove the new owner's.
+func opDrop(op *FDOperator) bool {
+	slot := opSlot(op.FD, false)
+	return slot != nil && slot.CompareAndSwap(op, nil)
+}

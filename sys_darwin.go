@@ -62,3 +62,7 @@ func accept(fd int, unixNet string) (int, net.Addr, error) {
 	}
 	return nfd, sockaddrToAddr(sa, unixNet), nil
 }
+
+// tcpKeepIdle is the option for the idle time before keep-alive probes:
+// macOS names it TCP_KEEPALIVE.
+const tcpKeepIdle = unix.TCP_KEEPALIVE

@@ -31,3 +31,6 @@ func accept(fd int, unixNet string) (int, net.Addr, error) {
 	}
 	return nfd, sockaddrToAddr(sa, unixNet), nil
 }
+
+// tcpKeepIdle is the option for the idle time before keep-alive probes.
+const tcpKeepIdle = unix.TCP_KEEPIDLE

@@ -1,4 +1,4 @@
-//go:build freebsd || linux
+//go:build darwin || freebsd || linux
 
 package netpoll
 
@@ -22,8 +22,11 @@ func SetKeepAlive(fd, secs int) error {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1); err != nil {
 		return err
 	}
+	if secs < 1 {
+		return unix.EINVAL // Linux refuses it; macOS would take 0 as its default: refused everywhere
+	}
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, secs); err != nil {
 		return err
 	}
-	return unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, secs)
+	return unix.SetsockoptInt(fd, unix.IPPROTO_TCP, tcpKeepIdle, secs)
 }

@@ -5,7 +5,6 @@ package netpoll
 import (
 	"bytes"
 	"net"
-	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -13,43 +12,6 @@ import (
 
 // unnamedUnixAddr is how an unnamed unix socket's address prints.
 const unnamedUnixAddr = "@"
-
-var iovecs = sync.Pool{New: func() any { return new([maxIovecs]unix.Iovec) }}
-
-// writev writes bufs (at most maxIovecs) with one syscall; up to smallSend
-// iovecs live on the stack, more in a pooled vector.
-func writev(fd int, bufs [][]byte) (int, error) {
-	if len(bufs) == 1 {
-		return unix.Write(fd, bufs[0])
-	}
-	var small [smallSend]unix.Iovec
-	iov := small[:]
-	if len(bufs) > smallSend {
-		v := iovecs.Get().(*[maxIovecs]unix.Iovec)
-		defer func(n int) {
-			clear(v[:n])
-			iovecs.Put(v)
-		}(len(bufs))
-		iov = v[:]
-	}
-	n := 0
-	for _, b := range bufs {
-		if len(b) == 0 {
-			continue
-		}
-		iov[n].Base = &b[0]
-		iov[n].SetLen(len(b))
-		n++
-	}
-	if n == 0 {
-		return 0, nil
-	}
-	r, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(n))
-	if e != 0 {
-		return -1, e
-	}
-	return int(r), nil
-}
 
 // accept takes one pending connection, non-blocking and close-on-exec, and
 // returns its peer's address (a unix one of network unixNet). It makes the
@@ -128,3 +90,9 @@ func socket(family, sotype int) (int, error) {
 	fd, err := unix.Socket(family, sotype|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	return fd, wrapSyscall("socket", err)
 }
+
+// writeErrno maps a write's errno; on Linux each means what it says.
+func writeErrno(e unix.Errno) unix.Errno { return e }
+
+// tcpKeepIdle is the option for the idle time before keep-alive probes.
+const tcpKeepIdle = unix.TCP_KEEPIDLE

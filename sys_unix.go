@@ -102,17 +102,9 @@ func GetSysFdPairs() (r, w int) {
 	return fds[0], fds[1]
 }
 
-const maxIovecs = 64
-
 // acceptAgain reports whether an accept error concerns only the
 // connection it would have returned (interrupted, or aborted or broken
 // before it was taken), so the caller tries the next one.
 func acceptAgain(err error) bool {
 	return err == unix.EINTR || err == unix.ECONNABORTED || err == unix.EPROTO
 }
-
-// smallSend is how many segments a flush gathers on the stack; a flush of
-// more borrows a pooled vector. Keeping the frames small matters: most
-// Flushes run on fresh Runner goroutines, whose stacks start small and are
-// copied to a larger one if a call needs it.
-const smallSend = 4

@@ -51,7 +51,7 @@ func doubleFDConnection(t *testing.T) {
 	within(t, "second NewFDConnection", func() error { c2, err = NewFDConnection(r); return nil })
 	if err == nil {
 		defer c2.(interface{ Detach() error }).Detach()
-		t.Errorf("a second NewFDConnection on fd %d succeeded (poll_table.go opPut replaces a live operator registered with another poller)", r)
+		t.Errorf("a second NewFDConnection on fd %d succeeded (poll_unix.go opPut replaces a live operator registered with another poller)", r)
 	} else if !errors.Is(err, unix.EEXIST) {
 		t.Errorf("a second NewFDConnection on fd %d: %v, want EEXIST", r, err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Input backpressure (connection_pause.go): a reader that falls behind
+// Input backpressure (connection_io.go): a reader that falls behind
 // bounds the input buffer, and no pattern that works without pausing
 // deadlocks with it.
 

@@ -112,6 +112,7 @@ func TestEventLoopServeAfterShutdown(t *testing.T) {
 
 // docs/contract.md C9.3: Shutdown without a running Serve returns nil at once.
 func TestEventLoopShutdownWithoutServe(t *testing.T) {
+	checkLeaks(t)
 	evl, err := NewEventLoop(nil)
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), longWait)

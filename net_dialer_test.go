@@ -124,6 +124,7 @@ func TestDialRefused(t *testing.T) {
 
 // docs/contract.md C10.1: an unknown network gives net.UnknownNetworkError.
 func TestDialUnknownNetwork(t *testing.T) {
+	checkLeaks(t)
 	c, err := DialConnection("sctp", "127.0.0.1:1", time.Second)
 	require.True(t, c == nil, "DialConnection(sctp) returned %T", c)
 	var une net.UnknownNetworkError

@@ -160,13 +160,13 @@ func (c *connection) SetIdleTimeout(timeout time.Duration) error {
 }
 
 // SetKeepAlive turns on TCP keep-alive with idle time and interval of second
-// seconds. On a unix socket it does nothing and returns nil; on TCP, second < 1
-// and the other errors are those of the package function SetKeepAlive, and
-// once the connection is closed or detached it fails with an error matching
-// ErrConnClosed: it holds a reference to the fd meanwhile, so it never
-// changes a socket that reused the fd number.
+// seconds. On a unix socket, and for second < 1, it does nothing and returns
+// nil, as in the reference; on TCP the errors are those of the package
+// function SetKeepAlive, and once the connection is closed or detached it
+// fails with an error matching ErrConnClosed: it holds a reference to the fd
+// meanwhile, so it never changes a socket that reused the fd number.
 func (c *connection) SetKeepAlive(second int) error {
-	if !c.isTCP {
+	if !c.isTCP || second < 1 {
 		return nil
 	}
 	if !c.fd.acquire() {

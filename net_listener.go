@@ -114,7 +114,7 @@ func dupFd(rc syscall.RawConn) (int, error) {
 // ErrConnClosed; on udp, always with ErrUnsupported.
 func (l *listener) Accept() (net.Conn, error) {
 	if l.packet != nil {
-		return nil, Exception(ErrUnsupported, "accept on "+l.addr.Network())
+		return nil, Exception(ErrUnsupported, "UDP") // the reference's text
 	}
 	if !l.fd.acquire() {
 		return nil, Exception(ErrConnClosed, "listener closed")
@@ -135,7 +135,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		if acceptAgain(err) {
 			continue
 		}
-		return nil, wrapSyscall("accept", err)
+		return nil, err // the bare errno, as the reference gives it
 	}
 }
 

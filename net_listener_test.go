@@ -140,6 +140,7 @@ func TestCreateListenerUDP(t *testing.T) {
 	require.NoError(t, err)
 	_, err = ln.Accept()
 	require.True(t, errors.Is(err, ErrUnsupported), "Accept on udp: %v", err)
+	require.EqualError(t, err, "netpoll does not support UDP", "the reference's text")
 	require.NoError(t, ln.Close())
 }
 

@@ -53,7 +53,7 @@ func NewIOReader(r Reader) io.Reader {
 }
 
 // NewIOWriter returns w itself if it is an io.Writer. Otherwise Write copies
-// p into w and Flushes it. A nil w, a nil *LinkBuffer included, gives a
+// p into w and Flushes it (an empty p still Flushes what w has staged). A nil w, a nil *LinkBuffer included, gives a
 // writer whose Write fails.
 func NewIOWriter(w Writer) io.Writer {
 	if wr, ok := w.(io.Writer); ok {
@@ -270,10 +270,7 @@ func (i *ioReader) Read(p []byte) (n int, err error) {
 type ioWriter struct{ w Writer }
 
 func (i *ioWriter) Write(p []byte) (n int, err error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	buf, err := i.w.Malloc(len(p))
+	buf, err := i.w.Malloc(len(p)) // (nil, nil) for an empty p, which still flushes what is staged
 	if err != nil {
 		return 0, err
 	}

@@ -321,9 +321,13 @@ func TestNewIOWriter(t *testing.T) {
 	p[0] ^= 0xff
 	require.Zero(t, b.MallocLen())
 	require.Equal(t, want, b.Bytes())
-	n, err = w.Write(nil)
+	_, err = b.WriteString("staged")
+	require.NoError(t, err)
+	n, err = w.Write(nil) // an empty Write still Flushes what is staged, as in the reference
 	require.NoError(t, err)
 	require.Zero(t, n)
+	require.Zero(t, b.MallocLen())
+	require.Equal(t, append(want, "staged"...), b.Bytes())
 
 	require.NoError(t, b.Close())
 	_, err = w.Write([]byte("x"))

@@ -38,8 +38,9 @@ cross:
 
 # bench: the root micro-benchmarks, then benchmark/cmd/report: the LinkBuffer
 # comparison and the server suite (ours vs cloudwego/netpoll v0.7.2 vs Go net
-# vs a raw epoll floor), which rewrite docs/benchmark.md and its plots. About
-# 12 minutes; BENCHFLAGS=-quick: about 3.
+# vs a raw epoll floor, and Hertz on each netpoll), which rewrite
+# docs/benchmark.md and its plots. About 21 minutes on 2 CPUs;
+# BENCHFLAGS=-quick: about 5.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 	cd benchmark && $(GO) run ./cmd/report $(BENCHFLAGS)

@@ -9,12 +9,14 @@
 // netpollref.local/netpoll, which go.mod's replace directive points at. See
 // internal/refprep. The netpoll code of the server suite is one source file,
 // compiled once against each (internal/cmd/serverbench/netpoll_ours.go and
-// the generated netpoll_ref.go).
+// the generated netpoll_ref.go). The Hertz scenarios build a Hertz server,
+// internal/hertzserver (a module of its own), once against each netpoll,
+// with go.mod files generated in the git-ignored .hertz directory.
 //
 //	go run ./cmd/report            # everything below, then docs/benchmark.md + plots (make bench)
 //	go run ./cmd/report -quick     # the same, shorter runs
 //	go run ./cmd/buffer            # LinkBuffer: ours vs reference
-//	go run ./cmd/server            # server suite: echo, idle-mixed, mux, client side, idle scale
+//	go run ./cmd/server            # server suite: echo, idle-mixed, mux, client side, idle scale, open loop, CPU-heavy, Hertz
 //	go run ./cmd/server -h         # its scenarios and flags (rounds, durations, CPUs, -scenarios, -impls)
 //
 // They interleave the implementations round by round and report medians and

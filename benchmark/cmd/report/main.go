@@ -2,8 +2,8 @@
 // its tables and plots (docs/benchmark/*.png) and the raw results
 // (docs/benchmark/results.json):
 //
-//	go run ./cmd/report            # LinkBuffer comparison, then the server suite (~12 min)
-//	go run ./cmd/report -quick     # shorter runs (~3 min)
+//	go run ./cmd/report            # LinkBuffer comparison, then the server suite (~20 min on 2 CPUs)
+//	go run ./cmd/report -quick     # shorter runs (~4.5 min)
 //	go run ./cmd/report -from ../docs/benchmark/results.json   # re-render only
 //
 // Flags after -- go to the server suite (see `go run ./cmd/server -h`).

@@ -13,33 +13,86 @@ import (
 
 // target is one of the performance goals: the median over rounds of the
 // per-round ratio ours/vs of a metric (or, with vs empty, ours' own median)
-// within limit.
+// within limit. The metrics syscallsMetric and switchesMetric come from the
+// perf-counted runs instead: the ratio of ours' count per request to vs'.
 type target struct {
 	scenario, metric, vs string
 	limit                float64
 	higher               bool // at least limit, instead of at most
 }
 
-var targets = []target{
-	{"mux", "server CPU µs/req", "ref", 0.5, false},
-	{"mux", "QPS", "ref", 1.5, true},
-	{"echo-100", "server CPU µs/req", "ref", 1.0, false},
-	{"echo-100", "p99 µs", "ref", 0.85, false},
-	{"echo-100", "p999 µs", "ref", 0.5, false},
-	{"echo-100", "server CPU µs/req", "gonet", 1.0, false},
-	{"echo-100", "p99 µs", "gonet", 1.0, false},
-	{"echo-100", "p999 µs", "gonet", 1.0, false},
-	{"idle-mixed", "server CPU µs/req", "ref", 1.0, false},
-	{"idle-mixed", "p99 µs", "ref", 0.85, false},
-	{"idle-mixed", "p999 µs", "ref", 0.5, false},
-	{"idle-mixed", "server CPU µs/req", "gonet", 1.0, false},
-	{"idle-mixed", "p99 µs", "gonet", 1.0, false},
-	{"idle-mixed", "p999 µs", "gonet", 1.0, false},
-	{"idle-scale", "RSS/conn KiB", "", 1.0, false},
-	{"idle-scale", "goroutines", "", 16, false},
-	{"echo-1000", "peak RSS MiB", "ref", 0.5, false},
-	{"client", "client CPU µs/req", "ref", 0.9, false},
-	{"client", "p99 µs", "ref", 0.85, false},
+const (
+	syscallsMetric = "syscalls/req"
+	switchesMetric = "context switches/req"
+)
+
+var targets = func() []target {
+	t := []target{
+		{"mux", "server CPU µs/req", "ref", 0.5, false},
+		{"mux", "QPS", "ref", 1.5, true},
+		{"echo-100", "server CPU µs/req", "ref", 1.0, false},
+		{"echo-100", "p99 µs", "ref", 0.85, false},
+		{"echo-100", "p999 µs", "ref", 0.5, false},
+		{"echo-100", "server CPU µs/req", "gonet", 1.0, false},
+		{"echo-100", "p99 µs", "gonet", 1.0, false},
+		{"echo-100", "p999 µs", "gonet", 1.0, false},
+		{"idle-mixed", "server CPU µs/req", "ref", 1.0, false},
+		{"idle-mixed", "p99 µs", "ref", 0.85, false},
+		{"idle-mixed", "p999 µs", "ref", 0.5, false},
+		{"idle-mixed", "server CPU µs/req", "gonet", 1.0, false},
+		{"idle-mixed", "p99 µs", "gonet", 1.0, false},
+		{"idle-mixed", "p999 µs", "gonet", 1.0, false},
+		{"idle-scale", "RSS/conn KiB", "", 1.0, false},
+		{"idle-scale", "goroutines", "", 16, false},
+		{"echo-1000", "peak RSS MiB", "ref", 0.5, false},
+		{"client", "client CPU µs/req", "ref", 0.9, false},
+		{"client", "p99 µs", "ref", 0.85, false},
+		{"idle-scale", "accept CPU µs/conn", "ref", 1.0, false},
+	}
+	for _, sc := range []string{"hertz-get", "hertz-post", "hertz-get/unpinned", "hertz-post/unpinned"} {
+		t = append(t,
+			target{sc, "server CPU µs/req", "ref", 0.9, false},
+			target{sc, "p99 µs", "ref", 0.85, false},
+			target{sc, syscallsMetric, "ref", 1.0, false},
+			target{sc, switchesMetric, "ref", 1.0, false})
+	}
+	for _, sc := range []string{"echo-open-25", "echo-open-50", "echo-open-75"} {
+		t = append(t,
+			target{sc, "server CPU µs/req", "ref", 0.9, false},
+			target{sc, "p99 µs", "ref", 0.85, false})
+	}
+	for _, sc := range []string{"echo-100/unpinned", "echo-1000/unpinned", "idle-mixed/unpinned"} {
+		t = append(t,
+			target{sc, "p99 µs", "ref", 0.85, false},
+			target{sc, "p999 µs", "ref", 0.85, false},
+			target{sc, "server CPU µs/req", "ref", 1.0, false})
+	}
+	return append(t, target{"cpu-heavy", "QPS", "ref", 1.0, true})
+}()
+
+// measure returns a target's measured value, NaN when it has none.
+func (t target) measure(sc *results.Scenario) float64 {
+	if t.metric == syscallsMetric || t.metric == switchesMetric {
+		ours, oursSw, ok1 := sc.SyscallsPer("ours")
+		vs, vsSw, ok2 := sc.SyscallsPer(t.vs)
+		switch {
+		case !ok1 || !ok2:
+			return math.NaN()
+		case t.metric == syscallsMetric && vs > 0:
+			return ours / vs
+		case t.metric == switchesMetric && vsSw > 0:
+			return oursSw / vsSw
+		}
+		return math.NaN()
+	}
+	m, ok := metricByName(sc.Kind, t.metric)
+	switch {
+	case !ok:
+		return math.NaN()
+	case t.vs == "":
+		return sc.Median("ours", m)
+	}
+	return report.Median(sc.RoundRatios("ours", t.vs, m))
 }
 
 func metricByName(kind, name string) (results.Metric, bool) {
@@ -62,9 +115,14 @@ func Markdown(s *results.Suite, imgDir string) []byte {
 		s.Date.Format("2006-01-02 15:04 MST"), path.Join(imgDir, "results.json"), path.Join(imgDir, "results.json"))
 
 	p("## Machine and run\n\n")
-	p("- %s\n- %s\n- %s (GOMAXPROCS of each process follows the CPUs it may use)\n", s.Env, s.Kernel, s.Pinning)
-	p("- %d rounds per scenario, each running every implementation once (order rotated per round); %s warmup + %s measured per run; payload %d bytes\n",
-		s.Rounds, s.Warmup, s.Duration, s.Size)
+	p("- %s\n- %s\n- %s (GOMAXPROCS of each process follows the CPUs it may use); the scenarios named .../unpinned,\n"+
+		"  and cpu-heavy, run both on every CPU, GOMAXPROCS = all of them for each\n", s.Env, s.Kernel, s.Pinning)
+	extra := ""
+	if s.ExtraDuration != "" && (s.ExtraDuration != s.Duration || s.ExtraWarmup != s.Warmup) {
+		extra = fmt.Sprintf(" (unpinned, open-loop, CPU-heavy and Hertz scenarios: %s + %s)", s.ExtraWarmup, s.ExtraDuration)
+	}
+	p("- %d rounds per scenario, each running every implementation once (order rotated per round); %s warmup + %s measured per run%s; payload %d bytes\n",
+		s.Rounds, s.Warmup, s.Duration, extra, s.Size)
 	if s.Args != "" {
 		p("- server suite flags: `%s`\n", s.Args)
 	}
@@ -73,23 +131,18 @@ func Markdown(s *results.Suite, imgDir string) []byte {
 		"  whiskers of the plots. The per-round ratios compare implementations that ran back to back, which\n" +
 		"  cancels most of it; trust them over the absolute numbers.\n\n")
 
-	p("## Targets\n\nMedian over rounds of the per-round ratio (ours/ref or ours/gonet), or ours' own median.\n\n")
+	p("## Targets\n\nMedian over rounds of the per-round ratio (ours/ref or ours/gonet), or ours' own median;\n" +
+		"syscalls/req and context switches/req: the ratio of the counts per request in the one perf-counted run of each\n" +
+		"(– when perf was not available).\n\n")
 	rows := [][]string{{"scenario", "metric", "of", "target", "measured", "met"}}
 	for _, t := range targets {
 		sc := findScenario(s, t.scenario)
 		if sc == nil {
 			continue
 		}
-		m, ok := metricByName(sc.Kind, t.metric)
-		if !ok {
-			continue
-		}
-		var v float64
+		v := t.measure(sc)
 		of := "ours"
-		if t.vs == "" {
-			v = sc.Median("ours", m)
-		} else {
-			v = report.Median(sc.RoundRatios("ours", t.vs, m))
+		if t.vs != "" {
 			of = "ours/" + t.vs
 		}
 		op := "≤"
@@ -104,7 +157,11 @@ func Markdown(s *results.Suite, imgDir string) []byte {
 		case met:
 			mark = "yes"
 		}
-		rows = append(rows, []string{t.scenario, t.metric, of, fmt.Sprintf("%s %g", op, t.limit), fmt.Sprintf("%.2f", v), mark})
+		shown := fmt.Sprintf("%.2f", v)
+		if math.IsNaN(v) {
+			shown = "–"
+		}
+		rows = append(rows, []string{t.scenario, t.metric, of, fmt.Sprintf("%s %g", op, t.limit), shown, mark})
 	}
 	results.WriteMarkdown(&b, rows)
 
@@ -114,19 +171,41 @@ func Markdown(s *results.Suite, imgDir string) []byte {
 	summary(&b, s, "gonet")
 
 	p("\n## Plots\n\nBars: medians over rounds; whiskers: the lowest and the highest round.\n\n")
-	p("![load and client scenarios](%s)\n\n![idle connections](%s)\n\n", path.Join(imgDir, LoadPlot), path.Join(imgDir, IdlePlot))
+	for _, f := range plotFiles(s) {
+		p("![%s](%s)\n\n", f.alt, path.Join(imgDir, f.name))
+	}
 
 	p("## What is measured\n\n")
-	p(`- **Implementations.** gonet: Go's net, a goroutine per connection. ref: cloudwego/netpoll v0.7.2. ours: this
+	b.WriteString(`- **Implementations.** gonet: Go's net, a goroutine per connection. ref: cloudwego/netpoll v0.7.2. ours: this
   repository. floor: one goroutine locked to its thread, raw level-triggered epoll through x/sys/unix, the handler
   inline, one read and one write per readiness event — the physical limit of this protocol on this machine.
   ref and ours run the very same source (benchmark/internal/cmd/serverbench/netpoll_ours.go, and netpoll_ref.go
-  generated from it), with each one's default configuration.
+  generated from it), with each one's default configuration. The open-loop, CPU-heavy and Hertz scenarios have no
+  floor.
+- **Hertz.** hertz-get and hertz-post run one Hertz v0.10.4 server (benchmark/internal/hertzserver, a module of
+  its own) built twice: against this repository (ours) and against v0.7.2 (ref), each build with a go.mod made at
+  run time in the git-ignored benchmark/.hertz that replaces github.com/cloudwego/netpoll by the one or the
+  other; gonet is the same server on Hertz's standard-library transport (server.WithTransport(standard.NewTransporter)).
+  Routes: GET /ping answers 1 KiB, POST /echo of 1 KiB answers its body. The load: Go's net/http client, 100
+  workers with a keep-alive connection each, one request in flight each, every response body checked.
 - **Protocol.** A 4-byte length, then an 8-byte id and the payload. The server decodes the whole request, computes a
   checksum over the payload (the fixed CPU work of a handler) and builds a new response: id, checksum, payload.
 - **Processes.** Every server and every client runs in its own process, the server pinned to one half of the CPUs,
   the client to the other. The load client is Go net, the same for every server; in the client scenario the
   server is Go net and the client is the implementation under test (DialConnection and a pool for ref and ours).
+- **Shared CPUs.** The .../unpinned scenarios and cpu-heavy pin neither process: the server and its load share every
+  CPU, GOMAXPROCS = the CPU count in each, as on a host where the server is not alone. echo-100, echo-1000 and
+  idle-mixed run with their unpinned twins interleaved, round by round, and so do the four Hertz scenarios.
+- **CPU-heavy.** The echo handler first runs a deterministic loop (xorshift steps) for a number of iterations
+  calibrated once at the start of the suite to take 50 µs (the fastest of 30 timed trials), the same count for
+  every implementation; 100 connections, one request in flight each, unpinned. Its QPS shows how many handlers run
+  in parallel on the CPUs and whether the pollers hand busy connections off to spare workers.
+- **Open loop.** echo-open-25, -50 and -75 send, on 100 Go net connections (pinned like echo-100), a fixed rate of
+  25, 50 and 75 % of ref's median echo-100 QPS measured earlier in the same run: each connection sends on a fixed
+  schedule, one request in flight; a request due while the previous one is outstanding goes as soon as that one is
+  answered, and every latency runs from the time the request was due, not sent, so a stall counts for every
+  request queued behind it (no coordinated omission). Each connection waits for its next send on a timerfd, which
+  wakes it within microseconds (a Go timer may wake up to a millisecond late in an idle process).
 - **Metrics.** QPS and latency percentiles from the client (closed loop: one request in flight per connection,
   except mux). CPU µs/req: utime+stime of the server (or client) process over the measured window, from
   /proc/<pid>/stat (10 ms ticks), divided by the requests. Peak RSS: VmHWM. Goroutines: runtime.NumGoroutine in the
@@ -136,14 +215,20 @@ func Markdown(s *results.Suite, imgDir string) []byte {
   samples one scheduling in 8; the count is scaled back). Idle scale: RSS per connection = VmRSS after all connections are
   accepted (plus 1 s) minus before, divided by the connections; accept CPU = the server's CPU over the
   connecting phase per connection.
-- **Syscalls.** In one extra run per implementation, perf counts the syscall tracepoints of the server (client)
-  process over half the measured window, divided by the requests the client completed in that window (idle
-  scale: by the connections). They are absent when perf is not available.
+- **Syscalls.** In one extra run per implementation, perf counts the syscall tracepoints and the context switches of
+  the server (client) process over half the measured window, divided by the requests the client completed in that
+  window (idle scale: by the connections). Not counted in the unpinned and CPU-heavy scenarios (to save time); absent
+  when perf is not available.
+- **Run time.** To keep make bench under about 25 minutes on 2 CPUs, the unpinned, open-loop, CPU-heavy and Hertz
+  scenarios warm up and measure each run for a shorter time than the others (see Machine and run); they keep the
+  same number of rounds.
 `)
-
 	p("\n## Scenarios\n")
 	for _, sc := range s.Scenarios {
 		p("\n### %s\n\n%s\n\n", sc.Name, sc.Title)
+		if sc.Setup != "" {
+			p("_%s_\n\n", sc.Setup)
+		}
 		results.WriteMarkdown(&b, sc.Rows(true))
 		if sr := sc.SyscallRows(); sr != nil {
 			p("\nSyscalls (perf, one extra run):\n\n")

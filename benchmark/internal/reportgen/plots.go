@@ -7,6 +7,7 @@ import (
 	"image/color"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -27,9 +28,54 @@ var implColors = map[string]color.Color{
 
 // Plot files, relative to the image directory.
 const (
-	LoadPlot = "load.png"
-	IdlePlot = "idle.png"
+	LoadPlot   = "load.png"
+	IdlePlot   = "idle.png"
+	SharedPlot = "shared.png"
+	OpenPlot   = "open.png"
+	HertzPlot  = "hertz.png"
 )
+
+// plotFile is a plot and the Markdown text for it.
+type plotFile struct{ name, alt string }
+
+// plotOrder lists the plots in the order the report shows them.
+var plotOrder = []plotFile{
+	{LoadPlot, "load and client scenarios"},
+	{SharedPlot, "shared CPUs: unpinned and CPU-heavy scenarios"},
+	{OpenPlot, "echo, open loop"},
+	{HertzPlot, "Hertz"},
+	{IdlePlot, "idle connections"},
+}
+
+// plotOf returns the plot a scenario's row goes to.
+func plotOf(sc *results.Scenario) string {
+	switch {
+	case sc.Kind == results.KindIdle:
+		return IdlePlot
+	case strings.HasPrefix(sc.Name, "hertz"):
+		return HertzPlot
+	case strings.HasPrefix(sc.Name, "echo-open"):
+		return OpenPlot
+	case strings.HasSuffix(sc.Name, "/unpinned") || sc.Name == "cpu-heavy":
+		return SharedPlot
+	}
+	return LoadPlot
+}
+
+// plotFiles returns the plots the suite has scenarios for, in order.
+func plotFiles(s *results.Suite) []plotFile {
+	has := map[string]bool{}
+	for _, sc := range s.Scenarios {
+		has[plotOf(sc)] = true
+	}
+	var out []plotFile
+	for _, f := range plotOrder {
+		if has[f.name] {
+			out = append(out, f)
+		}
+	}
+	return out
+}
 
 // plotMetrics are the columns of the load plot, by scenario kind.
 func plotMetrics(kind string) []results.Metric {
@@ -55,14 +101,15 @@ func plotMetrics(kind string) []results.Metric {
 	}
 }
 
-// WritePlots draws the load plot (a row per load or client scenario: QPS,
-// p99, CPU per request, peak RSS) and the idle plot into dir, returning the
-// files written.
+// WritePlots draws the plots (a row per scenario: for load and client
+// scenarios QPS, p99, CPU per request and peak RSS) into dir, returning the
+// files written: load.png (the pinned closed-loop scenarios), shared.png,
+// open.png, hertz.png and idle.png.
 func WritePlots(s *results.Suite, dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	var load, idle [][]*plot.Plot
+	rows := map[string][][]*plot.Plot{}
 	for _, sc := range s.Scenarios {
 		var row []*plot.Plot
 		for _, m := range plotMetrics(sc.Kind) {
@@ -72,22 +119,15 @@ func WritePlots(s *results.Suite, dir string) ([]string, error) {
 			}
 			row = append(row, p)
 		}
-		if sc.Kind == results.KindIdle {
-			idle = append(idle, row)
-		} else {
-			load = append(load, row)
-		}
+		rows[plotOf(sc)] = append(rows[plotOf(sc)], row)
 	}
 	var files []string
-	for _, f := range []struct {
-		name  string
-		plots [][]*plot.Plot
-	}{{LoadPlot, load}, {IdlePlot, idle}} {
-		if len(f.plots) == 0 {
+	for _, f := range plotOrder {
+		if len(rows[f.name]) == 0 {
 			continue
 		}
 		path := filepath.Join(dir, f.name)
-		if err := saveGrid(f.plots, path); err != nil {
+		if err := saveGrid(rows[f.name], path); err != nil {
 			return nil, err
 		}
 		files = append(files, path)

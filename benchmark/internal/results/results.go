@@ -20,19 +20,23 @@ const (
 
 // Suite is one run of the server suite.
 type Suite struct {
-	Env       string      `json:"env"`
-	Kernel    string      `json:"kernel"`
-	Date      time.Time   `json:"date"`
-	LoadStart string      `json:"load_avg_start"` // /proc/loadavg: 1, 5, 15 minutes
-	LoadEnd   string      `json:"load_avg_end"`
-	Pinning   string      `json:"pinning"`
-	Args      string      `json:"args"`
-	Rounds    int         `json:"rounds"`
-	Warmup    string      `json:"warmup"`
-	Duration  string      `json:"duration"`
-	Size      int         `json:"size"`
-	Elapsed   string      `json:"elapsed"`
-	Scenarios []*Scenario `json:"scenarios"`
+	Env       string    `json:"env"`
+	Kernel    string    `json:"kernel"`
+	Date      time.Time `json:"date"`
+	LoadStart string    `json:"load_avg_start"` // /proc/loadavg: 1, 5, 15 minutes
+	LoadEnd   string    `json:"load_avg_end"`
+	Pinning   string    `json:"pinning"`
+	Args      string    `json:"args"`
+	Rounds    int       `json:"rounds"`
+	Warmup    string    `json:"warmup"`
+	Duration  string    `json:"duration"`
+	// ExtraWarmup and ExtraDuration are the warmup and measured time of
+	// the scenarios marked short (unpinned, open loop, CPU-heavy, Hertz).
+	ExtraWarmup   string      `json:"extra_warmup,omitempty"`
+	ExtraDuration string      `json:"extra_duration,omitempty"`
+	Size          int         `json:"size"`
+	Elapsed       string      `json:"elapsed"`
+	Scenarios     []*Scenario `json:"scenarios"`
 	// Buffer is the LinkBuffer comparison's output, when the report ran it.
 	Buffer string `json:"buffer,omitempty"`
 }
@@ -44,6 +48,13 @@ type Scenario struct {
 	Kind  string           `json:"kind"`
 	Impls []string         `json:"impls"`
 	Runs  map[string][]Run `json:"runs"`
+	// Setup says how the scenario's runs differ from the suite's usual ones
+	// (placement, measured time, ...), or is empty.
+	Setup string `json:"setup,omitempty"`
+	// Rate: the requests per second an open-loop client sent.
+	Rate float64 `json:"rate,omitempty"`
+	// BurnIters: the iterations of the CPU-heavy handler's loop.
+	BurnIters int `json:"burn_iters,omitempty"`
 	// Syscalls, by implementation, from a separate run counted with perf
 	// (absent when perf was unavailable or not asked for).
 	Syscalls map[string]*Syscalls `json:"syscalls,omitempty"`

@@ -247,6 +247,20 @@ func (s *Scenario) SyscallRows() [][]string {
 	return rows
 }
 
+// SyscallsPer returns impl's syscalls (all the groups together) and context
+// switches per unit (request or connection) in its perf-counted run, and
+// whether it has one.
+func (s *Scenario) SyscallsPer(impl string) (syscalls, switches float64, ok bool) {
+	sc := s.Syscalls[impl]
+	if sc == nil || sc.Units == 0 {
+		return 0, 0, false
+	}
+	for _, e := range SyscallEvents() {
+		syscalls += sc.Counts["syscalls:sys_enter_"+e]
+	}
+	return syscalls / sc.Units, sc.Counts["context-switches"] / sc.Units, true
+}
+
 func firstProcess(s *Scenario) string {
 	for _, impl := range s.Impls {
 		if sc := s.Syscalls[impl]; sc != nil {

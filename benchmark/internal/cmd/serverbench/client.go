@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"sort"
@@ -35,6 +36,17 @@ const (
 	// with the implementation under test (-impl), each caller taking one for
 	// a request and putting it back. The client-side scenario.
 	clientPool = "pool"
+	// clientOpen: conns connections, each sending one request at a time on
+	// a fixed schedule, rate requests per second in all (open loop). A
+	// request's latency runs from the time it was due to be sent, so that a
+	// connection running late (waiting for a slow response) counts the wait.
+	// Go net.
+	clientOpen = "open"
+	// clientHTTP: conns workers, each with an HTTP/1.1 keep-alive connection
+	// of its own from Go's net/http client, sending one request at a time:
+	// GET /ping (want: a body of size bytes, httpPayload) or POST /echo of
+	// size bytes (want: the same back). The load of the hertz scenarios.
+	clientHTTP = "http"
 )
 
 // clientResult is what the client process prints as its last line.
@@ -101,6 +113,83 @@ func (c *netConn) roundTrip(req, want []byte) error {
 
 func (c *netConn) Close() error { return c.c.Close() }
 
+// httpConn is a worker of the http mode: an HTTP/1.1 client with one
+// keep-alive connection.
+type httpConn struct {
+	tr     *http.Transport
+	client *http.Client
+	method string
+	url    string
+	buf    []byte
+}
+
+func dialHTTP(addr, method string) (*httpConn, error) {
+	tr := &http.Transport{
+		Proxy:               nil,
+		MaxConnsPerHost:     1,
+		MaxIdleConnsPerHost: 1,
+		DisableCompression:  true,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+	}
+	path := "/ping"
+	if method == http.MethodPost {
+		path = "/echo"
+	}
+	return &httpConn{tr: tr, client: &http.Client{Transport: tr, Timeout: 30 * time.Second},
+		method: method, url: "http://" + addr + path}, nil
+}
+
+// roundTrip sends a request (with body req if a POST) and reads its
+// response's body, which must equal want, to its end, so that the
+// connection is reused.
+func (c *httpConn) roundTrip(req, want []byte) error {
+	var body io.Reader
+	if c.method == http.MethodPost {
+		body = bytes.NewReader(req)
+	}
+	r, err := http.NewRequest(c.method, c.url, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.client.Do(r)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP status %s", resp.Status)
+	}
+	if cap(c.buf) < len(want)+1 {
+		c.buf = make([]byte, len(want)+1)
+	}
+	// One byte more than want: reading it must hit the end of the body.
+	n, err := io.ReadFull(resp.Body, c.buf[:len(want)+1])
+	if !(err == io.ErrUnexpectedEOF || (err == io.EOF && n == 0)) || n != len(want) {
+		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+			return err
+		}
+		return errWrongResponse
+	}
+	if !bytes.Equal(c.buf[:n], want) {
+		return errWrongResponse
+	}
+	return nil
+}
+
+func (c *httpConn) Close() error {
+	c.tr.CloseIdleConnections()
+	return nil
+}
+
+// httpPayload is the body of the Hertz server's GET /ping answers.
+func httpPayload(size int) []byte {
+	p := make([]byte, size)
+	for i := range p {
+		p[i] = byte('a' + i%26)
+	}
+	return p
+}
+
 // messages returns the request with id and a payload of size bytes made
 // from seed, and the response the server must send back to it.
 func messages(id, seed uint64, size int) (req, want []byte) {
@@ -156,7 +245,9 @@ func dialAll[T any](n int, dial func() (T, error)) ([]T, error) {
 // "done" after the measured time, and a clientResult as JSON.
 func runClient(args []string) error {
 	fs := flag.NewFlagSet("client", flag.ExitOnError)
-	mode := fs.String("mode", clientPingPong, "pingpong, mux, idle or pool")
+	mode := fs.String("mode", clientPingPong, "pingpong, open, mux, idle, pool or http")
+	rate := fs.Float64("rate", 10000, "open: requests per second, all connections together")
+	method := fs.String("method", http.MethodGet, "http: GET (/ping) or POST (/echo)")
 	impl := fs.String("impl", "gonet", "pool mode: the client implementation, gonet, ref or ours")
 	addr := fs.String("addr", "", "server address")
 	conns := fs.Int("conns", 100, "connections (pool mode: the pool's size)")
@@ -188,6 +279,10 @@ func runClient(args []string) error {
 		return runIdleClient(*addr, *conns)
 	case clientPingPong:
 		err = l.pingPong(*addr, *conns, *busy)
+	case clientOpen:
+		err = l.openLoop(*addr, *conns, *rate)
+	case clientHTTP:
+		err = l.httpLoad(*addr, *conns, *method)
 	case clientMux:
 		err = l.mux(*addr, *conns, *inflight)
 	case clientPool:
@@ -346,6 +441,93 @@ func (l *loadRun) pingPong(addr string, conns, busy int) error {
 			req, want := messages(uint64(i), uint64(i), l.size)
 			l.start(func() ([]float64, error) { return l.closedLoop(c, req, want) })
 		}
+	}
+	return nil
+}
+
+// openLoop sends rate requests per second in all on conns connections,
+// connection i at the times first+i/rate+k*conns/rate (k = 0, 1, ...), one
+// request in flight each: a request due while the previous one is still
+// outstanding goes as soon as that one is answered.
+func (l *loadRun) openLoop(addr string, conns int, rate float64) error {
+	if rate <= 0 {
+		return errors.New("-rate must be positive")
+	}
+	cs, err := dialAll(conns, func() (rtConn, error) { return dialGoNet(addr) })
+	for _, c := range cs {
+		if c != nil {
+			l.closers = append(l.closers, c)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	second := float64(time.Second)
+	period := time.Duration(float64(conns) / rate * second)
+	first := time.Now().Add(10 * time.Millisecond)
+	deadline := time.Now().Add(time.Hour)
+	for i, c := range cs {
+		c.(*netConn).c.SetDeadline(deadline)
+		req, want := messages(uint64(i), uint64(i), l.size)
+		due := first.Add(time.Duration(float64(i) / rate * second))
+		l.start(func() ([]float64, error) { return l.scheduled(c, req, want, due, period) })
+	}
+	return nil
+}
+
+// scheduled sends a request on c at due, due+period, ... until stopping,
+// returning the latencies, from the due times, of those measured.
+func (l *loadRun) scheduled(c rtConn, req, want []byte, due time.Time, period time.Duration) ([]float64, error) {
+	lat := make([]float64, 0, 1<<12)
+	pace, err := newPacer()
+	if err != nil {
+		return lat, err
+	}
+	defer pace.Close()
+	for !l.stopping.Load() {
+		if time.Until(due) > 0 {
+			if err := pace.sleepUntil(due); err != nil {
+				return lat, err
+			}
+		}
+		measured := l.measuring.Load()
+		if err := c.roundTrip(req, want); err != nil {
+			return lat, err
+		}
+		d := time.Since(due)
+		l.completed.Add(1)
+		if measured && l.measuring.Load() {
+			lat = append(lat, float64(d.Nanoseconds()))
+		}
+		due = due.Add(period)
+	}
+	return lat, nil
+}
+
+// httpLoad starts conns HTTP workers (see clientHTTP), each connected by a
+// first request before it returns.
+func (l *loadRun) httpLoad(addr string, conns int, method string) error {
+	if method != http.MethodGet && method != http.MethodPost {
+		return fmt.Errorf("-method: want GET or POST, not %q", method)
+	}
+	payload := httpPayload(l.size)
+	cs, err := dialAll(conns, func() (*httpConn, error) {
+		c, err := dialHTTP(addr, method)
+		if err == nil {
+			err = c.roundTrip(payload, payload)
+		}
+		return c, err
+	})
+	for _, c := range cs {
+		if c != nil {
+			l.closers = append(l.closers, c)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		l.start(func() ([]float64, error) { return l.closedLoop(c, payload, payload) })
 	}
 	return nil
 }

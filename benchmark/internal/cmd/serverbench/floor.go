@@ -206,7 +206,7 @@ func (f *floor) event(fd int, events uint32) {
 		}
 		k := len(out)
 		out = append(out, make([]byte, responseLen(n-idLen))...)
-		respond(out[k:], data[headerLen:headerLen+n])
+		handle(out[k:], data[headerLen:headerLen+n])
 		data = data[headerLen+n:]
 	}
 	f.wbuf = out

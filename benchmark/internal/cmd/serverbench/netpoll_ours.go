@@ -73,7 +73,7 @@ func serveEchoOurs(r netpoll.Reader, w netpoll.Writer) error {
 		if err != nil {
 			return err
 		}
-		respond(out, req[headerLen:])
+		handle(out, req[headerLen:])
 		if !bufferedOurs(r) {
 			if err := r.Release(); err != nil {
 				return err
@@ -131,7 +131,7 @@ func serveMuxOurs(ctx context.Context, c netpoll.Connection) error {
 			}
 			buf := netpoll.NewLinkBuffer(responseLen(n - idLen))
 			out, _ := buf.Malloc(responseLen(n - idLen))
-			respond(out, msg[headerLen:])
+			handle(out, msg[headerLen:])
 			req.Release()
 			buf.Flush()
 			q.Add(func() (netpoll.Writer, bool) { return buf, false })

@@ -75,7 +75,7 @@ func serveEchoRef(r netpoll.Reader, w netpoll.Writer) error {
 		if err != nil {
 			return err
 		}
-		respond(out, req[headerLen:])
+		handle(out, req[headerLen:])
 		if !bufferedRef(r) {
 			if err := r.Release(); err != nil {
 				return err
@@ -133,7 +133,7 @@ func serveMuxRef(ctx context.Context, c netpoll.Connection) error {
 			}
 			buf := netpoll.NewLinkBuffer(responseLen(n - idLen))
 			out, _ := buf.Malloc(responseLen(n - idLen))
-			respond(out, msg[headerLen:])
+			handle(out, msg[headerLen:])
 			req.Release()
 			buf.Flush()
 			q.Add(func() (netpoll.Writer, bool) { return buf, false })

@@ -22,9 +22,13 @@ type config struct {
 	rounds                   int
 	size                     int
 	warmup, duration         time.Duration
+	extraWarmup              time.Duration
+	extraDuration            time.Duration
 	idleConns                int
 	muxConns, muxInflight    int
 	callers, poolConns       int
+	burn                     time.Duration
+	openBase                 float64
 	scenarios                []scenarioDef
 	syscalls                 bool
 	serverCPUs, clientCPUs   []int
@@ -38,32 +42,159 @@ type scenarioDef struct {
 	name, title, kind, mode string
 	impls                   []string
 	client                  []string // client flags besides -addr, -size, -warmup, -duration
+	// group: the scenarios of a group run their rounds interleaved, round
+	// r of each (in an order rotated per round) before round r+1 of any.
+	group string
+	// unpinned: the server and the client share every CPU, each with
+	// GOMAXPROCS = all of them, instead of being pinned to disjoint halves.
+	unpinned bool
+	// short: measured for -extra-duration instead of -duration.
+	short bool
+	// noSyscalls: no perf-counted run, even when perf works.
+	noSyscalls bool
+	// hertz: the server is the Hertz program (see hertz.go), not this one.
+	hertz bool
+	// openFrac: an open-loop scenario, at this fraction of the reference's
+	// echo-100 throughput.
+	openFrac float64
+	// burn: the handler burns -burn of CPU per request.
+	burn bool
 }
 
 var allImpls = []string{"gonet", "ref", "ours", "floor"}
 
+// threeImpls are the implementations of the scenarios with no floor: the
+// floor is a single inline handler loop, with nothing to say about HTTP, an
+// open loop or handler parallelism.
+var threeImpls = []string{"gonet", "ref", "ours"}
+
+// openFracs are the rates of the open-loop scenarios, as fractions of the
+// reference's saturated echo-100 throughput.
+var openFracs = []float64{0.25, 0.50, 0.75}
+
 func scenarioDefs(cfg *config) []scenarioDef {
 	itoa := strconv.Itoa
-	return []scenarioDef{
-		{name: "echo-100", title: "echo: 100 connections, all busy, one request in flight each",
-			kind: results.KindLoad, mode: modeEcho, impls: allImpls,
-			client: []string{"-mode", clientPingPong, "-conns", "100"}},
-		{name: "echo-1000", title: "echo: 1000 connections, all busy, one request in flight each",
-			kind: results.KindLoad, mode: modeEcho, impls: allImpls,
-			client: []string{"-mode", clientPingPong, "-conns", "1000"}},
-		{name: "idle-mixed", title: "idle-mixed: 1000 connections, 800 idle (connected, silent), 200 busy",
-			kind: results.KindLoad, mode: modeEcho, impls: allImpls,
-			client: []string{"-mode", clientPingPong, "-conns", "1000", "-busy", "200"}},
-		{name: "mux", title: fmt.Sprintf("mux: %d connections × %d requests in flight, a goroutine per request, responses batched (ShardQueue; Go net: a writer goroutine per connection)", cfg.muxConns, cfg.muxInflight),
+	var defs []scenarioDef
+	// The closed-loop echo scenarios, pinned, each with its unpinned twin.
+	for _, e := range []struct{ name, title string }{
+		{"echo-100", "echo: 100 connections, all busy, one request in flight each"},
+		{"echo-1000", "echo: 1000 connections, all busy, one request in flight each"},
+		{"idle-mixed", "idle-mixed: 1000 connections, 800 idle (connected, silent), 200 busy"},
+	} {
+		d := scenarioDef{name: e.name, title: e.title, kind: results.KindLoad, mode: modeEcho, impls: allImpls, group: e.name,
+			client: []string{"-mode", clientPingPong, "-conns", "1000"}}
+		switch e.name {
+		case "echo-100":
+			d.client = []string{"-mode", clientPingPong, "-conns", "100"}
+		case "idle-mixed":
+			d.client = append(d.client, "-busy", "200")
+		}
+		u := d
+		u.name, u.title = d.name+"/unpinned", d.title+"; server and client unpinned, sharing every CPU"
+		u.unpinned, u.short, u.noSyscalls = true, true, true
+		defs = append(defs, d, u)
+	}
+	defs = append(defs,
+		scenarioDef{name: "mux", title: fmt.Sprintf("mux: %d connections × %d requests in flight, a goroutine per request, responses batched (ShardQueue; Go net: a writer goroutine per connection)", cfg.muxConns, cfg.muxInflight),
 			kind: results.KindLoad, mode: modeMux, impls: allImpls,
 			client: []string{"-mode", clientMux, "-conns", itoa(cfg.muxConns), "-inflight", itoa(cfg.muxInflight)}},
-		{name: "client", title: fmt.Sprintf("client side: %d callers sharing a pool of %d connections, one request in flight each, against a Go net server", cfg.callers, cfg.poolConns),
-			kind: results.KindClient, mode: modeEcho, impls: []string{"gonet", "ref", "ours"},
+		scenarioDef{name: "client", title: fmt.Sprintf("client side: %d callers sharing a pool of %d connections, one request in flight each, against a Go net server", cfg.callers, cfg.poolConns),
+			kind: results.KindClient, mode: modeEcho, impls: threeImpls,
 			client: []string{"-mode", clientPool, "-conns", itoa(cfg.poolConns), "-callers", itoa(cfg.callers)}},
-		{name: "idle-scale", title: fmt.Sprintf("idle scale: %d idle connections", cfg.idleConns),
+		scenarioDef{name: "idle-scale", title: fmt.Sprintf("idle scale: %d idle connections", cfg.idleConns),
 			kind: results.KindIdle, mode: modeEcho, impls: allImpls,
 			client: []string{"-mode", clientIdle, "-conns", itoa(cfg.idleConns)}},
+	)
+	for _, f := range openFracs {
+		pct := int(f*100 + 0.5)
+		defs = append(defs, scenarioDef{name: fmt.Sprintf("echo-open-%d", pct),
+			// The rate is known once echo-100 has run; runGroup completes the title.
+			title: fmt.Sprintf("echo, open loop: 100 connections sending %d%% of ref's echo-100 throughput", pct),
+			kind:  results.KindLoad, mode: modeEcho, impls: threeImpls, group: "echo-open", short: true, openFrac: f,
+			client: []string{"-mode", clientOpen, "-conns", "100"}})
 	}
+	defs = append(defs, scenarioDef{name: "cpu-heavy",
+		title: fmt.Sprintf("CPU-heavy handler: echo on 100 connections, one request in flight each, the handler burning %v of CPU per request; server and client unpinned", cfg.burn),
+		kind:  results.KindLoad, mode: modeEcho, impls: threeImpls, unpinned: true, short: true, noSyscalls: true, burn: true,
+		client: []string{"-mode", clientPingPong, "-conns", "100"}})
+	for _, unpinned := range []bool{false, true} {
+		for _, m := range []struct{ method, what string }{{"GET", "GET /ping answering"}, {"POST", "POST /echo of"}} {
+			d := scenarioDef{name: "hertz-" + strings.ToLower(m.method),
+				title: fmt.Sprintf("Hertz v0.10.4: %s %d bytes, 100 keep-alive connections from Go's net/http client, one request in flight each (gonet: Hertz's standard transport)", m.what, cfg.size),
+				kind:  results.KindLoad, impls: threeImpls, group: "hertz", short: true, hertz: true,
+				client: []string{"-mode", clientHTTP, "-conns", "100", "-method", m.method}}
+			if unpinned {
+				d.name += "/unpinned"
+				d.title += "; server and client unpinned, sharing every CPU"
+				d.unpinned = true
+			}
+			defs = append(defs, d)
+		}
+	}
+	return defs
+}
+
+// selectScenarios returns the scenarios -scenarios names, in its order: a
+// scenario's name, or a group of them: hertz, echo-open, unpinned.
+func selectScenarios(all []scenarioDef, names string) ([]scenarioDef, error) {
+	if names == "" {
+		return all, nil
+	}
+	var out []scenarioDef
+	seen := map[string]bool{}
+	for _, n := range strings.Split(names, ",") {
+		n = strings.TrimSpace(n)
+		var match []scenarioDef
+		for _, d := range all {
+			if d.name == n {
+				match = []scenarioDef{d}
+				break
+			}
+			if (d.group == n && n != d.name && !isScenario(all, n)) || (n == "unpinned" && d.unpinned) {
+				match = append(match, d)
+			}
+		}
+		if len(match) == 0 {
+			return nil, fmt.Errorf("-scenarios: unknown %q", n)
+		}
+		for _, d := range match {
+			if !seen[d.name] {
+				seen[d.name] = true
+				out = append(out, d)
+			}
+		}
+	}
+	return out, nil
+}
+
+func isScenario(all []scenarioDef, name string) bool {
+	for _, d := range all {
+		if d.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// groups splits scenarios into the lists that run together: the members of
+// a group, in the order of the group's first member.
+func groups(defs []scenarioDef) [][]scenarioDef {
+	var out [][]scenarioDef
+	at := map[string]int{}
+	for _, d := range defs {
+		key := d.group
+		if key == "" {
+			key = "=" + d.name
+		}
+		i, ok := at[key]
+		if !ok {
+			i = len(out)
+			at[key] = i
+			out = append(out, nil)
+		}
+		out[i] = append(out[i], d)
+	}
+	return out
 }
 
 func orchestrate(args []string) error {
@@ -73,12 +204,16 @@ func orchestrate(args []string) error {
 	fs.IntVar(&cfg.size, "size", 1024, "payload bytes per request")
 	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured load before each measurement")
 	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured time per run")
+	fs.DurationVar(&cfg.extraWarmup, "extra-warmup", 500*time.Millisecond, "warmup of the unpinned, open-loop, CPU-heavy and Hertz scenarios")
+	fs.DurationVar(&cfg.extraDuration, "extra-duration", 2*time.Second, "measured time per run of the unpinned, open-loop, CPU-heavy and Hertz scenarios")
+	fs.DurationVar(&cfg.burn, "burn", 50*time.Microsecond, "cpu-heavy: CPU the handler burns per request")
+	fs.Float64Var(&cfg.openBase, "open-base", 0, "echo-open-*: the QPS their rates are fractions of (0: ref's echo-100 median in this run, or one run of it)")
 	fs.IntVar(&cfg.idleConns, "idle-conns", 15000, "idle-scale: connections")
 	fs.IntVar(&cfg.muxConns, "mux-conns", 4, "mux: connections")
 	fs.IntVar(&cfg.muxInflight, "mux-inflight", 256, "mux: requests in flight per connection")
 	fs.IntVar(&cfg.callers, "callers", 100, "client: concurrent callers")
 	fs.IntVar(&cfg.poolConns, "pool", 100, "client: connections in the pool")
-	scen := fs.String("scenarios", "", "scenarios to run, comma-separated (default: all)")
+	scen := fs.String("scenarios", "", "scenarios to run, comma-separated, or groups of them: hertz, echo-open, unpinned (default: all)")
 	impls := fs.String("impls", "", "implementations to run, comma-separated (default: all of each scenario's)")
 	syscalls := fs.String("syscalls", "auto", "count syscalls per request with perf in one extra run per implementation: on, off, auto (on if perf works)")
 	pin := fs.Bool("pin", true, "pin the server and the client to disjoint CPUs")
@@ -87,12 +222,12 @@ func orchestrate(args []string) error {
 	fs.IntVar(&cfg.serverProcs, "server-procs", 0, "GOMAXPROCS of the server process (0: Go's default, the CPUs it may use)")
 	fs.IntVar(&cfg.clientProcs, "client-procs", 0, "GOMAXPROCS of the client process (0: Go's default)")
 	fs.StringVar(&cfg.jsonPath, "json", "", "also write the results to this JSON file")
-	quick := fs.Bool("quick", false, "short runs: -rounds 3 -warmup 300ms -duration 1s -syscalls off (unless given)")
+	quick := fs.Bool("quick", false, "short runs: -rounds 3 -warmup 300ms -duration 1s -extra-warmup 200ms -extra-duration 500ms -syscalls off (unless given)")
 	fs.BoolVar(&cfg.verbose, "v", false, "print every run to stderr")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/server [flags]\n\nScenarios:")
-		for _, d := range scenarioDefs(&config{idleConns: 15000, muxConns: 4, muxInflight: 256, callers: 100, poolConns: 100}) {
-			fmt.Fprintf(fs.Output(), "  %-11s %s\n", d.name, d.title)
+		for _, d := range scenarioDefs(&config{size: 1024, idleConns: 15000, muxConns: 4, muxInflight: 256, callers: 100, poolConns: 100, burn: 50 * time.Microsecond}) {
+			fmt.Fprintf(fs.Output(), "  %-20s %s\n", d.name, d.title)
 		}
 		fmt.Fprintln(fs.Output(), "\nImplementations: gonet (Go's net), ref (cloudwego/netpoll v0.7.2), ours, floor (raw epoll, one goroutine)\n\nFlags:")
 		fs.PrintDefaults()
@@ -110,30 +245,24 @@ func orchestrate(args []string) error {
 		if !given["duration"] {
 			cfg.duration = time.Second
 		}
+		if !given["extra-warmup"] {
+			cfg.extraWarmup = 200 * time.Millisecond
+		}
+		if !given["extra-duration"] {
+			cfg.extraDuration = 500 * time.Millisecond
+		}
 		if !given["syscalls"] {
 			*syscalls = "off"
 		}
 	}
-	if cfg.rounds < 1 || cfg.size < 0 || cfg.size > maxPayload || cfg.duration <= 0 {
-		return errors.New("-rounds and -duration must be positive, -size within [0, 1 MiB]")
+	if cfg.rounds < 1 || cfg.size < 0 || cfg.size > maxPayload || cfg.duration <= 0 || cfg.extraDuration <= 0 || cfg.extraWarmup < 0 || cfg.burn <= 0 {
+		return errors.New("-rounds, -duration, -extra-duration and -burn must be positive, -size within [0, 1 MiB]")
 	}
 
 	// Scenarios and implementations.
-	byName := map[string]scenarioDef{}
-	for _, d := range scenarioDefs(cfg) {
-		byName[d.name] = d
-		if *scen == "" {
-			cfg.scenarios = append(cfg.scenarios, d)
-		}
-	}
-	if *scen != "" {
-		for _, n := range strings.Split(*scen, ",") {
-			d, ok := byName[strings.TrimSpace(n)]
-			if !ok {
-				return fmt.Errorf("-scenarios: unknown %q", n)
-			}
-			cfg.scenarios = append(cfg.scenarios, d)
-		}
+	var err error
+	if cfg.scenarios, err = selectScenarios(scenarioDefs(cfg), *scen); err != nil {
+		return err
 	}
 	if *impls != "" {
 		keep := map[string]bool{}
@@ -172,7 +301,6 @@ func orchestrate(args []string) error {
 	// Pinning.
 	if *pin {
 		cpus := allowedCPUs()
-		var err error
 		if *serverCPUs != "" {
 			if cfg.serverCPUs, err = parseCPUList(*serverCPUs); err != nil {
 				return err
@@ -194,6 +322,18 @@ func orchestrate(args []string) error {
 		return err
 	}
 	o := &orch{cfg: cfg, self: self}
+	for _, d := range cfg.scenarios {
+		if d.hertz && o.hertzBins == nil && o.hertzErr == nil {
+			fmt.Fprintln(os.Stderr, "building the Hertz servers")
+			if o.hertzBins, o.hertzErr = buildHertz(); o.hertzErr != nil {
+				fmt.Fprintln(os.Stderr, "hertz:", o.hertzErr)
+			}
+		}
+		if d.burn && o.burnIters == 0 {
+			o.burnIters = calibrateBurn(cfg.burn)
+			fmt.Fprintf(os.Stderr, "cpu-heavy: %d iterations of the burn loop take %v here\n", o.burnIters, cfg.burn)
+		}
+	}
 	suite := &results.Suite{
 		Env:       report.Environment(),
 		Kernel:    kernelRelease(),
@@ -206,22 +346,28 @@ func orchestrate(args []string) error {
 		Duration:  cfg.duration.String(),
 		Size:      cfg.size,
 	}
+	suite.ExtraWarmup, suite.ExtraDuration = cfg.extraWarmup.String(), cfg.extraDuration.String()
 	fmt.Fprintf(os.Stderr, "%s\n%s; load average %s; %d rounds of %v+%v\n",
 		suite.Env, suite.Pinning, suite.LoadStart, cfg.rounds, cfg.warmup, cfg.duration)
 	fmt.Printf("%s\n%s\n%s; payload %d bytes; rounds=%d, %v warmup + %v measured; medians over rounds;\n"+
 		"ratios: median of the per-round ratios (lowest-highest round); spread: (max-min)/median of the first column\n",
 		suite.Env, suite.Kernel, suite.Pinning, cfg.size, cfg.rounds, cfg.warmup, cfg.duration)
 	start := time.Now()
-	for _, d := range cfg.scenarios {
-		s := o.runScenario(d)
-		suite.Scenarios = append(suite.Scenarios, s)
-		fmt.Printf("\n## %s\n%s\n\n", s.Name, s.Title)
-		results.WriteText(os.Stdout, s.Rows(true))
-		if rows := s.SyscallRows(); rows != nil {
+	for _, g := range groups(cfg.scenarios) {
+		for _, s := range o.runGroup(g) {
+			suite.Scenarios = append(suite.Scenarios, s)
+			fmt.Printf("\n## %s\n%s\n", s.Name, s.Title)
+			if s.Setup != "" {
+				fmt.Println(s.Setup)
+			}
 			fmt.Println()
-			results.WriteText(os.Stdout, rows)
+			results.WriteText(os.Stdout, s.Rows(true))
+			if rows := s.SyscallRows(); rows != nil {
+				fmt.Println()
+				results.WriteText(os.Stdout, rows)
+			}
 		}
-		if cfg.jsonPath != "" { // after every scenario, in case a later one fails
+		if cfg.jsonPath != "" { // after every group, in case a later one fails
 			suite.LoadEnd, suite.Elapsed = loadAverage(), time.Since(start).Round(time.Second).String()
 			if err := results.Save(cfg.jsonPath, suite); err != nil {
 				return err
@@ -239,41 +385,120 @@ func orchestrate(args []string) error {
 type orch struct {
 	cfg  *config
 	self string
+	// The Hertz servers by implementation (gonet: the reference's build,
+	// on Hertz's standard transport), or why they could not be built.
+	hertzBins map[string]string
+	hertzErr  error
+	// burnIters: the iterations of burn that take -burn (cpu-heavy).
+	burnIters int
+	// echoRefQPS: the reference's median echo-100 throughput, the base of
+	// the open-loop rates, once known.
+	echoRefQPS float64
 }
 
-// runScenario runs the rounds of one scenario, then the syscall counts. A
-// run that fails is recorded with its error and left out of the medians.
-func (o *orch) runScenario(d scenarioDef) *results.Scenario {
-	s := &results.Scenario{Name: d.name, Title: d.title, Kind: d.kind, Impls: d.impls, Runs: map[string][]results.Run{}}
-	for r := 0; r < o.cfg.rounds; r++ {
-		// Rotate the order so that no implementation always runs first or
-		// right after the same other one.
-		for k := range d.impls {
-			impl := d.impls[(r+k)%len(d.impls)]
-			run, _, err := o.run(d, impl, false)
-			if err != nil {
-				run = results.Run{Err: err.Error()}
-				fmt.Fprintf(os.Stderr, "%s round %d %s: %v\n", d.name, r+1, impl, err)
-			} else if o.cfg.verbose {
-				fmt.Fprintf(os.Stderr, "%s round %d %-5s %s\n", d.name, r+1, impl, describe(d.kind, run))
-			}
-			s.Runs[impl] = append(s.Runs[impl], run)
+// runGroup runs the rounds of a group of scenarios, interleaved, then their
+// syscall counts. A run that fails is recorded with its error and left out
+// of the medians.
+func (o *orch) runGroup(defs []scenarioDef) []*results.Scenario {
+	out := make([]*results.Scenario, len(defs))
+	for i, d := range defs {
+		s := &results.Scenario{Name: d.name, Title: d.title, Kind: d.kind, Impls: d.impls, Runs: map[string][]results.Run{}}
+		var setup []string
+		if d.unpinned {
+			setup = append(setup, fmt.Sprintf("server and client unpinned: both on CPU %s, GOMAXPROCS=%d each", formatCPUList(allowedCPUs()), len(allowedCPUs())))
 		}
-		fmt.Fprintf(os.Stderr, "%s: round %d/%d done\n", d.name, r+1, o.cfg.rounds)
+		if d.short {
+			setup = append(setup, fmt.Sprintf("%v warmup + %v measured per run", o.cfg.extraWarmup, o.cfg.extraDuration))
+		}
+		if d.openFrac > 0 {
+			base := o.openBase()
+			defs[i].client = append(append([]string(nil), d.client...), "-rate", strconv.FormatFloat(base*d.openFrac, 'f', 0, 64))
+			s.Rate = base * d.openFrac
+			s.Title += fmt.Sprintf(" (%.0f req/s)", s.Rate)
+			setup = append(setup, "latency from the time each request was due to be sent")
+		}
+		if d.burn {
+			s.BurnIters = o.burnIters
+			setup = append(setup, fmt.Sprintf("the burn loop: %d iterations, calibrated to %v at the start", o.burnIters, o.cfg.burn))
+		}
+		if d.hertz && o.hertzErr != nil {
+			setup = append(setup, "Hertz build failed: "+o.hertzErr.Error())
+		}
+		if len(setup) > 0 {
+			s.Setup = strings.Join(setup, "; ")
+		}
+		out[i] = s
 	}
-	if o.cfg.syscalls {
-		s.Syscalls = map[string]*results.Syscalls{}
+	for r := 0; r < o.cfg.rounds; r++ {
+		for j := range defs {
+			// Rotate the order of the scenarios and of the
+			// implementations, so that none always runs first or right
+			// after the same other one.
+			di := (r + j) % len(defs)
+			d, s := defs[di], out[di]
+			for k := range d.impls {
+				impl := d.impls[(r+k)%len(d.impls)]
+				run, _, err := o.run(d, impl, false)
+				if err != nil {
+					run = results.Run{Err: err.Error()}
+					fmt.Fprintf(os.Stderr, "%s round %d %s: %v\n", d.name, r+1, impl, err)
+				} else if o.cfg.verbose {
+					fmt.Fprintf(os.Stderr, "%s round %d %-5s %s\n", d.name, r+1, impl, describe(d.kind, run))
+				}
+				s.Runs[impl] = append(s.Runs[impl], run)
+			}
+		}
+		names := make([]string, len(defs))
+		for j, d := range defs {
+			names[j] = d.name
+		}
+		fmt.Fprintf(os.Stderr, "%s: round %d/%d done\n", strings.Join(names, ", "), r+1, o.cfg.rounds)
+	}
+	for i, d := range defs {
+		if d.name == "echo-100" {
+			if q := out[i].Median("ref", results.Metrics(d.kind)[0]); q > 0 {
+				o.echoRefQPS = q
+			}
+		}
+		if !o.cfg.syscalls || d.noSyscalls {
+			continue
+		}
+		out[i].Syscalls = map[string]*results.Syscalls{}
 		for _, impl := range d.impls {
 			_, sc, err := o.run(d, impl, true)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "%s syscall count %s: %v\n", d.name, impl, err)
 				continue
 			}
-			s.Syscalls[impl] = sc
+			out[i].Syscalls[impl] = sc
 		}
 		fmt.Fprintf(os.Stderr, "%s: syscalls counted\n", d.name)
 	}
-	return s
+	return out
+}
+
+// openBase returns the reference's saturated echo-100 throughput: its median
+// over the rounds of echo-100 if that ran, otherwise one run measured now.
+func (o *orch) openBase() float64 {
+	if o.cfg.openBase > 0 {
+		return o.cfg.openBase
+	}
+	if o.echoRefQPS > 0 {
+		return o.echoRefQPS
+	}
+	for _, d := range scenarioDefs(o.cfg) {
+		if d.name != "echo-100" {
+			continue
+		}
+		run, _, err := o.run(d, "ref", false)
+		if err != nil || run.QPS <= 0 {
+			fmt.Fprintf(os.Stderr, "echo-100 ref, the base of the open-loop rates: %v; using 10000 req/s\n", err)
+			return 10000
+		}
+		fmt.Fprintf(os.Stderr, "echo-100 ref, the base of the open-loop rates: %.0f req/s\n", run.QPS)
+		o.echoRefQPS = run.QPS
+	}
+	return o.echoRefQPS
 }
 
 func describe(kind string, r results.Run) string {
@@ -294,15 +519,43 @@ func (o *orch) run(d scenarioDef, impl string, withPerf bool) (results.Run, *res
 
 // proc is a child process: the server or the client.
 type proc struct {
+	name  string
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	lines chan string
 	pid   int
 }
 
-func (o *orch) start(args []string, procs int, cpus []int) (*proc, error) {
-	cmd := exec.Command(o.self, args...)
+// placement is where a scenario's server or client process runs: on cpus
+// (nil: any) with GOMAXPROCS procs (0: Go's default).
+type placement struct {
+	cpus  []int
+	procs int
+}
+
+func (o *orch) serverPlace(d scenarioDef) placement {
+	if d.unpinned {
+		return placement{nil, len(allowedCPUs())}
+	}
+	return placement{o.cfg.serverCPUs, o.cfg.serverProcs}
+}
+
+func (o *orch) clientPlace(d scenarioDef) placement {
+	if d.unpinned {
+		return placement{nil, len(allowedCPUs())}
+	}
+	return placement{o.cfg.clientCPUs, o.cfg.clientProcs}
+}
+
+// start starts this program with args (or, with bin set, that program),
+// placed at pl.
+func (o *orch) start(name, bin string, args []string, pl placement) (*proc, error) {
+	if bin == "" {
+		bin = o.self
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = os.Environ()
+	procs, cpus := pl.procs, pl.cpus
 	if procs > 0 {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(procs))
 	}
@@ -318,7 +571,7 @@ func (o *orch) start(args []string, procs int, cpus []int) (*proc, error) {
 	if err := startPinned(cmd, cpus); err != nil {
 		return nil, err
 	}
-	p := &proc{cmd: cmd, stdin: stdin, lines: make(chan string, 64), pid: cmd.Process.Pid}
+	p := &proc{name: name, cmd: cmd, stdin: stdin, lines: make(chan string, 64), pid: cmd.Process.Pid}
 	go func() {
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -336,14 +589,14 @@ func (p *proc) expect(prefix string, timeout time.Duration) (string, error) {
 	select {
 	case l, ok := <-p.lines:
 		if !ok {
-			return "", fmt.Errorf("%s exited while we waited for %q", p.cmd.Args[1], prefix)
+			return "", fmt.Errorf("%s exited while we waited for %q", p.name, prefix)
 		}
 		if !strings.HasPrefix(l, prefix) {
-			return "", fmt.Errorf("%s said %q, want %q", p.cmd.Args[1], l, prefix)
+			return "", fmt.Errorf("%s said %q, want %q", p.name, l, prefix)
 		}
 		return l, nil
 	case <-time.After(timeout):
-		return "", fmt.Errorf("%s: no %q within %v", p.cmd.Args[1], prefix, timeout)
+		return "", fmt.Errorf("%s: no %q within %v", p.name, prefix, timeout)
 	}
 }
 
@@ -359,7 +612,7 @@ func (p *proc) finish(timeout time.Duration) error {
 	case <-time.After(timeout):
 		p.cmd.Process.Kill()
 		<-done
-		return fmt.Errorf("%s killed after %v", p.cmd.Args[1], timeout)
+		return fmt.Errorf("%s killed after %v", p.name, timeout)
 	}
 }
 
@@ -400,8 +653,25 @@ func (p *proc) mark() (goroutines int, err error) {
 	return goroutines, err
 }
 
-func (o *orch) startServer(impl, mode string) (*proc, string, error) {
-	srv, err := o.start([]string{"serve", impl, mode}, o.cfg.serverProcs, o.cfg.serverCPUs)
+// startServer starts the server of scenario d for impl and returns it with
+// the address it listens on.
+func (o *orch) startServer(d scenarioDef, impl string) (*proc, string, error) {
+	bin, args := "", []string{"serve", impl, d.mode}
+	if d.burn {
+		args = append(args, strconv.Itoa(o.burnIters))
+	}
+	if d.hertz {
+		if o.hertzErr != nil {
+			return nil, "", o.hertzErr
+		}
+		transport, build := "netpoll", impl
+		if impl == "gonet" {
+			transport, build = "standard", "ref"
+		}
+		bin = o.hertzBins[build]
+		args = []string{"-transport", transport, "-size", strconv.Itoa(o.cfg.size), "-name", "hertz-" + impl}
+	}
+	srv, err := o.start("server", bin, args, o.serverPlace(d))
 	if err != nil {
 		return nil, "", err
 	}
@@ -420,7 +690,7 @@ func (o *orch) runLoad(d scenarioDef, impl string, withPerf bool) (run results.R
 	if d.kind == results.KindClient {
 		serverImpl, clientArgs = "gonet", append(append([]string(nil), d.client...), "-impl", impl)
 	}
-	srv, addr, err := o.startServer(serverImpl, d.mode)
+	srv, addr, err := o.startServer(d, serverImpl)
 	if err != nil {
 		return run, nil, err
 	}
@@ -429,15 +699,19 @@ func (o *orch) runLoad(d scenarioDef, impl string, withPerf bool) (run results.R
 			err = fmt.Errorf("server: %w", e)
 		}
 	}()
-	duration := o.cfg.duration
+	warmup, duration := o.cfg.warmup, o.cfg.duration
+	if d.short {
+		warmup, duration = o.cfg.extraWarmup, o.cfg.extraDuration
+	}
+	measured := duration
 	if withPerf {
 		// Counting needs time to attach: let the client run on, and
 		// tell it to stop once counted.
 		duration += 5 * time.Minute
 	}
 	args := append([]string{"client", "-addr", addr, "-size", strconv.Itoa(o.cfg.size),
-		"-warmup", o.cfg.warmup.String(), "-duration", duration.String()}, clientArgs...)
-	cl, err := o.start(args, o.cfg.clientProcs, o.cfg.clientCPUs)
+		"-warmup", warmup.String(), "-duration", duration.String()}, clientArgs...)
+	cl, err := o.start("client", "", args, o.clientPlace(d))
 	if err != nil {
 		return run, nil, err
 	}
@@ -451,7 +725,7 @@ func (o *orch) runLoad(d scenarioDef, impl string, withPerf bool) (run results.R
 	if _, err := cl.expect("connected", 2*time.Minute); err != nil {
 		return run, nil, err
 	}
-	if _, err := cl.expect("measuring", o.cfg.warmup+time.Minute); err != nil {
+	if _, err := cl.expect("measuring", warmup+time.Minute); err != nil {
 		return run, nil, err
 	}
 	sCPU0, err1 := processCPU(srv.pid)
@@ -473,7 +747,7 @@ func (o *orch) runLoad(d scenarioDef, impl string, withPerf bool) (run results.R
 		if d.kind == results.KindClient {
 			target, who = cl.pid, "client"
 		}
-		sys, err = o.countSyscalls(target, who, cl)
+		sys, err = o.countSyscalls(target, who, cl, measured/2)
 		if err != nil {
 			return run, nil, err
 		}
@@ -530,7 +804,7 @@ func (o *orch) runLoad(d scenarioDef, impl string, withPerf bool) (run results.R
 // runIdle opens the scenario's idle connections to one server and measures
 // what they cost it.
 func (o *orch) runIdle(d scenarioDef, impl string, withPerf bool) (run results.Run, sys *results.Syscalls, err error) {
-	srv, addr, err := o.startServer(impl, d.mode)
+	srv, addr, err := o.startServer(d, impl)
 	if err != nil {
 		return run, nil, err
 	}
@@ -560,7 +834,7 @@ func (o *orch) runIdle(d scenarioDef, impl string, withPerf bool) (run results.R
 	}
 	t0 := time.Now()
 	args := append([]string{"client", "-addr", addr}, d.client...)
-	cl, err := o.start(args, o.cfg.clientProcs, o.cfg.clientCPUs)
+	cl, err := o.start("client", "", args, o.clientPlace(d))
 	if err != nil {
 		return run, nil, err
 	}
@@ -617,8 +891,8 @@ func (o *orch) runIdle(d scenarioDef, impl string, withPerf bool) (run results.R
 }
 
 // countSyscalls counts the syscalls of process pid while the client cl
-// completes requests, for most of the measured window.
-func (o *orch) countSyscalls(pid int, who string, cl *proc) (*results.Syscalls, error) {
+// completes requests, for window (half the measured time).
+func (o *orch) countSyscalls(pid int, who string, cl *proc, window time.Duration) (*results.Syscalls, error) {
 	pc, err := startPerf(pid)
 	if err != nil {
 		return nil, err
@@ -631,7 +905,7 @@ func (o *orch) countSyscalls(pid int, who string, cl *proc) (*results.Syscalls, 
 	if err != nil {
 		return nil, err
 	}
-	time.Sleep(o.cfg.duration / 2)
+	time.Sleep(window)
 	if err := pc.disable(); err != nil {
 		return nil, err
 	}

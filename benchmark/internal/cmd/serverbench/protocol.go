@@ -3,7 +3,10 @@ package main
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"math/bits"
+	"sync/atomic"
+	"time"
 )
 
 // The protocol. Every message is a 4-byte big-endian body length followed by
@@ -46,6 +49,48 @@ func respond(out, body []byte) {
 	copy(out[headerLen:], body[:idLen])
 	binary.BigEndian.PutUint32(out[headerLen+idLen:], checksum(payload))
 	copy(out[headerLen+idLen+sumLen:], payload)
+}
+
+// handle is what a server does with a request: burn burnIters iterations
+// of CPU (zero, except in the CPU-heavy scenario), then respond.
+func handle(out, body []byte) {
+	if burnIters > 0 {
+		burnSink.Store(burn(burnIters))
+	}
+	respond(out, body)
+}
+
+// burnIters is set once, at the server's start, before any request.
+var (
+	burnIters int
+	burnSink  atomic.Uint64
+)
+
+// burn is a deterministic CPU loop of n dependent steps (an xorshift
+// generator), which the compiler cannot shorten: the CPU-heavy scenario's
+// handler work. calibrateBurn sizes n for a duration.
+func burn(n int) uint64 {
+	x := uint64(0x9e3779b97f4a7c15)
+	for i := 0; i < n; i++ {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+	}
+	return x
+}
+
+// calibrateBurn returns the iterations of burn that take about d on this
+// machine: the fastest of several timed trials, so that a trial slowed by
+// other processes does not inflate it.
+func calibrateBurn(d time.Duration) int {
+	const n = 200_000
+	best := time.Duration(math.MaxInt64)
+	for t := 0; t < 30; t++ {
+		start := time.Now()
+		burnSink.Store(burn(n))
+		best = min(best, time.Since(start))
+	}
+	return max(1, int(float64(n)*float64(d)/float64(best)))
 }
 
 // encodeRequest writes a request with id and payload into out, which is

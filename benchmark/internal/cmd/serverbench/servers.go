@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -116,7 +117,7 @@ func serveGoNetEcho(c net.Conn) {
 		if _, err := io.ReadFull(br, body); err != nil {
 			return
 		}
-		respond(out, body)
+		handle(out, body)
 		if _, err := c.Write(out); err != nil {
 			return
 		}
@@ -184,14 +185,15 @@ func serveGoNetMux(c net.Conn) {
 		go func() {
 			defer inflight.Done()
 			out := getBuf(responseLen(n - idLen))
-			respond(*out, *body)
+			handle(*out, *body)
 			bufPool.Put(body)
 			responses <- out
 		}()
 	}
 }
 
-// runServe is the server process: "serve IMPL MODE". It prints "listening
+// runServe is the server process: "serve IMPL MODE [BURN]", BURN the
+// iterations of burn its handler runs per request. It prints "listening
 // ADDR", then answers each "mark" line on its standard input with "mark
 // goroutines=G" and each "stats" line with "stats goroutines=G accepted=N
 // sched=S schedp50=A schedp99=B" (S: goroutines scheduled since the last
@@ -201,8 +203,15 @@ func serveGoNetMux(c net.Conn) {
 // there, named after the implementation, the mode and the process id (and
 // so does the client in the pool mode: client-IMPL-PID.pprof).
 func runServe(args []string) error {
-	if len(args) != 2 || servers[args[0]] == nil || (args[1] != modeEcho && args[1] != modeMux) {
-		return fmt.Errorf("usage: serve gonet|ref|ours|floor echo|mux")
+	if len(args) < 2 || len(args) > 3 || servers[args[0]] == nil || (args[1] != modeEcho && args[1] != modeMux) {
+		return fmt.Errorf("usage: serve gonet|ref|ours|floor echo|mux [burn-iterations]")
+	}
+	if len(args) == 3 {
+		n, err := strconv.Atoi(args[2])
+		if err != nil || n < 0 {
+			return fmt.Errorf("serve: burn iterations %q", args[2])
+		}
+		burnIters = n
 	}
 	raiseFileLimit()
 	if dir := os.Getenv("SERVERBENCH_CPUPROFILE"); dir != "" {

@@ -52,6 +52,23 @@ func kitexRoundTrip(c Connection, msg string) error {
 	return nil
 }
 
+// kitexDialOntoFd dials addr, echoing once over each connection, until a
+// dialed connection gets fd, the number a user closed; every dial must work.
+// It returns that connection; all of them close at cleanup.
+func kitexDialOntoFd(t *testing.T, network, addr string, fd int) Connection {
+	t.Helper()
+	for i := 0; i < 20; i++ {
+		c, err := kitexEcho(network, addr, fmt.Sprintf("new %d", i))
+		require.NoError(t, err, "dial %d after a user closed fd %d", i, fd)
+		t.Cleanup(func() { c.Close() })
+		if c.(Conn).Fd() == fd {
+			return c
+		}
+	}
+	t.Fatalf("no dial got fd %d: the test did not reach its subject", fd)
+	return nil
+}
+
 // kitexServe serves an echo EventLoop on a new listener of network made by
 // CreateListener, as Kitex makes its listeners.
 func kitexServe(t *testing.T, network string) (Listener, EventLoop, <-chan error) {
@@ -146,22 +163,7 @@ func TestUserClosedConnFd(t *testing.T) {
 		fd := old.(Conn).Fd()
 		require.NoError(t, syscall.Close(fd))
 
-		var owner Connection
-		var dialed []Connection
-		for i := 0; i < 20 && owner == nil; i++ {
-			c, err := kitexEcho(network, s.addr, fmt.Sprintf("new %d", i))
-			require.NoError(t, err, "dial %d after a user closed fd %d", i, fd)
-			dialed = append(dialed, c)
-			if c.(Conn).Fd() == fd {
-				owner = c
-			}
-		}
-		defer func() {
-			for _, c := range dialed {
-				c.Close()
-			}
-		}()
-		require.NotNil(t, owner, "no dial got fd %d: the test did not reach its subject", fd)
+		owner := kitexDialOntoFd(t, network, s.addr, fd)
 		eventually(t, func() bool { return !old.IsActive() }, "the connection whose fd was taken over to become inactive")
 		require.NoError(t, old.Close())
 		require.NoError(t, kitexRoundTrip(owner, "the fd's new owner"), "after the old connection's Close")
@@ -184,22 +186,7 @@ func TestUserClosedListenerFd(t *testing.T) {
 		fd := ln.Fd()
 		require.NoError(t, syscall.Close(fd))
 
-		var owner Connection
-		var dialed []Connection
-		for i := 0; i < 20 && owner == nil; i++ {
-			c, err := kitexEcho(network, other.addr, fmt.Sprintf("new %d", i))
-			require.NoError(t, err, "dial %d after a user closed the listener's fd %d", i, fd)
-			dialed = append(dialed, c)
-			if c.(Conn).Fd() == fd {
-				owner = c
-			}
-		}
-		defer func() {
-			for _, c := range dialed {
-				c.Close()
-			}
-		}()
-		require.NotNil(t, owner, "no dial got fd %d: the test did not reach its subject", fd)
+		owner := kitexDialOntoFd(t, network, other.addr, fd)
 		require.NoError(t, ln.Close())
 		require.NoError(t, kitexRoundTrip(owner, "after Listener.Close"), "Listener.Close closed fd %d, now another socket's", fd)
 		kitexShutdown(t, evl, served)

@@ -77,8 +77,8 @@
 //
 // After a peer close, bytes already buffered stay readable; a read needing
 // more fails with ErrEOF. After a local Close, reads fail with ErrConnClosed
-// once the buffer is recycled, and every Writer method fails with
-// ErrConnClosed.
+// once the buffer is recycled, and every Writer method but MallocLen fails
+// with ErrConnClosed.
 //
 // # Buffer ownership
 //

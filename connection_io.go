@@ -123,6 +123,8 @@ func (c *connection) fill() (n int, err error) {
 			if m, booked, _ := c.readInPlace(size); m > 0 {
 				c.adaptReadSize(m, booked)
 				n += m
+			} else {
+				c.readSize = int32(defaultBufferSize()) // the message ended at the scratch buffer's size
 			}
 		} else if n > 0 {
 			c.readSize = int32(defaultBufferSize())

@@ -77,10 +77,12 @@ func (c *plainConn) Write(p []byte) (int, error) {
 // fd made by the caller keeps working. Only the first call does anything.
 func (c *plainConn) Close() error {
 	if c.fd.acquire() {
-		if c.fd.refs.Load() > 1 { // a Read or Write is in flight besides ours
+		// Requesting the close first means no Read or Write can start after
+		// the check below, so none is left blocked without the shutdown.
+		c.fd.close(false)
+		if c.fd.refs.Load()&^(fdClosing|fdKeep) > 1 { // one is in flight besides ours
 			_ = unix.Shutdown(c.fd.num(), unix.SHUT_RDWR)
 		}
-		c.fd.close(false)
 		c.fd.release()
 	}
 	return nil

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"sync"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -176,10 +175,11 @@ func (c *connection) readInPlace(size int) (n, booked int, err error) {
 	return n, len(buf), err
 }
 
-// readFd is read(2), retried on EINTR; n is never negative.
+// readFd is read(2) (sysRead: sys_linux.go, sys_bsd.go), retried on EINTR;
+// n is never negative.
 func readFd(fd int, p []byte) (n int, err error) {
 	for {
-		n, err = unix.Read(fd, p)
+		n, err = sysRead(fd, p)
 		if err != unix.EINTR {
 			return max(n, 0), err
 		}
@@ -343,11 +343,12 @@ var iovecs = sync.Pool{New: func() any { return new([maxIovecs]unix.Iovec) }}
 // iovecs live on the stack, more in a pooled vector. The syscall is made
 // directly: x/sys has no writev wrapper for macOS or FreeBSD, where a write
 // per buffer would send each as its own TCP segment under TCP_NODELAY.
-// Errors go through the platform's writeErrno (sys_linux.go, sys_darwin.go,
-// sys_freebsd.go).
+// The syscalls are the platform's sysWrite and sysWritev (sys_linux.go,
+// sys_bsd.go); errors go through its writeErrno (sys_linux.go,
+// sys_darwin.go, sys_freebsd.go).
 func writev(fd int, bufs [][]byte) (int, error) {
 	if len(bufs) == 1 {
-		n, err := unix.Write(fd, bufs[0])
+		n, err := sysWrite(fd, bufs[0])
 		if e, ok := err.(unix.Errno); ok {
 			err = writeErrno(e)
 		}
@@ -374,11 +375,11 @@ func writev(fd int, bufs [][]byte) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	r, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(n))
+	r, e := sysWritev(fd, &iov[0], n)
 	if e != 0 {
 		return -1, writeErrno(e)
 	}
-	return int(r), nil
+	return r, nil
 }
 
 // Input backpressure. A connection whose reader falls behind stops being

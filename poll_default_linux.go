@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -24,6 +25,13 @@ type defaultPoll struct {
 	ready   int                   // what the last poll returned: events ready,
 	pollErr error                 // or its error
 	pollFn  func(fd uintptr) bool // poll, made once: wait allocates nothing
+
+	// What keeps the runtime's monitor awake enough (see wait); touched by
+	// the poller goroutine only.
+	polls    int         // poll calls in this wait: more than one means it parked
+	parkedAt int64       // monoNow when the last park began
+	bound    *time.Timer // fires at the latest sysmonBound after a park began
+	boundAt  int64       // monoNow when bound fires
 }
 
 const (
@@ -54,6 +62,8 @@ func (p *defaultPoll) open() error {
 	p.epfd, p.file, p.wakefd = epfd, os.NewFile(uintptr(epfd), "epoll"), wakefd
 	p.events = make([]unix.EpollEvent, eventBatch)
 	p.pollFn = p.poll
+	p.bound = time.AfterFunc(time.Hour, func() {})
+	p.bound.Stop()
 	if err = p.ctl(unix.EPOLL_CTL_ADD, wakefd, wakeTag, unix.EPOLLIN); err == nil {
 		p.raw, err = p.file.SyscallConn()
 	}
@@ -80,7 +90,23 @@ func (p *defaultPoll) ctl(op, fd int, tag, events uint32) error {
 // The runtime watches epfd edge-triggered. No readiness is missed: the loop
 // parks only after a poll found the ready list empty, and RawConn.Read
 // keeps any edge that came after its start.
+//
+// The socket I/O is raw (sys_linux.go), so the runtime's monitor thread,
+// sysmon, which sleeps without bound while every P is idle and is woken by
+// ordinary syscalls, may sleep on after the poller wakes; but sysmon is
+// also what preempts a goroutine that runs for more than 10 ms, so with a
+// handler spinning on the only P nothing else would run. Two things bound
+// that:
+//   - before parking, the poller makes sure a timer fires within
+//     sysmonBound (one timer per poller, moved at most every
+//     sysmonBound/2), and sysmon never sleeps past the next timer;
+//   - the first poll after a park longer than sysmonBound, when that timer
+//     may have fired already, is an ordinary syscall, which wakes sysmon.
+//
+// So a spinning handler is preempted within about two sysmonBounds, while a
+// loaded server, whose poller wakes often, makes no ordinary syscall here.
 func (p *defaultPoll) wait() (int, error) {
+	p.polls = 0
 	if err := p.raw.Read(p.pollFn); err != nil {
 		return 0, wrapSyscall("epoll wait", err)
 	}
@@ -90,22 +116,50 @@ func (p *defaultPoll) wait() (int, error) {
 	return p.ready, wrapSyscall("epoll_wait", p.pollErr)
 }
 
+// sysmonBound bounds how long sysmon may sleep while the poller parks.
+const sysmonBound = 10 * time.Millisecond
+
 // poll polls once for wait; false (nothing ready) makes RawConn.Read park.
 func (p *defaultPoll) poll(uintptr) bool {
-	p.ready, p.pollErr = epollPoll(p.epfd, p.events)
-	return p.ready > 0 || p.pollErr != nil
+	p.polls++
+	wakeSysmon := false
+	if p.polls > 1 {
+		wakeSysmon = monoNow()-p.parkedAt > int64(sysmonBound)
+	}
+	p.ready, p.pollErr = epollPoll(p.epfd, p.events, wakeSysmon)
+	if p.ready > 0 || p.pollErr != nil {
+		return true
+	}
+	now := monoNow()
+	p.parkedAt = now
+	if p.boundAt-now < int64(sysmonBound/2) {
+		p.boundAt = now + int64(sysmonBound)
+		p.bound.Reset(sysmonBound)
+	}
+	return false
 }
 
 // epollPoll is epoll_wait with a zero timeout. It never blocks, so it is
-// made as a raw syscall, without the scheduler's syscall bookkeeping.
-func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
-	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd),
+// made as a raw syscall, without the scheduler's syscall bookkeeping,
+// unless wakeSysmon asks for that bookkeeping's side effect (see wait).
+func epollPoll(epfd int, events []unix.EpollEvent, wakeSysmon bool) (int, error) {
+	call := unix.RawSyscall6
+	if wakeSysmon {
+		call = unix.Syscall6
+	}
+	n, _, errno := call(unix.SYS_EPOLL_PWAIT, uintptr(epfd),
 		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
 	if errno != 0 {
 		return 0, errno
 	}
 	return int(n), nil
 }
+
+// monoStart is the origin of monoNow.
+var monoStart = time.Now()
+
+// monoNow reads the monotonic clock, in nanoseconds.
+func monoNow() int64 { return int64(time.Since(monoStart)) }
 
 func (p *defaultPoll) event(i int) (fd int, tag uint32, flags pollFlags) {
 	ev := &p.events[i]
@@ -187,6 +241,9 @@ func (p *defaultPoll) wake() error {
 }
 
 func (p *defaultPoll) release() {
+	if p.bound != nil {
+		p.bound.Stop()
+	}
 	unix.Close(p.wakefd)
 	p.file.Close()
 }

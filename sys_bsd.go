@@ -4,6 +4,7 @@ package netpoll
 
 import (
 	"net"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -40,4 +41,16 @@ func sockaddrToAddr(sa unix.Sockaddr, unixNet string) net.Addr {
 		return &net.UnixAddr{Name: name, Net: unixNet}
 	}
 	return nil
+}
+
+// sysRead, sysWrite and sysWritev are the socket I/O syscalls of
+// connection_io.go, made the ordinary way (see sys_linux.go for why Linux
+// does otherwise).
+func sysRead(fd int, p []byte) (int, error) { return unix.Read(fd, p) }
+
+func sysWrite(fd int, p []byte) (int, error) { return unix.Write(fd, p) }
+
+func sysWritev(fd int, iov *unix.Iovec, n int) (int, unix.Errno) {
+	r, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(iov)), uintptr(n))
+	return int(r), e
 }

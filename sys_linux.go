@@ -96,3 +96,49 @@ func writeErrno(e unix.Errno) unix.Errno { return e }
 
 // tcpKeepIdle is the option for the idle time before keep-alive probes.
 const tcpKeepIdle = unix.TCP_KEEPIDLE
+
+// sysRead, sysWrite and sysWritev are the socket I/O syscalls of
+// connection_io.go. A connection's fd is always non-blocking, so they never
+// wait, and they are made raw: without the scheduler's syscall entry and
+// exit, which wake the runtime's monitor thread (sysmon) from its long
+// sleep whenever every P was idle and leave it polling every 20 µs for a
+// while. Under a partial load, where the process idles between requests,
+// those wake-ups cost more CPU than the requests' own syscalls. Something
+// must still wake sysmon so that it preempts a handler that spins: the
+// poller sees to that (poll_default_linux.go, wait). Under the race
+// detector they tell it what the ordinary wrappers would (sys_race_linux.go).
+func sysRead(fd int, p []byte) (int, error) {
+	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(bufPtr(p)), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	raceRead(p[:r])
+	return int(r), nil
+}
+
+func sysWrite(fd int, p []byte) (int, error) {
+	raceRelease()
+	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(bufPtr(p)), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	raceWrote(p, int(r))
+	return int(r), nil
+}
+
+func sysWritev(fd int, iov *unix.Iovec, n int) (int, unix.Errno) {
+	raceRelease()
+	r, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(iov)), uintptr(n))
+	if e == 0 {
+		raceWrotev(unsafe.Slice(iov, n), int(r))
+	}
+	return int(r), e
+}
+
+// bufPtr is the address of p's first byte, or nil for an empty p.
+func bufPtr(p []byte) unsafe.Pointer {
+	if len(p) == 0 {
+		return nil
+	}
+	return unsafe.Pointer(&p[0])
+}

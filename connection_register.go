@@ -19,7 +19,7 @@ func (c *connection) start() error {
 // dialed one gets.
 func (c *connection) setNoDelay() {
 	if c.isTCP {
-		_ = unix.SetsockoptInt(c.fd.num(), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		sysNoDelay(c.fd.num())
 	}
 }
 

@@ -74,11 +74,23 @@ func (p *defaultPoll) open() error {
 	return nil
 }
 
-// ctl is epoll_ctl for fd, with tag stored beside the fd in the event's data.
+// ctl is epoll_ctl for fd, with tag stored beside the fd in the event's
+// data (nil for none when events is noEvent). It never blocks, so it is
+// made raw (see sysRead in sys_linux.go).
 func (p *defaultPoll) ctl(op, fd int, tag, events uint32) error {
-	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(tag)}
-	return unix.EpollCtl(p.epfd, op, fd, &ev)
+	var ev *unix.EpollEvent
+	if events != noEvent {
+		ev = &unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(tag)}
+	}
+	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(p.epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }
+
+// noEvent is the events of a ctl that passes no event (EPOLL_CTL_DEL).
+const noEvent = ^uint32(0)
 
 // wait never blocks a thread in epoll_wait: it polls with a raw
 // zero-timeout epoll_pwait and, when nothing is ready, parks in Go's
@@ -166,7 +178,7 @@ func (p *defaultPoll) event(i int) (fd int, tag uint32, flags pollFlags) {
 	fd, tag = int(ev.Fd), uint32(ev.Pad)
 	if tag == wakeTag && fd == p.wakefd {
 		var count [eventfdCount]byte
-		_, _ = unix.Read(p.wakefd, count[:]) // resets the counter
+		_, _ = sysRead(p.wakefd, count[:]) // resets the counter
 		return fd, tag, pollWake
 	}
 	if ev.Events&(unix.EPOLLIN|unix.EPOLLPRI) != 0 {
@@ -208,7 +220,7 @@ func (p *defaultPoll) modify(op *FDOperator, in, out bool) error {
 
 // remove: ENOENT and EBADF mean the registration is gone already.
 func (p *defaultPoll) remove(fd int) error {
-	err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	err := p.ctl(unix.EPOLL_CTL_DEL, fd, 0, noEvent)
 	if err == unix.ENOENT || err == unix.EBADF {
 		return nil
 	}
@@ -225,7 +237,7 @@ func (p *defaultPoll) watches(op *FDOperator) bool {
 	case unix.EEXIST:
 		return true
 	case nil:
-		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, op.FD, nil)
+		_ = p.ctl(unix.EPOLL_CTL_DEL, op.FD, 0, noEvent)
 	}
 	return false
 }
@@ -233,7 +245,7 @@ func (p *defaultPoll) watches(op *FDOperator) bool {
 // wake: a full counter (EAGAIN) has a wake-up pending already.
 func (p *defaultPoll) wake() error {
 	one := uint64(1)
-	_, err := unix.Write(p.wakefd, (*[eventfdCount]byte)(unsafe.Pointer(&one))[:])
+	_, err := sysWrite(p.wakefd, (*[eventfdCount]byte)(unsafe.Pointer(&one))[:])
 	if err != nil && err != unix.EAGAIN {
 		return wrapSyscall("eventfd write", err)
 	}

@@ -43,6 +43,9 @@ func sockaddrToAddr(sa unix.Sockaddr, unixNet string) net.Addr {
 	return nil
 }
 
+// sysNoDelay turns Nagle off on the TCP socket fd.
+func sysNoDelay(fd int) { _ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) }
+
 // sysRead, sysWrite and sysWritev are the socket I/O syscalls of
 // connection_io.go, made the ordinary way (see sys_linux.go for why Linux
 // does otherwise).

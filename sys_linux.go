@@ -17,10 +17,11 @@ const unnamedUnixAddr = "@"
 // returns its peer's address (a unix one of network unixNet). It makes the
 // syscall itself: x/sys's Accept4 asks the listener's protocol with a
 // getsockopt on every call, and allocates a sockaddr only to be converted.
+// The listener is non-blocking, so the syscall is raw (see sysRead).
 func accept(fd int, unixNet string) (int, net.Addr, error) {
 	var rsa unix.RawSockaddrAny
 	n := uint32(unix.SizeofSockaddrAny)
-	r, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n)),
+	r, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n)),
 		unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
 	if e != 0 {
 		return -1, nil, e
@@ -96,6 +97,14 @@ func writeErrno(e unix.Errno) unix.Errno { return e }
 
 // tcpKeepIdle is the option for the idle time before keep-alive probes.
 const tcpKeepIdle = unix.TCP_KEEPIDLE
+
+// sysNoDelay turns Nagle off on the TCP socket fd; raw, as it never blocks
+// (see sysRead).
+func sysNoDelay(fd int) {
+	one := int32(1)
+	_, _, _ = unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY,
+		uintptr(unsafe.Pointer(&one)), 4, 0)
+}
 
 // sysRead, sysWrite and sysWritev are the socket I/O syscalls of
 // connection_io.go. A connection's fd is always non-blocking, so they never

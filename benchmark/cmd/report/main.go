@@ -6,6 +6,10 @@
 //	go run ./cmd/report -quick     # shorter runs (~4.5 min)
 //	go run ./cmd/report -from ../docs/benchmark/results.json   # re-render only
 //
+// The sections in docs/benchmark/sections/*.md are hand-written (figures of
+// runs this command does not make); they are appended to the report as
+// they are.
+//
 // Flags after -- go to the server suite (see `go run ./cmd/server -h`).
 package main
 
@@ -94,7 +98,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(*out, reportgen.Markdown(suite, imgRel), 0o644); err != nil {
+	// The hand-written sections (docs/benchmark/sections/*.md) follow the
+	// generated report, unchanged.
+	kept, err := reportgen.Sections(filepath.Join(filepath.Dir(*out), reportgen.SectionsDir))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out, append(reportgen.Markdown(suite, imgRel), kept...), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s", *out)

@@ -5,9 +5,9 @@ FUZZTIME ?= 5m
 # BENCHFLAGS go to benchmark/cmd/report, e.g. BENCHFLAGS=-quick.
 BENCHFLAGS ?=
 
-.PHONY: test fmt vet race cross bench fuzz soak apidiff api-ref compat
+.PHONY: test fmt vet race cross bench fuzz soak apidiff api-ref compat examples
 
-test: fmt vet race cross apidiff compat
+test: fmt vet race cross apidiff compat examples
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -62,6 +62,11 @@ apidiff:
 
 api-ref:
 	bash compat/apisurface-ref.sh
+
+# examples: the examples that are modules of their own (outside ./...) build
+# and pass vet against this checkout (needs the module proxy).
+examples:
+	cd examples/stats-prometheus && GOWORK=off $(GO) vet .
 
 # Hertz v0.10.4 on this netpoll: compat/hertz's tests and Hertz's own (needs the module proxy).
 compat:

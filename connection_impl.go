@@ -30,6 +30,9 @@ type connection struct {
 	arrivals atomic.Uint64           // counts input arrivals and the hang-up: "is there news?"
 	readSize int32                   // the poller's next read size
 	pause    atomic.Uint32           // inputPaused, pauseOff; changed under waiters.ioMu
+	// idleEpoch is the idle clock's epoch at the last byte in or out
+	// (eventloop_idle.go); kept only under WithIdleCloseTimeout.
+	idleEpoch atomic.Uint32
 
 	readTimeout, writeTimeout   atomic.Int64 // nanoseconds; 0 is none
 	readDeadline, writeDeadline atomic.Int64 // unix nanoseconds; 0 is none

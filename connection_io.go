@@ -136,6 +136,8 @@ func (c *connection) fill() (n int, err error) {
 	}
 	switch {
 	case n > 0:
+		c.poller().stats.own.bytesRead.Add(uint64(n)) // fill runs on the poller goroutine
+		c.touch()
 		return n, nil
 	case err == unix.EAGAIN:
 		return 0, errWouldBlock
@@ -170,8 +172,11 @@ func (c *connection) readInPlace(size int) (n, booked int, err error) {
 	}
 	n, err = readFd(c.fd.num(), buf)
 	c.inMu.Lock()
-	_ = c.in.bookAck(n)
+	aerr := c.in.bookAck(n)
 	c.inMu.Unlock()
+	if aerr != nil { // recycled under the read: the bytes are dropped, uncounted
+		return 0, len(buf), errRecycled
+	}
 	return n, len(buf), err
 }
 
@@ -239,19 +244,24 @@ func (c *connection) readClosedErr() error {
 
 // flushLocked publishes the staged bytes and sends them all; outMu is held.
 func (c *connection) flushLocked() error {
+	queued := c.out.Len()
 	if err := c.out.Flush(); err != nil {
 		return c.closedWrite("when flush")
+	}
+	if n := c.out.Len() - queued; n > 0 {
+		c.stats().outBuffered.Add(int64(n))
 	}
 	var dl int64
 	waited := false
 	for c.out.Len() > 0 {
-		if !c.IsActive() {
+		if !c.isOpen() {
 			return c.closedWrite("when flush")
 		}
 		n, err := c.send()
 		if n > 0 {
 			_ = c.out.Skip(n)
 			_ = c.out.Release()
+			c.sent(n)
 		}
 		if err == nil {
 			continue
@@ -442,8 +452,11 @@ func (c *connection) pauseIfBehind() {
 		c.pause.Store(inputPaused)
 		if c.waitRead.Load() != 0 || c.applyInterest(w) != nil {
 			c.pause.Store(0)
-		} else if w.wantOut {
-			wake(w.writeCh)
+		} else {
+			c.stats().paused.Add(1)
+			if w.wantOut {
+				wake(w.writeCh)
+			}
 		}
 	}
 	w.ioMu.Unlock()
@@ -456,6 +469,7 @@ func (c *connection) resume(set, clear uint32) {
 	v := c.pause.Load()
 	c.pause.Store(v&^(clear|inputPaused) | set)
 	if v&inputPaused != 0 {
+		c.stats().paused.Add(-1)
 		_ = c.applyInterest(w)
 	}
 	w.ioMu.Unlock()
@@ -477,6 +491,28 @@ func (c *connection) caughtUp() {
 	}
 }
 
+// unpauseAtClose takes a closing connection out of the paused count.
+func (c *connection) unpauseAtClose() {
+	w := c.wait.Load()
+	if w == nil {
+		return // never waited, so never paused: pausing makes the waiters
+	}
+	w.ioMu.Lock()
+	if v := c.pause.Load(); v&inputPaused != 0 {
+		c.pause.Store(v &^ inputPaused)
+		c.stats().paused.Add(-1)
+	}
+	w.ioMu.Unlock()
+}
+
 // stopPausing resumes the input until the reader catches up: a Flush has
 // waited pauseGrace on a peer that may be waiting on us.
 func (c *connection) stopPausing() { c.resume(pauseOff, 0) }
+
+// sent counts n bytes the kernel took from the output buffer; outMu is held.
+func (c *connection) sent(n int) {
+	st := c.stats()
+	st.bytesWritten.Add(uint64(n))
+	st.outBuffered.Add(-int64(n))
+	c.touch()
+}

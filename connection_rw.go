@@ -44,6 +44,9 @@ func (c *connection) Next(n int) (p []byte, err error) {
 	c.inMu.Lock()
 	p, err = c.in.Next(n)
 	c.inMu.Unlock()
+	if err == nil {
+		c.consumed(n)
+	}
 	return p, c.inputErr(err)
 }
 
@@ -74,6 +77,9 @@ func (c *connection) Skip(n int) (err error) {
 	c.inMu.Lock()
 	err = c.in.Skip(n)
 	c.inMu.Unlock()
+	if err == nil {
+		c.consumed(n)
+	}
 	return c.inputErr(err)
 }
 
@@ -89,6 +95,9 @@ func (c *connection) ReadString(n int) (s string, err error) {
 	c.inMu.Lock()
 	s, err = c.in.ReadString(n)
 	c.inMu.Unlock()
+	if err == nil {
+		c.consumed(n)
+	}
 	return s, c.inputErr(err)
 }
 
@@ -104,6 +113,9 @@ func (c *connection) ReadBinary(n int) (p []byte, err error) {
 	c.inMu.Lock()
 	p, err = c.in.ReadBinary(n)
 	c.inMu.Unlock()
+	if err == nil {
+		c.consumed(n)
+	}
 	return p, c.inputErr(err)
 }
 
@@ -115,6 +127,9 @@ func (c *connection) ReadByte() (b byte, err error) {
 	c.inMu.Lock()
 	b, err = c.in.ReadByte()
 	c.inMu.Unlock()
+	if err == nil {
+		c.consumed(1)
+	}
 	return b, c.inputErr(err)
 }
 
@@ -134,6 +149,7 @@ func (c *connection) Slice(n int) (r Reader, err error) {
 	if err != nil {
 		return nil, c.inputErr(err)
 	}
+	c.consumed(n)
 	return r, nil
 }
 
@@ -146,6 +162,9 @@ func (c *connection) Until(delim byte) (line []byte, err error) {
 		c.inMu.Lock()
 		line, searched, err = c.in.until(delim, searched)
 		c.inMu.Unlock()
+		if err == nil {
+			c.consumed(len(line))
+		}
 		if err != errNoDelim {
 			return line, c.inputErr(err)
 		}
@@ -154,6 +173,7 @@ func (c *connection) Until(delim byte) (line []byte, err error) {
 			c.inMu.Lock()
 			line, _ = c.in.ReadBinary(c.in.Len())
 			c.inMu.Unlock()
+			c.consumed(len(line))
 			return line, err
 		}
 	}
@@ -191,6 +211,7 @@ func (c *connection) Read(p []byte) (n int, err error) {
 	if buf, err = c.in.Next(n); err == nil {
 		copy(p, buf)
 		err = c.in.Release()
+		c.consumed(n)
 	}
 	c.inMu.Unlock()
 	if err != nil {
@@ -309,7 +330,7 @@ func (c *connection) Append(w Writer) (err error) {
 // connection open), the connection closes (ErrConnClosed), or the socket
 // fails (the errno, " when flush"). Concurrent calls are serialised.
 func (c *connection) Flush() error {
-	if !c.IsActive() {
+	if !c.isOpen() {
 		return c.closedWrite("when flush")
 	}
 	c.outMu.Lock()
@@ -323,7 +344,7 @@ func (c *connection) Flush() error {
 // flushes what is staged and returns 0; an inactive connection gives
 // ErrConnClosed "when write".
 func (c *connection) Write(p []byte) (n int, err error) {
-	if !c.IsActive() {
+	if !c.isOpen() {
 		return 0, c.closedWrite("when write")
 	}
 	c.outMu.Lock()

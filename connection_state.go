@@ -225,9 +225,6 @@ func (s *connState) claimDisconnect() bool {
 	}
 }
 
-// IsActive reports whether no close (local, by the peer, or Detach) happened yet.
-func (c *connection) IsActive() bool { return c.state.phase() == phaseOpen }
-
 // Close closes the connection; it is idempotent and returns nil. The first
 // call wakes blocked reads and Flushes with ErrConnClosed and closes the fd.
 // The close callbacks run before Close returns unless something else holds
@@ -273,10 +270,12 @@ func (c *connection) closeAs(closer uint32) {
 // peerClosed handles a hang-up or socket error, on the poller goroutine:
 // the connection becomes inactive, waiters wake, the fd is released, and
 // OnDisconnect and (for a connection with handlers) the close callbacks
-// follow on a Runner goroutine (see disconnect).
-func (c *connection) peerClosed() {
+// follow on a Runner goroutine (see disconnect). IsActive and the idle
+// sweep call it too, from their own goroutines, when the poller cannot have
+// bytes in flight. It reports whether this call closed the connection.
+func (c *connection) peerClosed() bool {
 	if !c.state.markClose(closerPeer) {
-		return
+		return false
 	}
 	c.afterMark(false)
 	c.arrivals.Add(1)
@@ -285,12 +284,13 @@ func (c *connection) peerClosed() {
 		c.startTask() // buffered input still gets its OnRequest
 	}
 	if !served && c.onDisconnect.Load() == nil {
-		return // a plain dialed connection: the close waits for the user's Close
+		return true // a plain dialed connection: the close waits for the user's Close
 	}
 	if !c.state.acquire() {
-		return // the user's Close finished it meanwhile
+		return true // the user's Close finished it meanwhile
 	}
 	runTask(c.context(), func() { c.disconnect(served) })
+	return true
 }
 
 // disconnect runs OnDisconnect after a peer close, then releases the hold
@@ -300,10 +300,17 @@ func (c *connection) peerClosed() {
 // recycled before the panic goes on into the Runner.
 func (c *connection) disconnect(served bool) {
 	defer func() {
+		r := recover()
+		if r != nil {
+			c.stats().panics.Add(1)
+		}
 		if served {
 			c.release(holdOwner)
 		}
 		c.release(holdCall)
+		if r != nil {
+			panic(r)
+		}
 	}()
 	if h := c.onDisconnect.Load(); h != nil && c.state.claimDisconnect() {
 		(*h)(c.context(), c)
@@ -313,6 +320,7 @@ func (c *connection) disconnect(served bool) {
 // afterMark follows the first move out of open: detach from the poller, wake
 // waiters, and request the fd's close (keep: leave it to the caller).
 func (c *connection) afterMark(keep bool) {
+	c.stats().closed.Add(1)
 	_ = c.op.Control(PollDetach)
 	c.fd.close(keep)
 	c.wakeRead()
@@ -339,10 +347,15 @@ func (c *connection) finalize() {
 		_ = n.fn(c)
 	}
 	c.stopTimers()
+	c.unpauseAtClose()
 	c.inMu.Lock()
+	c.consumed(c.in.Len()) // unread input is dropped
 	_ = c.in.Close()
 	c.inMu.Unlock()
 	c.outMu.Lock()
+	if n := c.out.Len(); n > 0 {
+		c.stats().outBuffered.Add(-int64(n)) // unsent output too
+	}
 	_ = c.out.Close()
 	c.outMu.Unlock()
 	if c.server != nil {

@@ -192,6 +192,9 @@ func (c *connection) task() {
 			return
 		}
 		r := recover()
+		if r != nil {
+			c.stats().panics.Add(1)
+		}
 		c.closeAs(closerUser)
 		c.release(holdTask)
 		if r != nil {

@@ -145,7 +145,7 @@ func wake(ch chan struct{}) {
 // pausing (see connection_io.go), then waits on.
 func (c *connection) waitWritable(dl int64) error {
 	w := c.waiters()
-	if err := c.wantWrite(true); err != nil || !c.IsActive() {
+	if err := c.wantWrite(true); err != nil || !c.isOpen() {
 		return c.closedWrite("when flush")
 	}
 	for {

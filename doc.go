@@ -75,6 +75,10 @@
 // table's generation tags (poll_unix.go) keep an event queued for a closed
 // fd from reaching the fd's next owner.
 //
+// An idle close (WithIdleCloseTimeout) takes the peer close's path, and so
+// does an IsActive that finds the peer's FIN or reset in the kernel before
+// the poller has seen it (docs/contract.md C17).
+//
 // After a peer close, bytes already buffered stay readable; a read needing
 // more fails with ErrEOF. After a local Close, reads fail with ErrConnClosed
 // once the buffer is recycled, and every Writer method but MallocLen fails
@@ -105,4 +109,22 @@
 // read blocks for more, when a handler returns without consuming, and when
 // a Flush has been stuck for a quarter of a second (the peer may be stuck
 // writing to us). See connection_io.go.
+//
+// # TLS
+//
+// WithTLS serves TLS, and DialTLS and NewTLSDialer dial it, with the
+// standard library's crypto/tls: a tls.Conn runs over an internal adapter
+// on a connection of this package, which carries the ciphertext, and the
+// handlers get a Connection whose Reader yields plaintext and whose Writer
+// encrypts at Flush, with the blocking, timeout and close rules of any
+// connection. A server's handshake runs on a Runner goroutine before
+// OnConnect, bounded by the read timeout (10 s without one); a failed one
+// closes the connection without calling the handlers. Decryption happens
+// on a Runner goroutine, only for records already wholly buffered, or on a
+// reader's goroutine that waits for more; never on a poller. It stops while
+// 8 MiB of plaintext are unread, as input backpressure does. Each byte is
+// copied twice each way: ciphertext into crypto/tls's record buffer and
+// plaintext out of it; plaintext into crypto/tls's output buffer and
+// records into the connection's output. TLSConnectionState reports what
+// the handshake negotiated. docs/contract.md C18 has the details.
 package netpoll

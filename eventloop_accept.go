@@ -19,6 +19,7 @@ type server struct {
 	addrs acceptAddrs
 	opts  *options
 	quit  chan error // Serve's result; the first send wins
+	idle  *idleSweep // WithIdleCloseTimeout's clock; nil without it
 
 	// The loop's handlers, boxed once and shared by every connection's
 	// atomic pointers (which are replaced, never written through); nil for none.
@@ -59,6 +60,7 @@ var (
 
 func newServer(ln Listener, onRequest OnRequest, opts *options) *server {
 	s := &server{ln: ln, opts: opts, quit: make(chan error, 1), conns: map[*connection]struct{}{}}
+	s.idle = newIdleSweep(opts.idleCloseTimeout)
 	if onRequest != nil {
 		s.onRequest = &onRequest
 	}
@@ -105,6 +107,7 @@ func (s *server) start() error {
 		return err
 	}
 	s.registered = true
+	s.startIdle()
 	return nil
 }
 
@@ -116,6 +119,7 @@ func (s *server) stop(err error) {
 		return
 	}
 	s.stopped = true
+	s.stopIdle()
 	s.mu.Unlock()
 	s.release()
 	_ = s.ln.Close()
@@ -185,11 +189,13 @@ func (s *server) onEvent(_ Poll, flags pollFlags) {
 			}
 			return
 		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+			s.op.poll.stats.own.acceptErrors.Add(1)
 			s.pause(err)
 			return
 		case errAcceptReleased:
 			return
 		}
+		s.op.poll.stats.own.acceptErrors.Add(1)
 		if acceptAgain(err) {
 			continue
 		}
@@ -237,9 +243,13 @@ func (s *server) accepted(fd int, remote net.Addr) {
 		unix.Close(fd)
 		return
 	}
+	s.op.poll.stats.own.accepted.Add(1) // on the listener's poller goroutine
 	c.server = s
+	if s.idle != nil {
+		c.idleEpoch.Store(s.idle.epoch.Load())
+	}
 	c.setNoDelay()
-	s.configure(c)
+	uc := s.configure(c)
 	if !s.track(c) {
 		c.Close()
 		return
@@ -248,23 +258,24 @@ func (s *server) accepted(fd int, remote net.Addr) {
 	// peer, OnPrepare itself) runs the close callbacks only after OnPrepare
 	// returned, including those it added.
 	held := c.state.acquire()
-	ok := s.prepare(c)
+	ok := s.prepare(c, uc)
 	if held {
 		c.release(holdCall)
 	}
-	if !ok || !c.IsActive() {
+	if !ok || !c.isOpen() {
 		return
 	}
 	if err := c.register(); err != nil {
-		if c.IsActive() { // not merely a close that raced the registration
+		if c.isOpen() { // not merely a close that raced the registration
 			logf("register connection: %v", err)
 		}
 		c.Close()
 	}
 }
 
-// configure applies the loop's options before OnPrepare.
-func (s *server) configure(c *connection) {
+// configure applies the loop's options before OnPrepare; it returns the
+// Connection the handlers get: c, or with WithTLS its TLS connection.
+func (s *server) configure(c *connection) Connection {
 	o := s.opts
 	if o.readTimeout > 0 {
 		c.readTimeout.Store(int64(o.readTimeout))
@@ -274,6 +285,9 @@ func (s *server) configure(c *connection) {
 	}
 	if o.idleTimeout > 0 {
 		_ = c.SetIdleTimeout(o.idleTimeout)
+	}
+	if o.tlsConfig != nil {
+		return s.configureTLS(c, o.tlsConfig)
 	}
 	// Not registered yet, c has no input for SetOnRequest to start a task on.
 	if s.onRequest != nil {
@@ -285,22 +299,25 @@ func (s *server) configure(c *connection) {
 	if s.onDisconnect != nil {
 		c.onDisconnect.Store(s.onDisconnect)
 	}
+	return c
 }
 
-// prepare runs OnPrepare; a panic in it closes the connection and is logged,
-// since it would otherwise kill the poller.
-func (s *server) prepare(c *connection) (ok bool) {
+// prepare runs OnPrepare with uc (c, or its TLS connection); a panic in it
+// closes the connection and is logged, since it would otherwise kill the
+// poller.
+func (s *server) prepare(c *connection, uc Connection) (ok bool) {
 	if s.opts.onPrepare == nil {
 		return true
 	}
 	defer func() {
 		if r := recover(); r != nil {
+			c.stats().panics.Add(1)
 			logf("OnPrepare panicked: %v", r)
 			c.Close()
 			ok = false
 		}
 	}()
-	if ctx := s.opts.onPrepare(c); ctx != nil {
+	if ctx := s.opts.onPrepare(uc); ctx != nil {
 		c.setContext(ctx)
 	}
 	return true
@@ -335,7 +352,7 @@ func (s *server) closeIdle() (busy int) {
 	for _, c := range conns {
 		// Unread input of a connection the peer closed can never be
 		// consumed by a handler (none runs), so it does not keep it busy.
-		if c.state.running() || c.IsActive() && (c.in.Len() > 0 || c.out.Len() > 0) {
+		if c.state.running() || s.tlsBusy(c) || c.isOpen() && (c.in.Len() > 0 || c.out.Len() > 0) {
 			busy++
 			continue
 		}

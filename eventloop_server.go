@@ -11,14 +11,17 @@ import (
 )
 
 // NewEventLoop returns a server that calls onRequest (which may be nil) for
-// the connections it accepts, configured by ops. Zero Options are ignored,
-// and the error is always nil.
+// the connections it accepts, configured by ops. Zero Options are ignored.
+// The error is nil unless a WithTLS option is unusable (see WithTLS).
 func NewEventLoop(onRequest OnRequest, ops ...Option) (EventLoop, error) {
 	evl := &eventLoop{onRequest: onRequest}
 	for _, op := range ops {
 		if op.f != nil {
 			op.f(&evl.opts)
 		}
+	}
+	if err := checkTLSOptions(&evl.opts); err != nil {
+		return nil, err
 	}
 	return evl, nil
 }

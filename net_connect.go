@@ -165,7 +165,11 @@ func dialSocket(ctx context.Context, c *connection, family, sotype int, v6only b
 	local, remote := socketAddrs(fd)
 	c.init(fd, local, remote, new(connParts), p)
 	c.isTCP = family != unix.AF_UNIX // remote is nil if the peer already reset
-	return c.start()
+	if err = c.start(); err != nil {
+		return err
+	}
+	c.stats().dialed.Add(1)
+	return nil
 }
 
 // orBackground turns a nil ctx into Background.

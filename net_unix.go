@@ -84,6 +84,7 @@ func NewFDConnection(fd int) (Connection, error) {
 	if err != nil {
 		return nil, fdConnError(err)
 	}
+	c.stats().dialed.Add(1)
 	return c, nil
 }
 

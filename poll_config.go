@@ -2,6 +2,7 @@ package netpoll
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log"
 	"os"
@@ -50,6 +51,10 @@ type options struct {
 	readTimeout  time.Duration
 	writeTimeout time.Duration
 	idleTimeout  time.Duration
+
+	idleCloseTimeout time.Duration // WithIdleCloseTimeout
+	tlsConfig        *tls.Config   // WithTLS; nil for plain connections
+	tlsSet           bool          // WithTLS was given, with a nil config too
 }
 
 // WithOnPrepare sets the handler run on the poller when a connection is
@@ -88,6 +93,48 @@ func WithWriteTimeout(timeout time.Duration) Option {
 // refuses is dropped.
 func WithIdleTimeout(timeout time.Duration) Option {
 	return Option{func(o *options) { o.idleTimeout = timeout }}
+}
+
+// WithIdleCloseTimeout makes the EventLoop close each connection it
+// accepted that has neither received nor sent a byte for timeout; timeout
+// <= 0 (the default) turns it off. It is an addition to the reference's
+// API; WithIdleTimeout keeps its meaning (TCP keep-alive) and the two may
+// be combined.
+//
+// The close is that of a peer close: the connection becomes inactive,
+// input already buffered stays readable and a read needing more fails with
+// ErrEOF, a Flush waiting on a full socket fails, OnDisconnect runs, then
+// the close callbacks, and ReadStats counts it in IdleClosed. Silence is
+// the whole test: a running handler, unread input or unsent output do not
+// keep a connection open, so a peer that sends half a request and stops,
+// or stops reading its answers, is closed too, and so is a connection
+// whose handler works longer than timeout without a byte in or out. Choose
+// timeout above the longest such pause.
+//
+// The clock is coarse: a connection is closed between timeout and 1.25 ×
+// timeout after its last byte (later only if the process is starved of
+// CPU; timeouts under 4 ms act as 4 ms). It costs no goroutine and no
+// timer per connection, and no memory (the connection's allocation had
+// room for it): each serving loop keeps one timer, which checks its
+// connections every timeout/4, and each read or write makes one extra
+// compare. Not available on windows (no EventLoop runs there).
+func WithIdleCloseTimeout(timeout time.Duration) Option {
+	return Option{func(o *options) { o.idleCloseTimeout = timeout }}
+}
+
+// WithTLS serves every accepted connection over TLS with config, through
+// the standard library's crypto/tls (see the package documentation's TLS
+// section and TLSConnectionState). The handshake runs on a Runner goroutine
+// before OnConnect, bounded by the connection's read timeout (10 s when it
+// has none); a failed or timed-out handshake closes the connection, and no
+// OnConnect, OnRequest or OnDisconnect runs for it (its close callbacks
+// do). Every handler and close callback gets the TLS connection, whose
+// Reader yields plaintext and whose Writer encrypts at Flush. config is
+// used as it is (not cloned) and must not be changed while the loop
+// serves. A nil config, or one with neither Certificates nor
+// GetCertificate nor GetConfigForClient, makes NewEventLoop fail.
+func WithTLS(config *tls.Config) Option {
+	return Option{func(o *options) { o.tlsConfig, o.tlsSet = config, true }}
 }
 
 const defaultReadSize = 8192

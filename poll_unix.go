@@ -88,6 +88,7 @@ type pollState struct {
 	tasks   taskQueue // handler tasks, with the default Runner
 	closing atomic.Bool
 	done    chan struct{} // closed when Wait returns
+	stats   pollStats     // ReadStats's counters (poll_stats_unix.go)
 }
 
 // errOpDetached is the failure of a change of interest of a detached operator.

@@ -48,6 +48,11 @@ var targets = func() []target {
 		{"client", "client CPU µs/req", "ref", 0.9, false},
 		{"client", "p99 µs", "ref", 0.85, false},
 		{"idle-scale", "accept CPU µs/conn", "ref", 1.0, false},
+		{"idle-scale/idleclose", "RSS/conn KiB", "", 1.0, false},
+		{"idle-scale/idleclose", "goroutines", "", 16, false},
+		{"tls-echo", "server CPU µs/req", "gonet", 1.0, false},
+		{"tls-echo", "p99 µs", "gonet", 1.0, false},
+		{"tls-idle", "RSS/conn KiB", "gonet", 0.5, false},
 	}
 	for _, sc := range []string{"hertz-get", "hertz-post", "hertz-get/unpinned", "hertz-post/unpinned"} {
 		t = append(t,

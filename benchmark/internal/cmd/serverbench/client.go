@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -87,7 +88,7 @@ type netConn struct {
 }
 
 func dialGoNet(addr string) (rtConn, error) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	c, err := dialTCP(addr, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -257,6 +258,7 @@ func runClient(args []string) error {
 	size := fs.Int("size", 1024, "payload bytes")
 	warmup := fs.Duration("warmup", time.Second, "unmeasured time first")
 	duration := fs.Duration("duration", 3*time.Second, "measured time")
+	fs.BoolVar(&useTLS, "tls", false, "pingpong, idle: connect over TLS 1.3 (crypto/tls)")
 	fs.Parse(args)
 	if *size < 0 || *size > maxPayload {
 		return fmt.Errorf("-size must be within [0, %d]", maxPayload)
@@ -673,19 +675,17 @@ func (l *loadRun) mux(addr string, conns, inflight int) error {
 // until its standard input closes. They close with a reset (linger 0) so
 // that no TIME_WAIT is left behind for the next run.
 func runIdleClient(addr string, conns int) error {
-	cs, err := dialAll(conns, func() (*net.TCPConn, error) {
-		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-		if err != nil {
-			return nil, err
-		}
-		return c.(*net.TCPConn), nil
-	})
+	cs, err := dialAll(conns, func() (net.Conn, error) { return dialTCP(addr, 10*time.Second) })
 	defer func() {
 		for _, c := range cs {
-			if c != nil {
-				c.SetLinger(0)
-				c.Close()
+			if c == nil {
+				continue
 			}
+			if tc, ok := c.(*tls.Conn); ok {
+				c = tc.NetConn()
+			}
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
 		}
 	}()
 	if err != nil {

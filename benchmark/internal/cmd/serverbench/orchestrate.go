@@ -25,6 +25,7 @@ type config struct {
 	extraWarmup              time.Duration
 	extraDuration            time.Duration
 	idleConns                int
+	tlsIdleConns             int
 	muxConns, muxInflight    int
 	callers, poolConns       int
 	burn                     time.Duration
@@ -104,6 +105,17 @@ func scenarioDefs(cfg *config) []scenarioDef {
 		scenarioDef{name: "idle-scale", title: fmt.Sprintf("idle scale: %d idle connections", cfg.idleConns),
 			kind: results.KindIdle, mode: modeEcho, impls: allImpls,
 			client: []string{"-mode", clientIdle, "-conns", itoa(cfg.idleConns)}},
+		scenarioDef{name: "idle-scale/idleclose", title: fmt.Sprintf("idle scale with idle close: %d idle connections, ours WithIdleCloseTimeout(time.Hour) (compare with ours in idle-scale)", cfg.idleConns),
+			kind: results.KindIdle, mode: modeIdleClose, impls: oursOnly,
+			client: []string{"-mode", clientIdle, "-conns", itoa(cfg.idleConns)}},
+	)
+	defs = append(defs,
+		scenarioDef{name: "tls-echo", title: "TLS echo: 100 connections over TLS 1.3 (AES-128-GCM, P-256), all busy, one request in flight each; ours WithTLS vs Go net + crypto/tls",
+			kind: results.KindLoad, mode: modeTLSEcho, impls: twoImpls,
+			client: []string{"-mode", clientPingPong, "-conns", "100", "-tls"}},
+		scenarioDef{name: "tls-idle", title: fmt.Sprintf("TLS idle: %d idle connections, each after its TLS 1.3 handshake", cfg.tlsIdleConns),
+			kind: results.KindIdle, mode: modeTLSEcho, impls: twoImpls,
+			client: []string{"-mode", clientIdle, "-conns", itoa(cfg.tlsIdleConns), "-tls"}},
 	)
 	for _, f := range openFracs {
 		pct := int(f*100 + 0.5)
@@ -209,6 +221,7 @@ func orchestrate(args []string) error {
 	fs.DurationVar(&cfg.burn, "burn", 50*time.Microsecond, "cpu-heavy: CPU the handler burns per request")
 	fs.Float64Var(&cfg.openBase, "open-base", 0, "echo-open-*: the QPS their rates are fractions of (0: ref's echo-100 median in this run, or one run of it)")
 	fs.IntVar(&cfg.idleConns, "idle-conns", 15000, "idle-scale: connections")
+	fs.IntVar(&cfg.tlsIdleConns, "tls-idle-conns", 2000, "tls-idle: connections")
 	fs.IntVar(&cfg.muxConns, "mux-conns", 4, "mux: connections")
 	fs.IntVar(&cfg.muxInflight, "mux-inflight", 256, "mux: requests in flight per connection")
 	fs.IntVar(&cfg.callers, "callers", 100, "client: concurrent callers")
@@ -226,7 +239,7 @@ func orchestrate(args []string) error {
 	fs.BoolVar(&cfg.verbose, "v", false, "print every run to stderr")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/server [flags]\n\nScenarios:")
-		for _, d := range scenarioDefs(&config{size: 1024, idleConns: 15000, muxConns: 4, muxInflight: 256, callers: 100, poolConns: 100, burn: 50 * time.Microsecond}) {
+		for _, d := range scenarioDefs(&config{size: 1024, idleConns: 15000, tlsIdleConns: 2000, muxConns: 4, muxInflight: 256, callers: 100, poolConns: 100, burn: 50 * time.Microsecond}) {
 			fmt.Fprintf(fs.Output(), "  %-20s %s\n", d.name, d.title)
 		}
 		fmt.Fprintln(fs.Output(), "\nImplementations: gonet (Go's net), ref (cloudwego/netpoll v0.7.2), ours, floor (raw epoll, one goroutine)\n\nFlags:")
@@ -843,6 +856,9 @@ func (o *orch) runIdle(d scenarioDef, impl string, withPerf bool) (run results.R
 		return run, nil, err
 	}
 	want := o.cfg.idleConns
+	if d.mode == modeTLSEcho {
+		want = o.cfg.tlsIdleConns
+	}
 	for {
 		st, err := srv.stats()
 		if err != nil {

@@ -49,7 +49,7 @@ func TestGroups(t *testing.T) {
 	}
 	want := []string{
 		"echo-100,echo-100/unpinned", "echo-1000,echo-1000/unpinned", "idle-mixed,idle-mixed/unpinned",
-		"mux", "client", "idle-scale", "echo-open-25,echo-open-50,echo-open-75", "cpu-heavy",
+		"mux", "client", "idle-scale", "idle-scale/idleclose", "tls-echo", "tls-idle", "echo-open-25,echo-open-50,echo-open-75", "cpu-heavy",
 		"hertz-get,hertz-post,hertz-get/unpinned,hertz-post/unpinned",
 	}
 	if strings.Join(got, " ") != strings.Join(want, " ") {

@@ -48,9 +48,21 @@ var servers = map[string]func(mode string, accepted *atomic.Int64) (server, erro
 // Echo: buffered reads, each response built in a per-connection buffer and
 // written with one Write. Mux: see serveGoNetMux.
 func startGoNet(mode string, accepted *atomic.Int64) (server, error) {
+	if mode == modeTLSEcho {
+		return startGoNetTLS(accepted)
+	}
+	return startGoNetOn(nil, mode, accepted)
+}
+
+// startGoNetOn is startGoNet on the loopback listener wrap returns (the
+// listener itself when wrap is nil).
+func startGoNetOn(wrap func(net.Listener) net.Listener, mode string, accepted *atomic.Int64) (server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return server{}, err
+	}
+	if wrap != nil {
+		ln = wrap(ln)
 	}
 	serve := serveGoNetEcho
 	if mode == modeMux {
@@ -203,8 +215,9 @@ func serveGoNetMux(c net.Conn) {
 // there, named after the implementation, the mode and the process id (and
 // so does the client in the pool mode: client-IMPL-PID.pprof).
 func runServe(args []string) error {
-	if len(args) < 2 || len(args) > 3 || servers[args[0]] == nil || (args[1] != modeEcho && args[1] != modeMux) {
-		return fmt.Errorf("usage: serve gonet|ref|ours|floor echo|mux [burn-iterations]")
+	if len(args) < 2 || len(args) > 3 || servers[args[0]] == nil || (args[1] != modeEcho && args[1] != modeMux && args[1] != modeTLSEcho && args[1] != modeIdleClose) ||
+		(args[1] == modeTLSEcho && args[0] != "gonet" && args[0] != "ours") || (args[1] == modeIdleClose && args[0] != "ours") {
+		return fmt.Errorf("usage: serve gonet|ref|ours|floor echo|mux [burn-iterations], or serve gonet|ours tls-echo, or serve ours echo-idleclose")
 	}
 	if len(args) == 3 {
 		n, err := strconv.Atoi(args[2])
@@ -222,7 +235,14 @@ func runServe(args []string) error {
 		defer stop()
 	}
 	var accepted atomic.Int64
-	s, err := servers[args[0]](args[1], &accepted)
+	start := servers[args[0]]
+	if args[0] == "ours" && args[1] == modeTLSEcho {
+		start = func(_ string, accepted *atomic.Int64) (server, error) { return startNetpollOursTLS(accepted) }
+	}
+	if args[0] == "ours" && args[1] == modeIdleClose {
+		start = func(_ string, accepted *atomic.Int64) (server, error) { return startNetpollOursIdleClose(accepted) }
+	}
+	s, err := start(args[1], &accepted)
 	if err != nil {
 		return err
 	}

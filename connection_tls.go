@@ -67,9 +67,11 @@ type tlsConn struct {
 	// staged (they are sent once it completes), so that writes in OnPrepare
 	// never block a poller.
 	early       atomic.Bool
-	established atomic.Bool // the handshake succeeded
-	eof         atomic.Bool // the peer's close_notify arrived
-	failed      atomic.Bool // crypto/tls failed; fatal (under rmu) says how
+	handshaken  chan struct{} // closed once the handshake ended, or the connection closed first
+	endHS       sync.Once     // closes handshaken
+	established atomic.Bool   // the handshake succeeded
+	eof         atomic.Bool   // the peer's close_notify arrived
+	failed      atomic.Bool   // crypto/tls failed; fatal (under rmu) says how
 	fatal       error
 
 	onRequest    atomic.Pointer[OnRequest]
@@ -93,6 +95,7 @@ func newTLSConn(raw *connection, config *tls.Config, client bool) *tlsConn {
 	t.in.lean = true
 	t.out.lean = true
 	t.early.Store(true)
+	t.handshaken = make(chan struct{})
 	t.kickFn = t.kicked
 	if client {
 		t.tc = tls.Client(&t.ad, config)
@@ -101,7 +104,7 @@ func newTLSConn(raw *connection, config *tls.Config, client bool) *tlsConn {
 	}
 	// Added first, run last: the plaintext buffers are recycled after every
 	// callback of the user.
-	_ = raw.AddCloseCallback(func(Connection) error { t.recycle(); return nil })
+	_ = raw.AddCloseCallback(func(Connection) error { t.endHandshake(); t.recycle(); return nil })
 	return t
 }
 
@@ -116,6 +119,7 @@ func (t *tlsConn) handshake(timeout time.Duration) error {
 		c.readDeadline.Store(dl)
 		c.writeDeadline.Store(dl)
 	}
+	defer t.endHandshake()
 	t.ad.blocking.Store(true)
 	err := t.tc.Handshake()
 	t.ad.blocking.Store(false)
@@ -124,8 +128,8 @@ func (t *tlsConn) handshake(timeout time.Duration) error {
 		c.writeDeadline.Store(wd)
 	}
 	if err != nil {
-		if t.ad.rawErr != nil && !errors.Is(err, t.ad.rawErr) {
-			err = t.ad.rawErr
+		if raw := t.ad.failure(); raw != nil && !errors.Is(err, raw) {
+			err = raw
 		}
 		return err
 	}
@@ -179,8 +183,8 @@ func (t *tlsConn) decryptOne() (n int, err error) {
 	switch {
 	case err == nil, err == errTLSWouldBlock:
 		return n, nil
-	case t.ad.rawErr != nil: // the raw connection failed under crypto/tls
-		return n, t.ad.rawErr
+	case t.ad.failure() != nil: // the raw connection failed under crypto/tls
+		return n, t.ad.failure()
 	}
 	t.fatal = err
 	if err == io.EOF { // the peer's close_notify
@@ -223,11 +227,20 @@ func (t *tlsConn) decryptBuffered() (news bool) {
 	return news
 }
 
+// endHandshake lets the readers that came before the end of the handshake
+// in (see waitPlain); idempotent.
+func (t *tlsConn) endHandshake() { t.endHS.Do(func() { close(t.handshaken) }) }
+
 // waitPlain blocks until n plaintext bytes are buffered, pulling records
-// off the raw connection.
+// off the raw connection. A reader that comes before the handshake has
+// ended (from a goroutine OnPrepare started) first waits for it: the
+// handshake reads the raw input itself, and is bounded (serverConnect).
 func (t *tlsConn) waitPlain(n int) error {
 	if t.in.Len() >= n {
 		return nil
+	}
+	if t.early.Load() {
+		<-t.handshaken
 	}
 	t.rmu.Lock()
 	defer t.rmu.Unlock()

@@ -42,7 +42,19 @@ type tlsAdapter struct {
 	// sends at once.
 	deferring atomic.Int32
 
-	rawErr error // the raw connection's error behind the last failed Read
+	// rawErr is the raw connection's error behind the last failed Read.
+	// Atomic for the same misuse as blocking: the handshake's Read sets it
+	// while such a reader may look.
+	rawErr atomic.Pointer[error]
+}
+
+// failure returns the raw connection's error behind the last failed Read,
+// or nil.
+func (a *tlsAdapter) failure() error {
+	if p := a.rawErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 const (
@@ -142,7 +154,7 @@ func (a *tlsAdapter) Read(p []byte) (int, error) {
 			return 0, errTLSWouldBlock
 		}
 		if err := c.waitInput(avail + 1); err != nil {
-			a.rawErr = err
+			a.rawErr.Store(&err)
 			if errorIsEOF(err) {
 				return 0, io.EOF // crypto/tls tells a clean end from a cut record
 			}

@@ -421,3 +421,39 @@ func TestTLSNilDialerConfig(t *testing.T) {
 	require.Error(t, err)
 	require.Nil(t, nc)
 }
+
+// TestTLSReadBeforeHandshake: a reader that a goroutine started in
+// OnPrepare, before the handshake, waits for it and then gets the
+// plaintext; when the handshake fails instead it gets an error. Neither
+// hangs, and the race detector finds nothing (docs/contract.md C18.8).
+func TestTLSReadBeforeHandshake(t *testing.T) {
+	checkLeaks(t)
+	reads := make(chan string, 4)
+	s := startServer(t, "tcp", nil, WithTLS(serverTLS(t, 0)),
+		WithOnPrepare(func(c Connection) context.Context {
+			go func() {
+				p, err := c.Reader().Next(5)
+				if err != nil {
+					reads <- "error: " + err.Error()
+					return
+				}
+				reads <- string(p)
+			}()
+			return nil
+		}))
+
+	c := dialStdTLS(t, s.addr, clientTLS(t, 0))
+	require.NoError(t, c.Handshake())
+	_, err := c.Write([]byte("hello"))
+	require.NoError(t, err)
+	require.Equal(t, "hello", recv(t, reads, "the early reader"))
+
+	raw, err := net.Dial("tcp", s.addr)
+	require.NoError(t, err)
+	defer raw.Close()
+	// A whole handshake record that holds no handshake message: crypto/tls
+	// refuses it at once.
+	_, err = raw.Write([]byte{0x16, 0x03, 0x01, 0x00, 0x05, 'h', 'e', 'l', 'l', 'o'})
+	require.NoError(t, err)
+	require.Contains(t, recv(t, reads, "the early reader of a failed handshake"), "error: ")
+}

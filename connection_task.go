@@ -5,6 +5,7 @@ package netpoll
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/cloudwego/netpoll/internal/runner"
 )
@@ -78,9 +79,22 @@ func runnerIsDefault() bool { return runner.IsDefault() }
 // the next task, starting another. With several Ps, pending workers run on
 // idle ones, and the queue is worked on in parallel.
 //
+// The first worker to start is the queue's resident one: instead of ending
+// when the queue is empty, it parks until the next start wakes it, for up
+// to residentLinger. So the tasks of a lightly loaded poller run on a
+// goroutine that exists already, with the stack its handlers grew, instead
+// of on a new goroutine whose 2 KiB stack is copied to grow on every
+// request. The others start through the Runner (gopool) and end when the
+// queue is empty, as before. A resident worker that a handler holds is just
+// busy: starts go to the Runner meanwhile. After residentLinger without a
+// task it ends, so an idle process keeps no goroutine beyond the pollers,
+// as the reference keeps none, and a leak check that waits briefly after
+// the last request finds none.
+//
 // The rule holds at every release of mu, since a worker takes its first
 // task under the lock that cleared pending. So a handler that never returns
-// or calls runtime.Goexit stalls nothing. A handler's panic is recovered by
+// or calls runtime.Goexit stalls nothing (after a Goexit on the resident
+// worker, the next start makes a new one). A handler's panic is recovered by
 // its worker, which goes on with the queue, and is re-raised into the
 // Runner on a goroutine of its own, with the connection's context, as if
 // the task had been handed to the Runner alone.
@@ -91,7 +105,40 @@ type taskQueue struct {
 	n       int           // tasks queued
 	pending bool          // a worker was started and has not taken a task yet
 	workFn  func()        // q.work, made once
+
+	resident    residentState
+	wake        chan struct{} // wakes the parked resident worker; closed by stop
+	parkedAt    time.Time     // when the resident worker last parked
+	linger      *time.Timer   // ends a resident worker parked for residentLinger
+	lingerArmed bool          // linger will fire, or has fired unseen
+	lingerFor   time.Duration // residentLinger unless set (by tests)
+	noResident  bool          // every start goes to the Runner (set by tests)
+	stopped     bool          // the poller closed: no more resident worker
 }
+
+// residentLinger is how long the resident worker waits for a task before it
+// ends: well above the gaps between requests under any load where starting
+// goroutines costs, well below the half second or so a leak check waits.
+const residentLinger = 100 * time.Millisecond
+
+// residentState is where the resident worker is.
+type residentState uint8
+
+const (
+	residentNone   residentState = iota // not started, or ended
+	residentParked                      // waiting on wake
+	residentBusy                        // woken, or working the queue
+)
+
+// startHow is how pend started the pending worker.
+type startHow uint8
+
+const (
+	startNone     startHow = iota // no start needed
+	startRunner                   // a worker through the Runner
+	startResident                 // a new resident worker
+	startWake                     // wake the parked resident worker
+)
 
 const (
 	// minRing is the ring a first push makes: a power of two, as every
@@ -113,14 +160,44 @@ func (q *taskQueue) push(c *connection) {
 	}
 	q.ring[(q.head+q.n)&(len(q.ring)-1)] = c
 	q.n++
-	start := !q.pending
+	how := startNone
+	if !q.pending {
+		how = q.pend()
+	}
+	q.mu.Unlock()
+	q.start(how)
+}
+
+// pend records that a pending worker starts and chooses which; q.mu is
+// held. The caller starts it (start) once it has released q.mu.
+func (q *taskQueue) pend() startHow {
 	q.pending = true
 	if q.workFn == nil {
 		q.workFn = q.work
 	}
-	q.mu.Unlock()
-	if start {
+	switch {
+	case q.noResident || q.stopped || q.resident == residentBusy:
+		return startRunner
+	case q.resident == residentParked:
+		q.resident = residentBusy
+		return startWake
+	}
+	q.resident = residentBusy
+	if q.wake == nil {
+		q.wake = make(chan struct{}, 1)
+	}
+	return startResident
+}
+
+// start starts the worker pend chose.
+func (q *taskQueue) start(how startHow) {
+	switch how {
+	case startRunner:
 		runTask(background, q.workFn)
+	case startResident:
+		go q.residentWork()
+	case startWake:
+		q.wake <- struct{}{}
 	}
 }
 
@@ -132,41 +209,144 @@ func (q *taskQueue) grow() {
 	q.ring, q.head = ring, 0
 }
 
-// take removes the oldest task; it reports whether a pending worker must be
-// started because more are left. q.mu is held.
-func (q *taskQueue) take() (c *connection, start bool) {
+// take removes the oldest task; when more are left and no worker is
+// pending, it pends one, which the caller starts. q.mu is held.
+func (q *taskQueue) take() (c *connection, how startHow) {
 	if q.n == 0 {
 		if len(q.ring) > maxIdleRing {
 			q.ring, q.head = nil, 0 // a burst is over: give its ring back
 		}
-		return nil, false
+		return nil, startNone
 	}
 	c = q.ring[q.head]
 	q.ring[q.head] = nil
 	q.head = (q.head + 1) & (len(q.ring) - 1)
 	q.n--
 	if q.n > 0 && !q.pending {
-		q.pending = true
-		start = true
+		how = q.pend()
 	}
-	return c, start
+	return c, how
 }
 
-// work is a worker: it runs queued tasks until there are none.
+// work is a worker started through the Runner: it runs queued tasks until
+// there are none.
 func (q *taskQueue) work() {
 	q.mu.Lock()
+	q.drain()
+	q.mu.Unlock()
+}
+
+// drain runs queued tasks until there are none, as the pending worker that
+// starts running; q.mu is held when it is called and when it returns.
+func (q *taskQueue) drain() {
 	q.pending = false
 	for {
-		c, start := q.take()
-		q.mu.Unlock()
+		c, how := q.take()
 		if c == nil {
 			return
 		}
-		if start {
-			runTask(background, q.workFn)
-		}
+		q.mu.Unlock()
+		q.start(how)
 		runQueued(c)
 		q.mu.Lock()
+	}
+}
+
+// residentWork is the resident worker: it drains the queue and parks until
+// a start wakes it; it ends after residentLinger parked, when the poller
+// stops, or when a handler calls runtime.Goexit on it.
+func (q *taskQueue) residentWork() {
+	ended := false
+	defer func() {
+		if !ended { // a handler called runtime.Goexit
+			q.mu.Lock()
+			q.resident = residentNone
+			q.mu.Unlock()
+		}
+	}()
+	for {
+		q.mu.Lock()
+		q.drain()
+		if q.stopped {
+			q.resident = residentNone
+			q.mu.Unlock()
+			ended = true
+			return
+		}
+		q.resident = residentParked
+		q.parkedAt = time.Now()
+		q.armLinger()
+		q.mu.Unlock()
+		if !q.park() {
+			ended = true
+			return
+		}
+	}
+}
+
+// lingerTime is how long the resident worker lingers; q.mu is held.
+func (q *taskQueue) lingerTime() time.Duration {
+	if q.lingerFor > 0 {
+		return q.lingerFor
+	}
+	return residentLinger
+}
+
+// armLinger makes sure the linger timer will fire; q.mu is held.
+func (q *taskQueue) armLinger() {
+	switch {
+	case q.linger == nil:
+		q.linger = time.NewTimer(q.lingerTime())
+	case !q.lingerArmed:
+		q.linger.Reset(q.lingerTime())
+	}
+	q.lingerArmed = true
+}
+
+// park waits for a start and reports whether one came; false: the worker
+// lingered long enough (it has set resident to none), or the poller
+// stopped (stop has). The linger timer is not re-armed at every park: when
+// it fires early (it was armed at an earlier park), it is moved to the rest
+// of this one.
+func (q *taskQueue) park() bool {
+	for {
+		select {
+		case _, ok := <-q.wake:
+			return ok
+		case <-q.linger.C:
+		}
+		q.mu.Lock()
+		q.lingerArmed = false
+		if q.resident != residentParked { // a start came meanwhile
+			q.mu.Unlock()
+			_, ok := <-q.wake
+			return ok
+		}
+		rest := q.lingerTime() - time.Since(q.parkedAt)
+		if rest <= 0 {
+			q.resident = residentNone
+			q.mu.Unlock()
+			return false
+		}
+		q.linger.Reset(rest)
+		q.lingerArmed = true
+		q.mu.Unlock()
+	}
+}
+
+// stop ends the resident worker once it has nothing to do; the poller calls
+// it when it closes. Later starts go to the Runner.
+func (q *taskQueue) stop() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.stopped = true
+	if q.linger != nil {
+		q.linger.Stop()
+		q.lingerArmed = false
+	}
+	if q.resident == residentParked {
+		q.resident = residentNone
+		close(q.wake)
 	}
 }
 

@@ -6,9 +6,11 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/bytedance/gopkg/util/gopool"
@@ -60,11 +62,12 @@ func tasksSameFunc(a, b func()) bool {
 }
 
 // tasksCaptureStarts installs a Runner that keeps q's worker starts in the
-// returned channel instead of running them, so that the test decides when
+// returned channel instead of running them (q gets no resident worker), so that the test decides when
 // each worker runs; anything else goes to gopool, as with the default Runner.
 // The default Runner comes back at cleanup (register it after the
 // connections, so that it comes back before they close).
 func tasksCaptureStarts(t *testing.T, q *taskQueue) <-chan func() {
+	q.noResident = true // every start is a Runner call the test can hold
 	starts := make(chan func(), 256)
 	SetRunner(func(ctx context.Context, f func()) {
 		if tasksSameFunc(f, q.workFn) {
@@ -234,4 +237,111 @@ func TestTaskQueueGoexitQueuedTasksRun(t *testing.T) {
 	for i, c := range conns {
 		require.False(t, c.state.running(), "connection %d's task bit is still taken", i)
 	}
+}
+
+// tasksGoroutineID returns the id of the calling goroutine, from the first
+// line of its stack trace ("goroutine N [running]:").
+func tasksGoroutineID() string {
+	var buf [64]byte
+	line := string(buf[:runtime.Stack(buf[:], false)])
+	line = strings.TrimPrefix(line, "goroutine ")
+	return line[:strings.IndexByte(line, ' ')]
+}
+
+// tasksResident reads where q's resident worker is.
+func tasksResident(q *taskQueue) residentState {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.resident
+}
+
+// With the default Runner, the tasks of a quiet queue (each pushed after the
+// last one ran) all run on one goroutine, the resident worker, which parks
+// in between instead of ending; once the queue stops, it ends.
+func TestTaskQueueResidentWorkerRunsQuietTasks(t *testing.T) {
+	checkLeaks(t)
+	const n = 4
+	ran := make(chan string, n)
+	conns := tasksHeldConns(t, n, func(i int, c Connection) { ran <- tasksGoroutineID() })
+	q := taskQueue{lingerFor: longWait} // each push comes within it, however slow the machine
+	defer q.stop()
+	var first string
+	for i, c := range conns {
+		q.push(c)
+		id := recv(t, ran, fmt.Sprintf("connection %d's handler", i))
+		if i == 0 {
+			first = id
+		}
+		require.Equal(t, first, id, "task %d ran on another goroutine than the first", i)
+		eventually(t, func() bool { return tasksResident(&q) == residentParked }, "the resident worker to park after task %d", i)
+	}
+	q.stop()
+	eventually(t, func() bool { return tasksResident(&q) == residentNone }, "the resident worker to end after stop")
+	q.push(tasksHeldConns(t, 1, func(int, Connection) { ran <- tasksGoroutineID() })[0])
+	require.NotEqual(t, first, recv(t, ran, "the handler of a task pushed after stop"), "a task pushed after stop ran on the stopped resident worker")
+	require.Equal(t, residentNone, tasksResident(&q), "stop let a new resident worker start")
+}
+
+// A handler that blocks on the resident worker holds up nobody: the task
+// pushed behind it runs on a worker the Runner starts.
+func TestTaskQueueResidentWorkerBlocked(t *testing.T) {
+	checkLeaks(t)
+	unblock := tasksNewRelease()
+	defer unblock.open()
+	ran := make(chan string, 2)
+	conns := tasksHeldConns(t, 2, func(i int, c Connection) {
+		ran <- tasksGoroutineID()
+		if i == 0 {
+			unblock.wait(longWait)
+		}
+	})
+	var q taskQueue
+	defer q.stop()
+	q.push(conns[0])
+	blocked := recv(t, ran, "connection 0's handler")
+	require.Equal(t, residentBusy, tasksResident(&q))
+	q.push(conns[1])
+	require.NotEqual(t, blocked, recv(t, ran, "connection 1's handler, while connection 0's blocks"))
+	unblock.open()
+	eventually(t, func() bool { return tasksResident(&q) == residentParked }, "the resident worker to park once its handler returned")
+	tasksRequireEmpty(t, &q)
+}
+
+// runtime.Goexit in a handler on the resident worker ends it; the next
+// start makes a new one, and the tasks go on.
+func TestTaskQueueResidentWorkerGoexit(t *testing.T) {
+	checkLeaks(t)
+	ran := make(chan string, 2)
+	conns := tasksHeldConns(t, 2, func(i int, c Connection) {
+		if i == 0 {
+			ran <- tasksGoroutineID()
+			runtime.Goexit()
+		}
+		ran <- tasksGoroutineID()
+	})
+	var q taskQueue
+	defer q.stop()
+	q.push(conns[0])
+	exited := recv(t, ran, "connection 0's handler")
+	eventually(t, func() bool { return tasksResident(&q) == residentNone }, "the resident worker to end in the Goexit")
+	q.push(conns[1])
+	require.NotEqual(t, exited, recv(t, ran, "connection 1's handler"))
+	eventually(t, func() bool { return tasksResident(&q) == residentParked }, "a new resident worker to park")
+	require.False(t, conns[0].IsActive(), "the connection whose handler Goexited is still open")
+}
+
+// A resident worker without a task ends after it has lingered
+// (residentLinger, here shortened), and the next start makes a new one.
+func TestTaskQueueResidentWorkerLingersThenEnds(t *testing.T) {
+	checkLeaks(t)
+	ran := make(chan string, 2)
+	conns := tasksHeldConns(t, 2, func(i int, c Connection) { ran <- tasksGoroutineID() })
+	q := taskQueue{lingerFor: 20 * time.Millisecond}
+	defer q.stop()
+	q.push(conns[0])
+	first := recv(t, ran, "connection 0's handler")
+	eventually(t, func() bool { return tasksResident(&q) == residentNone }, "the resident worker to end after lingering")
+	q.push(conns[1])
+	require.NotEqual(t, first, recv(t, ran, "connection 1's handler"), "the ended resident worker ran a task")
+	eventually(t, func() bool { return tasksResident(&q) == residentNone }, "the second resident worker to end after lingering")
 }

@@ -44,9 +44,11 @@
 //   - OnConnect and OnRequest run on a Runner goroutine (bytedance gopool by
 //     default; see Configure). With the default Runner, the tasks of one
 //     poller's connections go through its task queue (connection_task.go): a
-//     gopool worker runs them one after the other, and a blocked handler
-//     never holds up the rest, because a spare worker is always started
-//     while tasks wait. A custom Runner gets one call per task, with the
+//     worker runs them one after the other, and a blocked handler never
+//     holds up the rest, because a spare worker is always started while
+//     tasks wait. The first worker is the queue's resident one, a goroutine
+//     that parks while the queue is empty instead of ending; the spares are
+//     gopool workers. A custom Runner gets one call per task, with the
 //     connection's context. They run serially per connection: OnConnect
 //     first, then OnRequest whenever input is buffered. OnRequest is called
 //     again while input remains and the previous call consumed some; when a

@@ -115,6 +115,7 @@ func (p *defaultPoll) Wait() error {
 			return err
 		}
 		if p.handle(n) {
+			p.tasks.stop()
 			p.release()
 			return nil
 		}

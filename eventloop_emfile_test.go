@@ -22,7 +22,8 @@ import (
 const emfileChildEnv = "NETPOLL_TEST_EMFILE_CHILD"
 
 // docs/contract.md C9.2: when accept fails with EMFILE the server neither spins nor floods
-// the log, and it accepts again once descriptors are free. The test lowers
+// the log, and it accepts again once descriptors are free; Stats.AcceptErrors
+// counts the failures (C17). The test lowers
 // RLIMIT_NOFILE and exhausts the descriptor table, so it runs in a child
 // process (this test binary, re-executed) to keep the rest of the suite safe.
 func TestEventLoopAcceptEMFILE(t *testing.T) {
@@ -129,6 +130,8 @@ func emfileChild(t *testing.T) {
 			_ = unix.Close(fd)
 		}
 	})
+	var before Stats
+	ReadStats(&before)
 	fill()
 	tcpAddr, err := net.ResolveTCPAddr("tcp", s.addr)
 	require.NoError(t, err)
@@ -151,6 +154,11 @@ func emfileChild(t *testing.T) {
 	require.Less(t, used, wall/2, "the server spins while accept fails with EMFILE")
 	require.LessOrEqual(t, n, 3, "the server floods the log while accept fails with EMFILE")
 	require.Equal(t, int64(1), accepted.Load(), "accepted a connection without a descriptor")
+	var after Stats
+	ReadStats(&after)
+	failed := after.AcceptErrors - before.AcceptErrors
+	t.Logf("Stats.AcceptErrors counted %d failed accepts", failed)
+	require.GreaterOrEqual(t, failed, uint64(1), "Stats.AcceptErrors did not count the accepts that failed with EMFILE")
 
 	// Free the descriptors: the queued clients are accepted and served.
 	freeFillers()

@@ -18,6 +18,7 @@
 //	go run ./cmd/buffer            # LinkBuffer: ours vs reference
 //	go run ./cmd/server            # server suite: echo, idle-mixed, mux, client side, idle scale, open loop, CPU-heavy, Hertz
 //	go run ./cmd/server -h         # its scenarios and flags (rounds, durations, CPUs, -scenarios, -impls)
+//	ab/ab.sh OLD NEW RATE          # echo server CPU per request of two commits of ours and ref, interleaved
 //
 // They interleave the implementations round by round and report medians and
 // per-round ratios, because the machines they run on are small and noisy.

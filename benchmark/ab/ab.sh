@@ -1,0 +1,70 @@
+#!/bin/bash
+# ab.sh compares two commits of this repository's netpoll, and the
+# reference, on the server suite's echo server: the server pinned to CPU 0,
+# the load client to CPU 1, interleaved round by round (ref, old, new), and
+# prints each run and the median server CPU per request of each.
+#
+#   benchmark/ab/ab.sh OLD NEW RATE [ROUNDS]
+#
+# OLD and NEW are git revisions; RATE is requests per second for an open-loop
+# client over 100 connections, or 0 for the closed loop (one request in
+# flight per connection). Each run is 1 s of warm-up and 4 s measured; server
+# CPU per request is utime+stime over the whole run (warm-up included, the
+# same for every implementation) divided by the requests of the measured 4 s,
+# so compare the columns with each other, not with docs/benchmark.md.
+# It needs a 2-CPU machine or more, taskset and python3.
+set -euo pipefail
+old=$1 new=$2 rate=$3 rounds=${4:-5}
+repo=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
+work=$(mktemp -d)
+trap 'rm -rf "$work"; git -C "$repo" worktree prune' EXIT
+(cd "$repo/benchmark" && go run ./cmd/refprep >/dev/null) # the reference, in benchmark/.ref
+for side in old new; do
+	rev=${!side}
+	git -C "$repo" worktree add -q --detach "$work/$side" "$rev"
+	cp -r "$repo/benchmark/.ref" "$work/$side/benchmark/"
+	(cd "$work/$side/benchmark" && go build -o "$work/sb-$side" ./internal/cmd/serverbench)
+	git -C "$repo" worktree remove --force "$work/$side"
+done
+
+mode=(-mode open -rate "$rate")
+if [ "$rate" = 0 ]; then mode=(-mode pingpong); fi
+
+# run BIN IMPL: one run; prints "requests cpu_ticks p99_us".
+run() {
+	local bin=$1 impl=$2 fifo="$work/stdin" out="$work/server.out" spid
+	rm -f "$fifo"
+	mkfifo "$fifo"
+	taskset -c 0 "$bin" serve "$impl" echo <"$fifo" >"$out" 2>&1 &
+	spid=$!
+	exec 7>"$fifo" # the server runs until its standard input closes
+	for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.1; done
+	local addr c0 c1
+	addr=$(awk '/listening/{print $2}' "$out")
+	c0=$(awk '{print $14+$15}' "/proc/$spid/stat")
+	taskset -c 1 "$work/sb-new" client "${mode[@]}" -conns 100 -addr "$addr" -warmup 1s -duration 4s </dev/null >"$work/client.out" 2>&1
+	c1=$(awk '{print $14+$15}' "/proc/$spid/stat")
+	exec 7>&-
+	wait "$spid" || true
+	python3 -c '
+import json, sys
+d = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+print(d["requests"], int(sys.argv[2]), round(d["p99_ns"] / 1e3))' "$work/client.out" $((c1 - c0))
+}
+
+ticks=$(getconf CLK_TCK)
+for r in $(seq "$rounds"); do
+	for side in ref old new; do
+		case $side in
+		ref) set -- "$work/sb-new" ref ;;
+		old) set -- "$work/sb-old" ours ;;
+		new) set -- "$work/sb-new" ours ;;
+		esac
+		read -r n t p99 < <(run "$@")
+		echo "round $r $side requests=$n cpu_us_per_req=$(python3 -c "print(round($t / $ticks * 1e6 / $n, 2))") p99_us=$p99"
+	done
+done | tee "$work/runs"
+for side in ref old new; do
+	grep " $side " "$work/runs" | sed 's/.*cpu_us_per_req=\([0-9.]*\).*/\1/' | sort -n |
+		awk -v s="$side" '{v[NR] = $1} END {print s, "median server CPU us/req:", v[int((NR + 1) / 2)]}'
+done

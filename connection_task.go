@@ -112,8 +112,6 @@ type taskQueue struct {
 	linger      *time.Timer   // ends a resident worker parked for residentLinger
 	lingerArmed bool          // linger will fire, or has fired unseen
 	lingerFor   time.Duration // residentLinger unless set (by tests)
-	noResident  bool          // every start goes to the Runner (set by tests)
-	stopped     bool          // the poller closed: no more resident worker
 }
 
 // residentLinger is how long the resident worker waits for a task before it
@@ -125,9 +123,10 @@ const residentLinger = 100 * time.Millisecond
 type residentState uint8
 
 const (
-	residentNone   residentState = iota // not started, or ended
+	residentNone   residentState = iota // not started, or ended: the next start makes one
 	residentParked                      // waiting on wake
 	residentBusy                        // woken, or working the queue
+	residentOff                         // never again: the poller stopped (or a test wants Runner starts only)
 )
 
 // startHow is how pend started the pending worker.
@@ -175,10 +174,10 @@ func (q *taskQueue) pend() startHow {
 	if q.workFn == nil {
 		q.workFn = q.work
 	}
-	switch {
-	case q.noResident || q.stopped || q.resident == residentBusy:
+	switch q.resident {
+	case residentBusy, residentOff:
 		return startRunner
-	case q.resident == residentParked:
+	case residentParked:
 		q.resident = residentBusy
 		return startWake
 	}
@@ -260,15 +259,16 @@ func (q *taskQueue) residentWork() {
 	defer func() {
 		if !ended { // a handler called runtime.Goexit
 			q.mu.Lock()
-			q.resident = residentNone
+			if q.resident == residentBusy {
+				q.resident = residentNone
+			}
 			q.mu.Unlock()
 		}
 	}()
 	for {
 		q.mu.Lock()
 		q.drain()
-		if q.stopped {
-			q.resident = residentNone
+		if q.resident == residentOff {
 			q.mu.Unlock()
 			ended = true
 			return
@@ -305,9 +305,9 @@ func (q *taskQueue) armLinger() {
 
 // park waits for a start and reports whether one came; false: the worker
 // lingered long enough (it has set resident to none), or the poller
-// stopped (stop has). The linger timer is not re-armed at every park: when
-// it fires early (it was armed at an earlier park), it is moved to the rest
-// of this one.
+// stopped (stop has set it to off and closed wake). The linger timer is
+// not re-armed at every park: when it fires early (it was armed at an
+// earlier park), it is moved to the rest of this one.
 func (q *taskQueue) park() bool {
 	for {
 		select {
@@ -317,7 +317,7 @@ func (q *taskQueue) park() bool {
 		}
 		q.mu.Lock()
 		q.lingerArmed = false
-		if q.resident != residentParked { // a start came meanwhile
+		if q.resident != residentParked { // a start or a stop came meanwhile
 			q.mu.Unlock()
 			_, ok := <-q.wake
 			return ok
@@ -339,15 +339,14 @@ func (q *taskQueue) park() bool {
 func (q *taskQueue) stop() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.stopped = true
 	if q.linger != nil {
 		q.linger.Stop()
 		q.lingerArmed = false
 	}
 	if q.resident == residentParked {
-		q.resident = residentNone
 		close(q.wake)
 	}
+	q.resident = residentOff
 }
 
 // runQueued runs c's task; a panic goes on into the Runner with c's context.

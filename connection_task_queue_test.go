@@ -62,12 +62,13 @@ func tasksSameFunc(a, b func()) bool {
 }
 
 // tasksCaptureStarts installs a Runner that keeps q's worker starts in the
-// returned channel instead of running them (q gets no resident worker), so that the test decides when
-// each worker runs; anything else goes to gopool, as with the default Runner.
+// returned channel instead of running them, so that the test decides when
+// each worker runs (q gets no resident worker, whose start is no Runner
+// call); anything else goes to gopool, as with the default Runner.
 // The default Runner comes back at cleanup (register it after the
 // connections, so that it comes back before they close).
 func tasksCaptureStarts(t *testing.T, q *taskQueue) <-chan func() {
-	q.noResident = true // every start is a Runner call the test can hold
+	q.resident = residentOff // every start is a Runner call the test can hold
 	starts := make(chan func(), 256)
 	SetRunner(func(ctx context.Context, f func()) {
 		if tasksSameFunc(f, q.workFn) {
@@ -248,6 +249,12 @@ func tasksGoroutineID() string {
 	return line[:strings.IndexByte(line, ' ')]
 }
 
+// tasksGoroutineGone reports whether no goroutine with the given id runs.
+func tasksGoroutineGone(id string) bool {
+	buf := make([]byte, 1<<20)
+	return !strings.Contains(string(buf[:runtime.Stack(buf, true)]), "goroutine "+id+" [")
+}
+
 // tasksResident reads where q's resident worker is.
 func tasksResident(q *taskQueue) residentState {
 	q.mu.Lock()
@@ -276,10 +283,10 @@ func TestTaskQueueResidentWorkerRunsQuietTasks(t *testing.T) {
 		eventually(t, func() bool { return tasksResident(&q) == residentParked }, "the resident worker to park after task %d", i)
 	}
 	q.stop()
-	eventually(t, func() bool { return tasksResident(&q) == residentNone }, "the resident worker to end after stop")
+	eventually(t, func() bool { return tasksGoroutineGone(first) }, "the resident worker's goroutine to end after stop")
 	q.push(tasksHeldConns(t, 1, func(int, Connection) { ran <- tasksGoroutineID() })[0])
 	require.NotEqual(t, first, recv(t, ran, "the handler of a task pushed after stop"), "a task pushed after stop ran on the stopped resident worker")
-	require.Equal(t, residentNone, tasksResident(&q), "stop let a new resident worker start")
+	require.Equal(t, residentOff, tasksResident(&q), "stop let a new resident worker start")
 }
 
 // A handler that blocks on the resident worker holds up nobody: the task
@@ -323,7 +330,7 @@ func TestTaskQueueResidentWorkerGoexit(t *testing.T) {
 	defer q.stop()
 	q.push(conns[0])
 	exited := recv(t, ran, "connection 0's handler")
-	eventually(t, func() bool { return tasksResident(&q) == residentNone }, "the resident worker to end in the Goexit")
+	eventually(t, func() bool { return tasksResident(&q) == residentNone && tasksGoroutineGone(exited) }, "the resident worker to end in the Goexit")
 	q.push(conns[1])
 	require.NotEqual(t, exited, recv(t, ran, "connection 1's handler"))
 	eventually(t, func() bool { return tasksResident(&q) == residentParked }, "a new resident worker to park")
@@ -340,7 +347,7 @@ func TestTaskQueueResidentWorkerLingersThenEnds(t *testing.T) {
 	defer q.stop()
 	q.push(conns[0])
 	first := recv(t, ran, "connection 0's handler")
-	eventually(t, func() bool { return tasksResident(&q) == residentNone }, "the resident worker to end after lingering")
+	eventually(t, func() bool { return tasksResident(&q) == residentNone && tasksGoroutineGone(first) }, "the resident worker to end after lingering")
 	q.push(conns[1])
 	require.NotEqual(t, first, recv(t, ran, "connection 1's handler"), "the ended resident worker ran a task")
 	eventually(t, func() bool { return tasksResident(&q) == residentNone }, "the second resident worker to end after lingering")

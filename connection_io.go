@@ -40,17 +40,20 @@ var (
 // poller returns the connection's poller, which init set.
 func (c *connection) poller() *defaultPoll { return c.op.poll }
 
-// onEvent is the connection's pollHandler.
-func (c *connection) onEvent(_ Poll, flags pollFlags) {
+// onEvent is the connection's pollHandler. A report is settled when the
+// read came back short of its buffer or found nothing: the socket's queue
+// was empty then, and whatever comes later raises a new report. A full read,
+// a hang-up or an error leaves it to the next poll.
+func (c *connection) onEvent(_ Poll, flags pollFlags) (settled bool) {
 	if flags&pollOut != 0 {
 		_ = c.wantWrite(false)
 		c.wakeWrite()
 	}
 	if flags&pollIn == 0 {
-		return
+		return flags&pollHup == 0
 	}
 	for {
-		n, err := c.fill()
+		n, full, err := c.fill()
 		if n > 0 {
 			if flags&pollHup == 0 { // a hang-up is read to its end: no pausing
 				c.pauseIfBehind()
@@ -59,14 +62,14 @@ func (c *connection) onEvent(_ Poll, flags pollFlags) {
 		}
 		switch {
 		case err == errWouldBlock && flags&pollHup == 0:
-			return
+			return true
 		case err == nil && flags&pollHup != 0:
 			continue // drain everything the peer sent before closing
 		case err == nil:
-			return
+			return !full
 		}
 		c.peerClosed()
-		return
+		return false
 	}
 }
 
@@ -90,7 +93,8 @@ const (
 // for a large message meets a drained buffer (see below). err is nil after
 // a read of n > 0 bytes, errWouldBlock when nothing was there, errPeerEOF at
 // the end of the stream, errRecycled when the connection was closed under
-// the read, and otherwise the socket's error.
+// the read, and otherwise the socket's error; full reports that the last
+// read filled its buffer, so more may be pending.
 //
 // A small read goes to the poller's scratch buffer (fill runs only on the
 // connection's poller goroutine) and is copied into the buffer's tail or a
@@ -104,9 +108,9 @@ const (
 // A read in place that brings few bytes into a node of its own is copied
 // out of it as well (see bookAck): a few unread bytes never pin the memory
 // a large message needed.
-func (c *connection) fill() (n int, err error) {
+func (c *connection) fill() (n int, full bool, err error) {
 	if !c.fd.acquire() {
-		return 0, errRecycled
+		return 0, false, errRecycled
 	}
 	defer c.fd.release()
 	size := int(c.readSize)
@@ -116,15 +120,19 @@ func (c *connection) fill() (n int, err error) {
 		if n, err = c.readScratch(scratch[:size]); n > 0 {
 			c.adaptReadSize(n, size)
 		}
+		full = n == size
 	case c.in.Len() == 0:
 		n, err = c.readScratch(scratch)
-		if n == len(scratch) {
-			if m, booked, _ := c.readInPlace(size); m > 0 {
+		full = n == len(scratch)
+		if full {
+			m, booked, _ := c.readInPlace(size)
+			if m > 0 {
 				c.adaptReadSize(m, booked)
 				n += m
 			} else {
 				c.readSize = int32(defaultBufferSize()) // the message ended at the scratch buffer's size
 			}
+			full = m == booked
 		} else if n > 0 {
 			c.readSize = int32(defaultBufferSize())
 		}
@@ -133,18 +141,19 @@ func (c *connection) fill() (n int, err error) {
 		if n, booked, err = c.readInPlace(size); n > 0 {
 			c.adaptReadSize(n, booked)
 		}
+		full = n == booked
 	}
 	switch {
 	case n > 0:
 		c.poller().stats.own.bytesRead.Add(uint64(n)) // fill runs on the poller goroutine
 		c.touch()
-		return n, nil
+		return n, full, nil
 	case err == unix.EAGAIN:
-		return 0, errWouldBlock
+		return 0, false, errWouldBlock
 	case err == nil:
-		return 0, errPeerEOF
+		return 0, false, errPeerEOF
 	}
-	return 0, err
+	return 0, false, err
 }
 
 // readScratch reads into the poller's scratch buffer p and copies what came

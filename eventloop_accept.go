@@ -174,8 +174,9 @@ func (s *server) accept() (int, net.Addr, error) {
 	return accept(s.fd.num(), s.addrs.unixNet)
 }
 
-// onEvent accepts what is pending, up to a batch.
-func (s *server) onEvent(_ Poll, flags pollFlags) {
+// onEvent accepts what is pending, up to a batch; it is settled once an
+// accept found none left, or the listener was unregistered.
+func (s *server) onEvent(_ Poll, flags pollFlags) (settled bool) {
 	for i := 0; i < acceptBatch; i++ {
 		fd, remote, err := s.accept()
 		switch err {
@@ -187,21 +188,22 @@ func (s *server) onEvent(_ Poll, flags pollFlags) {
 			if flags&pollHup != 0 {
 				s.stop(errListenerHungUp)
 			}
-			return
+			return flags&pollHup == 0
 		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
 			s.op.poll.stats.own.acceptErrors.Add(1)
 			s.pause(err)
-			return
+			return true
 		case errAcceptReleased:
-			return
+			return false
 		}
 		s.op.poll.stats.own.acceptErrors.Add(1)
 		if acceptAgain(err) {
 			continue
 		}
 		s.stop(wrapSyscall("accept", err))
-		return
+		return false
 	}
+	return false
 }
 
 // pause unregisters the listener while the process is out of fds and

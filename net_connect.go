@@ -38,9 +38,11 @@ type connectWait struct {
 	flags atomic.Uint32
 }
 
-func (w *connectWait) onEvent(_ Poll, flags pollFlags) {
+// onEvent: a one-shot registration reports once, so it is always settled.
+func (w *connectWait) onEvent(_ Poll, flags pollFlags) bool {
 	w.flags.Store(uint32(flags))
 	wake(w.ch)
+	return true
 }
 
 // connectSocket makes a socket of family and sotype, binds it to laddr if

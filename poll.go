@@ -70,8 +70,14 @@ type FDOperator struct {
 // pollHandler receives the events of an operator made by this package. Every
 // method runs on the poller goroutine and must not block.
 type pollHandler interface {
-	// onEvent handles one readiness report; the flags are pollIn, pollOut, pollHup.
-	onEvent(p Poll, flags pollFlags)
+	// onEvent handles one readiness report; the flags are pollIn, pollOut,
+	// pollHup. It reports whether the report is settled: nothing it
+	// announced is left for a later report of the same, still-standing
+	// readiness (a read came back short or empty, every pending
+	// connection was accepted). A handler that leaves readiness behind (a
+	// read filled its buffer, a batch ran out) returns false, and the
+	// poller polls again before it parks (see poll_default_linux.go).
+	onEvent(p Poll, flags pollFlags) (settled bool)
 }
 
 // pollFlags is the platform-neutral summary of one kernel event.

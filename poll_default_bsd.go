@@ -118,13 +118,18 @@ func (p *defaultPoll) open() error {
 	return err
 }
 
-// wait blocks in kevent, holding a thread, until events are ready.
-func (p *defaultPoll) wait() (int, error) {
+// wait blocks in kevent, holding a thread, until events are ready, and
+// delivers them.
+func (p *defaultPoll) wait() (closing bool, err error) {
 	n, err := kqueueCall(p.kq, nil, p.events, nil)
 	if err == unix.EINTR {
-		return 0, nil
+		return false, nil
 	}
-	return n, wrapSyscall("kevent", err)
+	if err != nil {
+		return false, wrapSyscall("kevent", err)
+	}
+	closing, _ = p.handle(n)
+	return closing, nil
 }
 
 func (p *defaultPoll) event(i int) (fd int, tag uint32, flags pollFlags) {

@@ -22,13 +22,17 @@ type defaultPoll struct {
 	raw     syscall.RawConn // parks wait until epfd is readable
 	wakefd  int
 	events  []unix.EpollEvent
-	ready   int                   // what the last poll returned: events ready,
-	pollErr error                 // or its error
-	pollFn  func(fd uintptr) bool // poll, made once: wait allocates nothing
+	cycleFn func(fd uintptr) bool // cycle, made once: wait allocates nothing
+	closed  bool                  // cycle met the wake-up of a closing poller
+	pollErr error                 // or the error that ended cycle
+
+	// links tells whether the kernel's ready list may hold stale entries
+	// that a change of interest would hide (see cycle); a linksState.
+	links atomic.Int32
 
 	// What keeps the runtime's monitor awake enough (see wait); touched by
 	// the poller goroutine only.
-	polls    int         // poll calls in this wait: more than one means it parked
+	parked   bool        // cycle returned false: the goroutine parked since
 	parkedAt int64       // monoNow when the last park began
 	bound    *time.Timer // fires at the latest sysmonBound after a park began
 	boundAt  int64       // monoNow when bound fires
@@ -61,7 +65,7 @@ func (p *defaultPoll) open() error {
 	}
 	p.epfd, p.file, p.wakefd = epfd, os.NewFile(uintptr(epfd), "epoll"), wakefd
 	p.events = make([]unix.EpollEvent, eventBatch)
-	p.pollFn = p.poll
+	p.cycleFn = p.cycle
 	p.bound = time.AfterFunc(time.Hour, func() {})
 	p.bound.Stop()
 	if err = p.ctl(unix.EPOLL_CTL_ADD, wakefd, wakeTag, unix.EPOLLIN); err == nil {
@@ -99,9 +103,29 @@ const noEvent = ^uint32(0)
 // a P back after a blocking syscall, which under load (and always with
 // GOMAXPROCS=1) delayed every event behind running handlers.
 //
-// The runtime watches epfd edge-triggered. No readiness is missed: the loop
-// parks only after a poll found the ready list empty, and RawConn.Read
-// keeps any edge that came after its start.
+// The polls, the delivery of their events and the parks all happen in cycle,
+// inside one RawConn.Read, so that an edge of the epoll fd that comes while
+// events are delivered is kept for the next park (RawConn.Read clears the
+// edge only when it starts). The runtime watches epfd edge-triggered, and
+// epfd raises an edge whenever one of its fds gets a new kernel callback
+// (data came, the socket became writable, the peer hung up), whether or not
+// that fd is on epfd's ready list already. So cycle may park right after
+// delivering a batch, without polling a ready list it expects empty, when:
+//   - the batch did not fill the array (every ready fd came with it), and
+//   - every event was settled (pollHandler): nothing it reported is still
+//     standing with no callback to come, and
+//   - no change of interest raced the batch (links, below).
+//
+// Otherwise it polls again, and parks after a poll that found nothing.
+//
+// links covers the one hole in that: a level-triggered fd that a poll
+// returned is put back on epfd's ready list, and EPOLL_CTL_MOD raises no
+// edge for a fd on that list even when the change makes it ready (an input
+// resumed with bytes waiting, an output asked for on a writable socket). So
+// a change of interest (modify) made after a poll that returned events, and
+// before the next poll, must make sure that next poll happens: during
+// delivery it marks the batch dirty (cycle polls again before it parks); after
+// a park that skipped the empty poll it wakes the poller.
 //
 // The socket I/O is raw (sys_linux.go), so the runtime's monitor thread,
 // sysmon, which sleeps without bound while every P is idle and is woken by
@@ -117,38 +141,88 @@ const noEvent = ^uint32(0)
 //
 // So a spinning handler is preempted within about two sysmonBounds, while a
 // loaded server, whose poller wakes often, makes no ordinary syscall here.
-func (p *defaultPoll) wait() (int, error) {
-	p.polls = 0
-	if err := p.raw.Read(p.pollFn); err != nil {
-		return 0, wrapSyscall("epoll wait", err)
+func (p *defaultPoll) wait() (closing bool, err error) {
+	p.closed, p.pollErr = false, nil
+	if err := p.raw.Read(p.cycleFn); err != nil {
+		return false, wrapSyscall("epoll wait", err)
 	}
 	if p.pollErr == unix.EINTR {
-		return 0, nil
+		return false, nil
 	}
-	return p.ready, wrapSyscall("epoll_wait", p.pollErr)
+	return p.closed, wrapSyscall("epoll_wait", p.pollErr)
 }
+
+// linksState is a defaultPoll's links.
+type linksState = int32
+
+const (
+	linksClean   linksState = iota // no stale entry: the last poll found nothing
+	linksFetched                   // a poll returned events, which cycle delivers
+	linksDirty                     // and a change of interest came meanwhile
+	linksStale                     // cycle parked after delivering, without an empty poll
+)
 
 // sysmonBound bounds how long sysmon may sleep while the poller parks.
 const sysmonBound = 10 * time.Millisecond
 
-// poll polls once for wait; false (nothing ready) makes RawConn.Read park.
-func (p *defaultPoll) poll(uintptr) bool {
-	p.polls++
-	wakeSysmon := false
-	if p.polls > 1 {
-		wakeSysmon = monoNow()-p.parkedAt > int64(sysmonBound)
+// cycle polls and delivers until it may park (false) or the poller must stop
+// (true: closed or pollErr set). See wait.
+func (p *defaultPoll) cycle(uintptr) bool {
+	wakeSysmon := p.parked && monoNow()-p.parkedAt > int64(sysmonBound)
+	p.parked = false
+	for {
+		p.links.Store(linksFetched)
+		n, err := epollPoll(p.epfd, p.events, wakeSysmon)
+		wakeSysmon = false
+		switch {
+		case err != nil:
+			p.pollErr = err
+			return true
+		case n == 0:
+			p.links.Store(linksClean)
+			p.park()
+			return false
+		}
+		closing, settled := p.handle(n)
+		if closing {
+			p.closed = true
+			return true
+		}
+		if settled && n < len(p.events) && p.links.CompareAndSwap(linksFetched, linksStale) {
+			p.park()
+			return false
+		}
 	}
-	p.ready, p.pollErr = epollPoll(p.epfd, p.events, wakeSysmon)
-	if p.ready > 0 || p.pollErr != nil {
-		return true
-	}
+}
+
+// park prepares the poller goroutine's park: it bounds sysmon's sleep.
+func (p *defaultPoll) park() {
 	now := monoNow()
-	p.parkedAt = now
+	p.parked, p.parkedAt = true, now
 	if p.boundAt-now < int64(sysmonBound/2) {
 		p.boundAt = now + int64(sysmonBound)
 		p.bound.Reset(sysmonBound)
 	}
-	return false
+}
+
+// interestChanged follows a change of interest (see wait): it marks a
+// batch being delivered dirty, or wakes a poller parked with stale entries.
+func (p *defaultPoll) interestChanged() {
+	for {
+		switch p.links.Load() {
+		case linksFetched:
+			if p.links.CompareAndSwap(linksFetched, linksDirty) {
+				return
+			}
+		case linksStale:
+			if p.links.CompareAndSwap(linksStale, linksClean) {
+				_ = p.wake()
+				return
+			}
+		default:
+			return
+		}
+	}
 }
 
 // epollPoll is epoll_wait with a zero timeout. It never blocks, so it is
@@ -215,7 +289,11 @@ func (p *defaultPoll) modify(op *FDOperator, in, out bool) error {
 	if out {
 		events |= unix.EPOLLOUT
 	}
-	return wrapSyscall("epoll_ctl", p.ctl(unix.EPOLL_CTL_MOD, op.FD, atomic.LoadUint32(&op.gen), events))
+	if err := p.ctl(unix.EPOLL_CTL_MOD, op.FD, atomic.LoadUint32(&op.gen), events); err != nil {
+		return wrapSyscall("epoll_ctl", err)
+	}
+	p.interestChanged()
+	return nil
 }
 
 // remove: ENOENT and EBADF mean the registration is gone already.

@@ -170,7 +170,7 @@ func BenchmarkScalingPollerDispatch(b *testing.B) {
 			}
 			t0 := time.Now()
 			for got := 0; got < batch; {
-				n, err := p.wait()
+				n, err := epollPoll(p.epfd, p.events, false)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -453,7 +453,10 @@ func BenchmarkScalingNetpollerWake(b *testing.B) {
 }
 
 // scalingPingPong runs BenchmarkScalingNetpollerWake/eventfd's ping-pong for
-// one b.RunParallel goroutine: two pollers, two parks and wakes per op.
+// one b.RunParallel goroutine: two pollers, two parks and wakes per op. Each
+// poller watches an eventfd of its own through an operator whose OnRead
+// (run by the poller's loop, wait) resets it and writes the other's: the
+// benchmark goroutine runs mine's loop and counts the ops there.
 func scalingPingPong(pb *testing.PB) error {
 	mine, err := openDefaultPoll()
 	if err != nil {
@@ -465,38 +468,62 @@ func scalingPingPong(pb *testing.PB) error {
 		return err
 	}
 	defer theirs.release()
-	done := make(chan struct{})
-	go func() { // the partner: parks in theirs, wakes mine
-		defer close(done)
-		for {
-			n, err := theirs.wait()
-			if err != nil || theirs.handle(n) {
-				return
-			}
-			if n > 0 {
-				_ = mine.wake()
-			}
+	mineFd, err := scalingEventfd()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(mineFd)
+	theirFd, err := scalingEventfd()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(theirFd)
+	var count [eventfdCount]byte
+	one := [eventfdCount]byte{1}
+	theirOp := &FDOperator{FD: theirFd, OnRead: func(Poll) error {
+		_, _ = unix.Read(theirFd, count[:])
+		_, err := unix.Write(mineFd, one[:])
+		return err
+	}}
+	var mineCount [eventfdCount]byte
+	mineOp := &FDOperator{FD: mineFd, OnRead: func(Poll) error {
+		_, _ = unix.Read(mineFd, mineCount[:])
+		if pb.Next() {
+			_, err := unix.Write(theirFd, one[:])
+			return err
 		}
+		mine.closing.Store(true)
+		return mine.wake()
+	}}
+	if err = theirs.Control(theirOp, PollReadable); err != nil {
+		return err
+	}
+	defer theirs.Control(theirOp, PollDetach)
+	if err = mine.Control(mineOp, PollReadable); err != nil {
+		return err
+	}
+	defer mine.Control(mineOp, PollDetach)
+	done := make(chan error, 1)
+	go func() { // the partner's poller loop
+		_, err := theirs.wait()
+		done <- err
 	}()
 	defer func() {
 		theirs.closing.Store(true)
 		_ = theirs.wake()
 		<-done
 	}()
-	for pb.Next() {
-		if err := theirs.wake(); err != nil {
-			return err
-		}
-		for {
-			n, err := mine.wait()
-			if err != nil {
-				return err
-			}
-			if n > 0 {
-				mine.handle(n)
-				break
-			}
-		}
+	if !pb.Next() {
+		return nil
 	}
-	return nil
+	if _, err = unix.Write(theirFd, one[:]); err != nil {
+		return err
+	}
+	_, err = mine.wait()
+	return err
+}
+
+// scalingEventfd makes a non-blocking eventfd.
+func scalingEventfd() (int, error) {
+	return unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 }

@@ -19,10 +19,11 @@ import (
 //	Create the kernel's poll set, register a wake-up source in it, and make
 //	the event array of eventBatch entries. On error nothing stays open.
 //
-// func (p *defaultPoll) wait() (n int, err error)
+// func (p *defaultPoll) wait() (closing bool, err error)
 //
-//	Block until events are ready and fetch at most eventBatch of them into
-//	the array; n may be 0 (an interrupted call). Only the poller goroutine
+//	Block until events are ready, fetch at most eventBatch of them into
+//	the array and deliver them (handle), maybe more than one batch; report
+//	whether a wake-up found the poller closing. Only the poller goroutine
 //	calls it. An error, wrapped with the syscall's name, ends the poller.
 //
 // func (p *defaultPoll) event(i int) (fd int, tag uint32, flags pollFlags)
@@ -110,11 +111,11 @@ func openDefaultPoll() (*defaultPoll, error) {
 func (p *defaultPoll) Wait() error {
 	defer close(p.done)
 	for {
-		n, err := p.wait()
+		closing, err := p.wait()
 		if err != nil {
 			return err
 		}
-		if p.handle(n) {
+		if closing {
 			p.tasks.stop()
 			p.release()
 			return nil
@@ -123,10 +124,12 @@ func (p *defaultPoll) Wait() error {
 }
 
 // handle delivers the n events fetched; it reports whether the poller was
-// asked to close. An event is delivered only to the operator that still
-// holds its fd with the event's tag: one for a fd closed, and maybe reused,
-// since it was queued finds none and is dropped.
-func (p *defaultPoll) handle(n int) (closing bool) {
+// asked to close, and whether every event was settled (see pollHandler). An
+// event is delivered only to the operator that still holds its fd with the
+// event's tag: one for a fd closed, and maybe reused, since it was queued
+// finds none and is dropped (and is not counted settled, out of caution).
+func (p *defaultPoll) handle(n int) (closing, settled bool) {
+	settled = true
 	for i := 0; i < n; i++ {
 		fd, tag, flags := p.event(i)
 		if flags == pollWake {
@@ -134,17 +137,19 @@ func (p *defaultPoll) handle(n int) (closing bool) {
 			continue
 		}
 		if op := opGet(fd, tag); op != nil {
-			op.dispatch(p, flags)
+			settled = op.dispatch(p, flags) && settled
+		} else {
+			settled = false
 		}
 	}
-	return closing
+	return closing, settled
 }
 
-// dispatch delivers flags to the operator: its handler, or else the exported callbacks.
-func (op *FDOperator) dispatch(p Poll, flags pollFlags) {
+// dispatch delivers flags to the operator: its handler, or else the
+// exported callbacks, which are never counted settled.
+func (op *FDOperator) dispatch(p Poll, flags pollFlags) (settled bool) {
 	if op.handler != nil {
-		op.handler.onEvent(p, flags)
-		return
+		return op.handler.onEvent(p, flags)
 	}
 	if flags&pollIn != 0 && op.OnRead != nil {
 		_ = op.OnRead(p)
@@ -155,6 +160,7 @@ func (op *FDOperator) dispatch(p Poll, flags pollFlags) {
 	if flags&pollHup != 0 && op.OnHup != nil {
 		_ = op.OnHup(p)
 	}
+	return false
 }
 
 // Close asks the loop to stop and waits until it has.

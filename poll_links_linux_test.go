@@ -1,0 +1,103 @@
+//go:build linux
+
+package netpoll
+
+import (
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The poller parks right after delivering a settled batch, without the
+// empty poll that would clear epfd's ready list (poll_default_linux.go,
+// wait). A fd that batch returned stays on that list, and EPOLL_CTL_MOD
+// raises no edge for it even when the change makes it ready: the change of
+// interest must wake the poller itself (interestChanged), or the event is
+// never delivered.
+
+// linksHandler records the events of one socket; it reads every byte at
+// once (so input is settled) and drops output interest when it is reported.
+type linksHandler struct {
+	op     *FDOperator
+	events chan pollFlags
+}
+
+func (h *linksHandler) onEvent(p Poll, flags pollFlags) bool {
+	var buf [64]byte
+	if flags&pollIn != 0 {
+		for {
+			if n, _ := unix.Read(h.op.FD, buf[:]); n <= 0 {
+				break
+			}
+		}
+	}
+	if flags&pollOut != 0 {
+		_ = p.Control(h.op, PollRW2R)
+	}
+	select {
+	case h.events <- flags:
+	default:
+	}
+	return true
+}
+
+func TestInterestChangeAfterSkippedPoll(t *testing.T) {
+	checkLeaks(t)
+	p, err := openDefaultPoll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- p.Wait() }()
+	defer func() {
+		_ = p.Close()
+		if err := <-stopped; err != nil {
+			t.Errorf("Wait: %v", err)
+		}
+	}()
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pair[0])
+	defer unix.Close(pair[1])
+	h := &linksHandler{events: make(chan pollFlags, 16)}
+	h.op = &FDOperator{FD: pair[0], handler: h}
+	if err := p.Control(h.op, PollReadable); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Control(h.op, PollDetach)
+
+	expect := func(what string, want pollFlags) {
+		t.Helper()
+		select {
+		case got := <-h.events:
+			if got&want == 0 {
+				t.Fatalf("%s: got events %b, want %b", what, got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no event within 5s", what)
+		}
+	}
+	for round := 0; round < 20; round++ {
+		if _, err := unix.Write(pair[1], []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		expect("input", pollIn)
+		// The read was settled: the poller parks with pair[0] still on
+		// epfd's ready list.
+		deadline := time.Now().Add(5 * time.Second)
+		for p.links.Load() != linksStale {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the poller did not park after a settled batch (links %d)", round, p.links.Load())
+			}
+			time.Sleep(time.Millisecond)
+		}
+		// The socket is writable: asking for output makes it ready at once.
+		if err := p.Control(h.op, PollR2RW); err != nil {
+			t.Fatal(err)
+		}
+		expect("output asked for on a writable socket", pollOut)
+	}
+}

@@ -114,7 +114,8 @@ const noEvent = ^uint32(0)
 //   - the batch did not fill the array (every ready fd came with it), and
 //   - every event was settled (pollHandler): nothing it reported is still
 //     standing with no callback to come, and
-//   - no change of interest raced the batch (links, below).
+//   - no change of interest raced the batch (links, below), and
+//   - the kernel is 5.6 or later (parkAfterSettled, poll_kernel_linux.go).
 //
 // Otherwise it polls again, and parks after a poll that found nothing.
 //
@@ -188,7 +189,7 @@ func (p *defaultPoll) cycle(uintptr) bool {
 			p.closed = true
 			return true
 		}
-		if settled && n < len(p.events) && p.links.CompareAndSwap(linksFetched, linksStale) {
+		if parkAfterSettled && settled && n < len(p.events) && p.links.CompareAndSwap(linksFetched, linksStale) {
 			p.park()
 			return false
 		}

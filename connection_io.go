@@ -520,8 +520,28 @@ func (c *connection) stopPausing() { c.resume(pauseOff, 0) }
 
 // sent counts n bytes the kernel took from the output buffer; outMu is held.
 func (c *connection) sent(n int) {
-	st := c.stats()
-	st.bytesWritten.Add(uint64(n))
-	st.outBuffered.Add(-int64(n))
+	c.wrote(n)
+	c.stats().outBuffered.Add(-int64(n))
+}
+
+// wrote counts n bytes written to the socket.
+func (c *connection) wrote(n int) {
+	c.stats().bytesWritten.Add(uint64(n))
 	c.touch()
+}
+
+// sendNow writes p to the socket, as much as it takes at once, and returns
+// how much that was (0 on any failure, which the caller leaves to a Flush).
+// outMu is held and nothing is staged before p.
+func (c *connection) sendNow(p []byte) int {
+	if !c.fd.acquire() {
+		return 0
+	}
+	n, err := sysWrite(c.fd.num(), p)
+	c.fd.release()
+	if err != nil || n <= 0 {
+		return 0
+	}
+	c.wrote(n)
+	return n
 }

@@ -29,6 +29,8 @@ import (
 //     Flush hands it to tls.Conn.Write, which encrypts into its own buffer;
 //     the adapter copies each record into the raw connection's output, and
 //     the raw connection's Flush sends them with one writev: two copies.
+//     A Flush of one small record (tlsOneRecord) with nothing staged before
+//     it is written straight from tls.Conn's buffer instead: one copy.
 //
 // Who decrypts, and where it blocks: never the poller. With an OnRequest
 // handler, the raw connection's task decrypts every whole record buffered

@@ -42,6 +42,13 @@ type tlsAdapter struct {
 	// sends at once.
 	deferring atomic.Int32
 
+	// direct lets the next Write send its record straight to the socket
+	// when nothing is staged before it, instead of staging a copy (see
+	// Write). encryptChunk sets it for a chunk that fits one record; the
+	// Write that finds it clears it. Atomic: a post-handshake reply of
+	// crypto/tls writes from a decryption, outside wmu.
+	direct atomic.Bool
+
 	// rawErr is the raw connection's error behind the last failed Read.
 	// Atomic for the same misuse as blocking: the handshake's Read sets it
 	// while such a reader may look.
@@ -189,16 +196,26 @@ func (a *tlsAdapter) track(p []byte) {
 }
 
 // Write copies the records crypto/tls made into the raw output (crypto/tls
-// reuses its buffer) and, unless a Flush is encrypting, sends them.
+// reuses its buffer) and, unless a Flush is encrypting, sends them. The one
+// record of a small chunk (direct) goes to the socket at once when nothing
+// is staged before it; what the socket does not take then, and any failure,
+// is left to the Flush, as for a staged record.
 func (a *tlsAdapter) Write(p []byte) (int, error) {
 	c := a.raw
 	if c.state.closedLocally() {
 		return 0, c.closedWrite("when write")
 	}
+	whole := len(p)
 	c.outMu.Lock()
-	buf, err := c.out.Malloc(len(p))
-	if err == nil {
-		copy(buf, p)
+	if a.direct.Swap(false) && c.out.Len() == 0 && c.out.MallocLen() == 0 {
+		p = p[c.sendNow(p):]
+	}
+	var err error
+	if len(p) > 0 {
+		var buf []byte
+		if buf, err = c.out.Malloc(len(p)); err == nil {
+			copy(buf, p)
+		}
 	}
 	c.outMu.Unlock()
 	if err != nil {
@@ -209,7 +226,7 @@ func (a *tlsAdapter) Write(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	return len(p), nil
+	return whole, nil
 }
 
 // Close does nothing: the TLS connection closes the raw one itself.

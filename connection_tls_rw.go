@@ -335,7 +335,7 @@ func (t *tlsConn) encrypt(extra []byte) error {
 		seg := t.out.GetBytes(t.segs[:])
 		p := seg[0][:min(len(seg[0]), tlsChunk)]
 		t.segs[0] = nil
-		if err := t.encryptChunk(p); err != nil {
+		if err := t.encryptChunk(p, len(p) == t.out.Len() && len(extra) == 0); err != nil {
 			return err
 		}
 		_ = t.out.Skip(len(p))
@@ -343,7 +343,7 @@ func (t *tlsConn) encrypt(extra []byte) error {
 	}
 	for len(extra) > 0 {
 		p := extra[:min(len(extra), tlsChunk)]
-		if err := t.encryptChunk(p); err != nil {
+		if err := t.encryptChunk(p, len(p) == len(extra)); err != nil {
 			return err
 		}
 		extra = extra[len(p):]
@@ -351,8 +351,22 @@ func (t *tlsConn) encrypt(extra []byte) error {
 	return nil
 }
 
-func (t *tlsConn) encryptChunk(p []byte) error {
-	if _, err := t.tc.Write(p); err != nil {
+// tlsOneRecord bounds the plaintext that crypto/tls always sends as one
+// record: its smallest record payload is a TCP segment's estimate, 1208
+// bytes, less the record's overhead, which is at most 85 bytes with the
+// ciphers it offers (TLS 1.2 CBC with HMAC-SHA256: header, IV, MAC,
+// padding). The record of a Flush's last chunk this small may go to the
+// socket without being staged (tlsAdapter.Write); were it cut in two, the
+// second record would be staged and sent by the Flush, as others are.
+const tlsOneRecord = 1100
+
+// encryptChunk encrypts p, the last chunk of this Flush if last: then, if
+// small, its record may go to the socket at once (direct).
+func (t *tlsConn) encryptChunk(p []byte, last bool) error {
+	t.ad.direct.Store(last && len(p) <= tlsOneRecord)
+	_, err := t.tc.Write(p)
+	t.ad.direct.Store(false)
+	if err != nil {
 		if t.raw.state.phase() != phaseOpen {
 			return t.raw.closedWrite("when flush")
 		}

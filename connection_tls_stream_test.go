@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // Records split at every byte, a 64 MiB message both ways, and the ends of
@@ -307,4 +308,65 @@ func (c *recordingConn) lastRecordType() byte {
 		p = p[n:]
 	}
 	return typ
+}
+
+// TestTLSSmallFlushesFullSocket: many one-record Flushes (C18.9: each is
+// written straight from crypto/tls's buffer when nothing is staged) against
+// a peer that reads nothing until the socket is full (the server's send
+// buffer made small), so that many of those writes are cut or refused and
+// the rest is staged and waited for. Every message arrives, whole and in
+// order, over both clients.
+func TestTLSSmallFlushesFullSocket(t *testing.T) {
+	checkLeaks(t)
+	const count, size = 3000, 1000
+	message := func(i int) []byte {
+		p := bytes.Repeat([]byte{byte(i)}, size)
+		p[0], p[1] = byte(i>>8), byte(i)
+		return p
+	}
+	s := startServer(t, "tcp", func(_ context.Context, c Connection) error {
+		if _, err := c.Reader().Next(1); err != nil {
+			return err
+		}
+		_ = c.Reader().Release()
+		if err := unix.SetsockoptInt(c.(interface{ Fd() int }).Fd(), unix.SOL_SOCKET, unix.SO_SNDBUF, 16<<10); err != nil {
+			return err
+		}
+		for i := 0; i < count; i++ {
+			if _, err := c.Writer().WriteBinary(message(i)); err != nil {
+				return err
+			}
+			if err := c.Writer().Flush(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, WithTLS(serverTLS(t, tls.VersionTLS13)), WithWriteTimeout(longWait))
+	check := func(t *testing.T, read func(p []byte) error) {
+		time.Sleep(200 * time.Millisecond) // let the server fill the socket
+		p := make([]byte, size)
+		for i := 0; i < count; i++ {
+			require.NoError(t, read(p))
+			require.Equal(t, message(i), p, "message %d", i)
+		}
+	}
+	t.Run("DialTLS", func(t *testing.T) {
+		c := dialTLS(t, s.addr, clientTLS(t, tls.VersionTLS13))
+		_, err := c.Write([]byte{1})
+		require.NoError(t, err)
+		check(t, func(p []byte) error {
+			b, err := c.Reader().Next(len(p))
+			if err == nil {
+				copy(p, b)
+				err = c.Reader().Release()
+			}
+			return err
+		})
+	})
+	t.Run("crypto/tls", func(t *testing.T) {
+		c := dialStdTLS(t, s.addr, clientTLS(t, tls.VersionTLS13))
+		_, err := c.Write([]byte{1})
+		require.NoError(t, err)
+		check(t, func(p []byte) error { _, err := io.ReadFull(c, p); return err })
+	})
 }

@@ -26,9 +26,11 @@ import (
 //     Malloc'd from in, where the Reader methods find it: two copies.
 //   - Out: the Writer methods stage plaintext in out as a connection
 //     stages its output (WriteBinary keeps large slices by reference).
-//     Flush hands it to tls.Conn.Write, which encrypts into its own buffer;
-//     the adapter copies each record into the raw connection's output, and
-//     the raw connection's Flush sends them with one writev: two copies.
+//     Flush hands it to tls.Conn.Write (up to 16 KiB staged in several
+//     segments is copied together first: see encrypt), which encrypts into
+//     its own buffer; the adapter copies each record into the raw
+//     connection's output, and the raw connection's Flush sends them with
+//     one writev: two copies.
 //     A Flush of one small record (tlsOneRecord) with nothing staged before
 //     it is written straight from tls.Conn's buffer instead: one copy.
 //

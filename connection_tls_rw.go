@@ -305,6 +305,9 @@ func (t *tlsConn) Write(p []byte) (n int, err error) {
 const (
 	tlsChunk  = 64 << 10
 	tlsSendAt = 256 << 10
+	// tlsCoalesce is the most staged plaintext that one Flush copies
+	// together to encrypt at once (see encrypt): the largest record's.
+	tlsCoalesce = 16 << 10
 )
 
 // flushLocked publishes the staged plaintext, encrypts it and then extra,
@@ -329,17 +332,27 @@ func (t *tlsConn) flushLocked(extra []byte) error {
 
 // encrypt hands the published plaintext and then extra to tls.Conn.Write
 // in chunks, consuming it, and sends the raw output whenever it has
-// tlsSendAt bytes staged.
+// tlsSendAt bytes staged. Published plaintext of at most tlsCoalesce bytes
+// is one chunk even when it was staged in several segments (a header and a
+// body): they are copied together once, so that the peer gets one record,
+// as a buffered writer in front of a tls.Conn would send. A larger one goes
+// segment by segment, uncopied.
 func (t *tlsConn) encrypt(extra []byte) error {
-	for t.out.Len() > 0 {
-		seg := t.out.GetBytes(t.segs[:])
-		p := seg[0][:min(len(seg[0]), tlsChunk)]
-		t.segs[0] = nil
-		if err := t.encryptChunk(p, len(p) == t.out.Len() && len(extra) == 0); err != nil {
+	for n := t.out.Len(); n > 0; n = t.out.Len() {
+		var p []byte
+		if n <= tlsCoalesce {
+			p, _ = t.out.Next(n)
+		} else {
+			seg := t.out.GetBytes(t.segs[:])
+			p = seg[0][:min(len(seg[0]), tlsChunk)]
+			t.segs[0] = nil
+			_ = t.out.Skip(len(p))
+		}
+		err := t.encryptChunk(p, t.out.Len() == 0 && len(extra) == 0)
+		_ = t.out.Release()
+		if err != nil {
 			return err
 		}
-		_ = t.out.Skip(len(p))
-		_ = t.out.Release()
 	}
 	for len(extra) > 0 {
 		p := extra[:min(len(extra), tlsChunk)]

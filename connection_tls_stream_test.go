@@ -370,3 +370,94 @@ func TestTLSSmallFlushesFullSocket(t *testing.T) {
 		check(t, func(p []byte) error { _, err := io.ReadFull(c, p); return err })
 	})
 }
+
+// TestTLSSmallFlushOneRecord: a Flush of a few KiB staged in two segments
+// (a header Malloc'd, a body kept by reference) goes out as one record, as
+// through a buffered writer in front of a tls.Conn, not one record per
+// segment (C18.9). The server's records are counted on the client's socket;
+// dynamic record sizing and session tickets are off, so that one write of
+// plaintext is one record.
+func TestTLSSmallFlushOneRecord(t *testing.T) {
+	checkLeaks(t)
+	for _, v := range tlsVersions {
+		t.Run(v.name, func(t *testing.T) {
+			header := []byte("header:8")
+			body := bytes.Repeat([]byte("b"), 2*BinaryInplaceThreshold)
+			config := serverTLS(t, v.v)
+			config.DynamicRecordSizingDisabled = true
+			config.SessionTicketsDisabled = true
+			s := startServer(t, "tcp", func(_ context.Context, c Connection) error {
+				if err := c.Reader().Skip(c.Reader().Len()); err != nil {
+					return err
+				}
+				_ = c.Reader().Release()
+				buf, err := c.Writer().Malloc(len(header))
+				if err != nil {
+					return err
+				}
+				copy(buf, header)
+				if _, err = c.Writer().WriteBinary(body); err != nil {
+					return err
+				}
+				return c.Writer().Flush()
+			}, WithTLS(config))
+			raw, err := net.DialTimeout("tcp", s.addr, longWait)
+			require.NoError(t, err)
+			counter := &recordCounter{Conn: raw}
+			c := tls.Client(counter, clientTLS(t, v.v))
+			defer c.Close()
+			require.NoError(t, c.SetDeadline(time.Now().Add(longWait)))
+			require.NoError(t, c.Handshake())
+			for round := 0; round < 3; round++ {
+				before := counter.count()
+				_, err = c.Write([]byte{1})
+				require.NoError(t, err)
+				got := make([]byte, len(header)+len(body))
+				_, err = io.ReadFull(c, got)
+				require.NoError(t, err)
+				require.Equal(t, append(append([]byte{}, header...), body...), got)
+				require.Equal(t, 1, counter.count()-before, "records for one Flush of two segments, round %d", round)
+			}
+		})
+	}
+}
+
+// recordCounter counts the TLS records that come in on a connection.
+type recordCounter struct {
+	net.Conn
+	mu      sync.Mutex
+	hdr     [5]byte
+	hdrN    int
+	left    int // body bytes of the current record still to come
+	records int
+}
+
+func (c *recordCounter) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.mu.Lock()
+	for b := p[:n]; len(b) > 0; {
+		if c.hdrN < len(c.hdr) {
+			m := copy(c.hdr[c.hdrN:], b)
+			c.hdrN += m
+			b = b[m:]
+			if c.hdrN == len(c.hdr) {
+				c.left = int(c.hdr[3])<<8 | int(c.hdr[4])
+				c.records++
+			}
+		}
+		m := min(c.left, len(b))
+		c.left -= m
+		b = b[m:]
+		if c.hdrN == len(c.hdr) && c.left == 0 {
+			c.hdrN = 0
+		}
+	}
+	c.mu.Unlock()
+	return n, err
+}
+
+func (c *recordCounter) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.records
+}

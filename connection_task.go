@@ -107,10 +107,10 @@ type taskQueue struct {
 	workFn  func()        // q.work, made once
 
 	resident    residentState
-	wake        chan struct{} // wakes the parked resident worker; closed by stop
+	wake        chan struct{} // the resident worker's own: a start wakes it, a close ends it
 	parkedAt    time.Time     // when the resident worker last parked
-	linger      *time.Timer   // ends a resident worker parked for residentLinger
-	lingerArmed bool          // linger will fire, or has fired unseen
+	linger      *time.Timer   // runs lingered, which ends a worker parked for residentLinger
+	lingerArmed bool          // linger will fire
 	lingerFor   time.Duration // residentLinger unless set (by tests)
 }
 
@@ -131,6 +131,13 @@ const (
 
 // startHow is how pend started the pending worker.
 type startHow uint8
+
+// workerStart is what pend chose: how, and for a resident worker the
+// channel it is woken on, read under q.mu for start to use after.
+type workerStart struct {
+	how  startHow
+	wake chan struct{}
+}
 
 const (
 	startNone     startHow = iota // no start needed
@@ -159,44 +166,42 @@ func (q *taskQueue) push(c *connection) {
 	}
 	q.ring[(q.head+q.n)&(len(q.ring)-1)] = c
 	q.n++
-	how := startNone
+	var ws workerStart
 	if !q.pending {
-		how = q.pend()
+		ws = q.pend()
 	}
 	q.mu.Unlock()
-	q.start(how)
+	q.start(ws)
 }
 
 // pend records that a pending worker starts and chooses which; q.mu is
 // held. The caller starts it (start) once it has released q.mu.
-func (q *taskQueue) pend() startHow {
+func (q *taskQueue) pend() workerStart {
 	q.pending = true
 	if q.workFn == nil {
 		q.workFn = q.work
 	}
 	switch q.resident {
 	case residentBusy, residentOff:
-		return startRunner
+		return workerStart{how: startRunner}
 	case residentParked:
 		q.resident = residentBusy
-		return startWake
+		return workerStart{how: startWake, wake: q.wake}
 	}
 	q.resident = residentBusy
-	if q.wake == nil {
-		q.wake = make(chan struct{}, 1)
-	}
-	return startResident
+	q.wake = make(chan struct{}, 1)
+	return workerStart{how: startResident, wake: q.wake}
 }
 
 // start starts the worker pend chose.
-func (q *taskQueue) start(how startHow) {
-	switch how {
+func (q *taskQueue) start(ws workerStart) {
+	switch ws.how {
 	case startRunner:
 		runTask(background, q.workFn)
 	case startResident:
-		go q.residentWork()
+		go q.residentWork(ws.wake)
 	case startWake:
-		q.wake <- struct{}{}
+		ws.wake <- struct{}{}
 	}
 }
 
@@ -210,21 +215,21 @@ func (q *taskQueue) grow() {
 
 // take removes the oldest task; when more are left and no worker is
 // pending, it pends one, which the caller starts. q.mu is held.
-func (q *taskQueue) take() (c *connection, how startHow) {
+func (q *taskQueue) take() (c *connection, ws workerStart) {
 	if q.n == 0 {
 		if len(q.ring) > maxIdleRing {
 			q.ring, q.head = nil, 0 // a burst is over: give its ring back
 		}
-		return nil, startNone
+		return nil, workerStart{}
 	}
 	c = q.ring[q.head]
 	q.ring[q.head] = nil
 	q.head = (q.head + 1) & (len(q.ring) - 1)
 	q.n--
 	if q.n > 0 && !q.pending {
-		how = q.pend()
+		ws = q.pend()
 	}
-	return c, how
+	return c, ws
 }
 
 // work is a worker started through the Runner: it runs queued tasks until
@@ -240,21 +245,22 @@ func (q *taskQueue) work() {
 func (q *taskQueue) drain() {
 	q.pending = false
 	for {
-		c, how := q.take()
+		c, ws := q.take()
 		if c == nil {
 			return
 		}
 		q.mu.Unlock()
-		q.start(how)
+		q.start(ws)
 		runQueued(c)
 		q.mu.Lock()
 	}
 }
 
-// residentWork is the resident worker: it drains the queue and parks until
-// a start wakes it; it ends after residentLinger parked, when the poller
-// stops, or when a handler calls runtime.Goexit on it.
-func (q *taskQueue) residentWork() {
+// residentWork is the resident worker, woken through wake, its own
+// channel: it drains the queue and parks until a start wakes it; it ends
+// when wake is closed (it lingered residentLinger, or the poller stopped),
+// or when a handler calls runtime.Goexit on it.
+func (q *taskQueue) residentWork(wake chan struct{}) {
 	ended := false
 	defer func() {
 		if !ended { // a handler called runtime.Goexit
@@ -277,11 +283,18 @@ func (q *taskQueue) residentWork() {
 		q.parkedAt = time.Now()
 		q.armLinger()
 		q.mu.Unlock()
-		if !q.park() {
+		if !park(wake) {
 			ended = true
 			return
 		}
 	}
+}
+
+// park waits on the resident worker's channel: true for a start, false
+// once it is closed.
+func park(wake chan struct{}) bool {
+	_, ok := <-wake
+	return ok
 }
 
 // lingerTime is how long the resident worker lingers; q.mu is held.
@@ -292,46 +305,37 @@ func (q *taskQueue) lingerTime() time.Duration {
 	return residentLinger
 }
 
-// armLinger makes sure the linger timer will fire; q.mu is held.
+// armLinger makes sure lingered will run; q.mu is held. The timer is not
+// moved at every park: when it fires early (it was armed at an earlier
+// park), lingered moves it to the rest of this one.
 func (q *taskQueue) armLinger() {
 	switch {
 	case q.linger == nil:
-		q.linger = time.NewTimer(q.lingerTime())
+		q.linger = time.AfterFunc(q.lingerTime(), q.lingered)
 	case !q.lingerArmed:
 		q.linger.Reset(q.lingerTime())
 	}
 	q.lingerArmed = true
 }
 
-// park waits for a start and reports whether one came; false: the worker
-// lingered long enough (it has set resident to none), or the poller
-// stopped (stop has set it to off and closed wake). The linger timer is
-// not re-armed at every park: when it fires early (it was armed at an
-// earlier park), it is moved to the rest of this one.
-func (q *taskQueue) park() bool {
-	for {
-		select {
-		case _, ok := <-q.wake:
-			return ok
-		case <-q.linger.C:
-		}
-		q.mu.Lock()
-		q.lingerArmed = false
-		if q.resident != residentParked { // a start or a stop came meanwhile
-			q.mu.Unlock()
-			_, ok := <-q.wake
-			return ok
-		}
-		rest := q.lingerTime() - time.Since(q.parkedAt)
-		if rest <= 0 {
-			q.resident = residentNone
-			q.mu.Unlock()
-			return false
-		}
+// lingered ends the resident worker if it has been parked for
+// residentLinger (it closes the worker's channel and forgets it), or waits
+// for the rest of that time. A worker that is busy re-arms it when it parks.
+func (q *taskQueue) lingered() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.lingerArmed = false
+	if q.resident != residentParked {
+		return
+	}
+	if rest := q.lingerTime() - time.Since(q.parkedAt); rest > 0 {
 		q.linger.Reset(rest)
 		q.lingerArmed = true
-		q.mu.Unlock()
+		return
 	}
+	q.resident = residentNone
+	close(q.wake)
+	q.wake = nil
 }
 
 // stop ends the resident worker once it has nothing to do; the poller calls
@@ -345,6 +349,7 @@ func (q *taskQueue) stop() {
 	}
 	if q.resident == residentParked {
 		close(q.wake)
+		q.wake = nil
 	}
 	q.resident = residentOff
 }

@@ -283,7 +283,7 @@ func (q *taskQueue) residentWork(wake chan struct{}) {
 		q.parkedAt = time.Now()
 		q.armLinger()
 		q.mu.Unlock()
-		if !park(wake) {
+		if !q.park(wake) {
 			ended = true
 			return
 		}
@@ -291,8 +291,9 @@ func (q *taskQueue) residentWork(wake chan struct{}) {
 }
 
 // park waits on the resident worker's channel: true for a start, false
-// once it is closed.
-func park(wake chan struct{}) bool {
+// once it is closed. (A method, so that leak checks can name the parked
+// worker: main_test.go.)
+func (q *taskQueue) park(wake chan struct{}) bool {
 	_, ok := <-wake
 	return ok
 }

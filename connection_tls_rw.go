@@ -341,7 +341,10 @@ func (t *tlsConn) encrypt(extra []byte) error {
 	for n := t.out.Len(); n > 0; n = t.out.Len() {
 		var p []byte
 		if n <= tlsCoalesce {
-			p, _ = t.out.Next(n)
+			var err error
+			if p, err = t.out.Next(n); err != nil {
+				return t.raw.outErr(err, "when flush")
+			}
 		} else {
 			seg := t.out.GetBytes(t.segs[:])
 			p = seg[0][:min(len(seg[0]), tlsChunk)]

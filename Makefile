@@ -16,9 +16,11 @@ fmt:
 vet:
 	$(GO) vet $(PKGS)
 
+# race: every test with the race detector, then the ones whose subject it
+# hides (allocation counts; the scheduling order it randomizes) without it.
 race:
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
-	$(GO) test -count=1 -run 'SteadyStateAllocs' .
+	$(GO) test -count=1 -run 'SteadyStateAllocs|TaskQueueTurn' .
 
 # cross: vet (tests included) once per other GOOS, then build every
 # GOOS/GOARCH the README names, 32-bit ones included.

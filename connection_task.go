@@ -4,6 +4,7 @@ package netpoll
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"time"
 
@@ -91,6 +92,18 @@ func runnerIsDefault() bool { return runner.IsDefault() }
 // as the reference keeps none, and a leak check that waits briefly after
 // the last request finds none.
 //
+// A worker runs its tasks back to back and returns to the scheduler only
+// when the queue is empty. The scheduler polls the network, where the Linux
+// poller parks, only when a P has nothing else to run, so while workers
+// keep every P busy the poller would not read what arrives meanwhile: it
+// would read in large batches, one per drained queue, with CPUs idle
+// between the turns of workers and poller (and of the server and its
+// clients, when they share the CPUs). So before each task a worker asks
+// the poller's turn (turn, poll_default_linux.go): when its last task was
+// slow and the poller has not polled for turnAfter, the worker makes the
+// poller runnable and yields its P to it, and the poller reads, queues and
+// parks again. Quick tasks ask none: a queue of them drains soon.
+//
 // The rule holds at every release of mu, since a worker takes its first
 // task under the lock that cleared pending. So a handler that never returns
 // or calls runtime.Goexit stalls nothing (after a Goexit on the resident
@@ -107,12 +120,17 @@ type taskQueue struct {
 	workFn  func()        // q.work, made once
 
 	resident    residentState
-	wake        chan struct{} // the resident worker's own: a start wakes it, a close ends it
-	parkedAt    time.Time     // when the resident worker last parked
-	linger      *time.Timer   // runs lingered, which ends a worker parked for residentLinger
-	lingerArmed bool          // linger will fire
-	lingerFor   time.Duration // residentLinger unless set (by tests)
+	wake        chan struct{}                   // the resident worker's own: a start wakes it, a close ends it
+	parkedAt    time.Time                       // when the resident worker last parked
+	linger      *time.Timer                     // runs lingered, which ends a worker parked for residentLinger
+	lingerArmed bool                            // linger will fire
+	lingerFor   time.Duration                   // residentLinger unless set (by tests)
+	turn        func(prevStart, now int64) bool // the poller's turn (poll_unix.go); nil in tests that run a queue alone
 }
+
+// turnAfter is how long workers may run tasks back to back, the poller not
+// polling meanwhile, before one gives the poller a turn (see taskQueue).
+const turnAfter = 100 * time.Microsecond
 
 // residentLinger is how long the resident worker waits for a task before it
 // ends: well above the gaps between requests under any load where starting
@@ -244,6 +262,7 @@ func (q *taskQueue) work() {
 // starts running; q.mu is held when it is called and when it returns.
 func (q *taskQueue) drain() {
 	q.pending = false
+	prevStart := monoNow()
 	for {
 		c, ws := q.take()
 		if c == nil {
@@ -251,6 +270,12 @@ func (q *taskQueue) drain() {
 		}
 		q.mu.Unlock()
 		q.start(ws)
+		now := monoNow()
+		if q.turn != nil && q.turn(prevStart, now) {
+			runtime.Gosched()
+			now = monoNow()
+		}
+		prevStart = now
 		runQueued(c)
 		q.mu.Lock()
 	}

@@ -132,6 +132,10 @@ func (p *defaultPoll) wait() (closing bool, err error) {
 	return closing, nil
 }
 
+// turn: the kqueue poller waits in kevent on a thread of its own and
+// takes its events when they come, without a P, so it needs no turn.
+func (p *defaultPoll) turn(_, _ int64) bool { return false }
+
 func (p *defaultPoll) event(i int) (fd int, tag uint32, flags pollFlags) {
 	ev := p.events[i].raw()
 	switch ev.Filter {

@@ -3,7 +3,9 @@
 package netpoll
 
 import (
+	"errors"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -29,6 +31,10 @@ type defaultPoll struct {
 	// links tells whether the kernel's ready list may hold stale entries
 	// that a change of interest would hide (see cycle); a linksState.
 	links atomic.Int32
+
+	// What busy task workers give the poller its turn with (see turn).
+	lastPoll atomic.Int64 // monoNow when cycle last polled
+	turns    atomic.Int32 // a turnState
 
 	// What keeps the runtime's monitor awake enough (see wait); touched by
 	// the poller goroutine only.
@@ -145,6 +151,10 @@ const noEvent = ^uint32(0)
 func (p *defaultPoll) wait() (closing bool, err error) {
 	p.closed, p.pollErr = false, nil
 	if err := p.raw.Read(p.cycleFn); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) { // a turn (see turn)
+			err = p.file.SetReadDeadline(time.Time{})
+			p.turns.CompareAndSwap(turnAsked, turnNone)
+		}
 		return false, wrapSyscall("epoll wait", err)
 	}
 	if p.pollErr == unix.EINTR {
@@ -173,6 +183,7 @@ func (p *defaultPoll) cycle(uintptr) bool {
 	p.parked = false
 	for {
 		p.links.Store(linksFetched)
+		p.lastPoll.Store(monoNow())
 		n, err := epollPoll(p.epfd, p.events, wakeSysmon)
 		wakeSysmon = false
 		switch {
@@ -226,6 +237,57 @@ func (p *defaultPoll) interestChanged() {
 	}
 }
 
+// turnState is where a defaultPoll's turn is.
+type turnState = int32
+
+const (
+	turnNone  turnState = iota // no turn asked
+	turnAsked                  // the poller was made runnable and has not parked since
+	turnOff                    // the poller stopped
+)
+
+// turn gives the poller a turn when workers have kept every P busy (see
+// taskQueue); a worker calls it before each task, with when its previous
+// task started (or, before its first, when it began) and the time now
+// (monoNow both), and yields its P when it reports true.
+//
+// The parked poller waits in Go's netpoller, which the scheduler polls only
+// when a P runs out of work, and busy workers never let that happen. So
+// when the poller has not polled for turnAfter, and the worker's last task
+// alone took half as long (quick tasks drain fast and leave the poller its
+// turn soon enough), turn makes the poller runnable itself: a read deadline
+// in the past on the epoll fd, which makes the runtime ready the goroutine
+// parked on it, onto the worker's P, without a syscall. Until the poller
+// parks again, which clears the deadline (wait), turn reports true to every
+// worker, so that all of them yield and the poller runs even when something
+// else readied it into the global run queue, which a P busy with local
+// goroutines checks only now and then. A turn asked of a running poller
+// makes its next park return at once: one poll more, nothing lost.
+//
+// With one P there is no turn: the queue's order is all there is, and
+// reading new input before the queue is empty would change nothing but the
+// cost.
+func (p *defaultPoll) turn(prevStart, now int64) bool {
+	switch p.turns.Load() {
+	case turnAsked:
+		return true
+	case turnOff:
+		return false
+	}
+	if now-prevStart < int64(turnAfter/2) || now-p.lastPoll.Load() < int64(turnAfter) ||
+		runtime.GOMAXPROCS(0) == 1 || !p.turns.CompareAndSwap(turnNone, turnAsked) {
+		return false
+	}
+	if p.file.SetReadDeadline(longAgo) != nil { // the poller closed its epoll fd
+		p.turns.Store(turnOff)
+		return false
+	}
+	return true
+}
+
+// longAgo is a deadline that has passed.
+var longAgo = time.Unix(1, 0)
+
 // epollPoll is epoll_wait with a zero timeout. It never blocks, so it is
 // made as a raw syscall, without the scheduler's syscall bookkeeping,
 // unless wakeSysmon asks for that bookkeeping's side effect (see wait).
@@ -241,12 +303,6 @@ func epollPoll(epfd int, events []unix.EpollEvent, wakeSysmon bool) (int, error)
 	}
 	return int(n), nil
 }
-
-// monoStart is the origin of monoNow.
-var monoStart = time.Now()
-
-// monoNow reads the monotonic clock, in nanoseconds.
-func monoNow() int64 { return int64(time.Since(monoStart)) }
 
 func (p *defaultPoll) event(i int) (fd int, tag uint32, flags pollFlags) {
 	ev := &p.events[i]
@@ -332,6 +388,7 @@ func (p *defaultPoll) wake() error {
 }
 
 func (p *defaultPoll) release() {
+	p.turns.Store(turnOff)
 	if p.bound != nil {
 		p.bound.Stop()
 	}

@@ -4,6 +4,7 @@ package netpoll
 
 import (
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -61,6 +62,13 @@ import (
 //	Make the wait in progress, or the next one, return the wake-up event.
 //	Wakes that pile up may come as one.
 //
+// func (p *defaultPoll) turn(prevStart, now int64) bool
+//
+//	Called by a task worker before each task, with when its previous one
+//	started and the time now: if the poller may be parked behind busy workers, with
+//	nothing to wake it, make it runnable and report true, for the worker
+//	to yield (see taskQueue).
+//
 // func (p *defaultPoll) release()
 //
 //	Close what open created. Wait calls it once it stops; a poller that
@@ -99,6 +107,7 @@ var errOpDetached = Exception(ErrConnClosed, "operator detached")
 func openDefaultPoll() (*defaultPoll, error) {
 	p := &defaultPoll{}
 	p.scratch = make([]byte, scratchSize)
+	p.tasks.turn = p.turn
 	p.done = make(chan struct{})
 	if err := p.open(); err != nil {
 		return nil, err
@@ -391,3 +400,9 @@ func opDrop(op *FDOperator) bool {
 	slot := opSlot(op.FD, false)
 	return slot != nil && slot.CompareAndSwap(op, nil)
 }
+
+// monoStart is the origin of monoNow.
+var monoStart = time.Now()
+
+// monoNow reads the monotonic clock, in nanoseconds.
+func monoNow() int64 { return int64(time.Since(monoStart)) }

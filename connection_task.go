@@ -98,11 +98,11 @@ func runnerIsDefault() bool { return runner.IsDefault() }
 // keep every P busy the poller would not read what arrives meanwhile: it
 // would read in large batches, one per drained queue, with CPUs idle
 // between the turns of workers and poller (and of the server and its
-// clients, when they share the CPUs). So before each task a worker asks
-// the poller's turn (turn, poll_default_linux.go): when its last task was
-// slow and the poller has not polled for turnAfter, the worker makes the
-// poller runnable and yields its P to it, and the poller reads, queues and
-// parks again. Quick tasks ask none: a queue of them drains soon.
+// clients, when they share the CPUs). So after each task a worker asks the
+// poller's turn (turn, poll_default_linux.go): when the task was slow and
+// the poller has not polled for turnAfter, the worker makes the poller
+// runnable and yields its P to it, and the poller reads, queues and parks
+// again. Quick tasks ask none: a queue of them drains soon.
 //
 // The rule holds at every release of mu, since a worker takes its first
 // task under the lock that cleared pending. So a handler that never returns
@@ -125,7 +125,7 @@ type taskQueue struct {
 	linger      *time.Timer                     // runs lingered, which ends a worker parked for residentLinger
 	lingerArmed bool                            // linger will fire
 	lingerFor   time.Duration                   // residentLinger unless set (by tests)
-	turn        func(prevStart, now int64) bool // the poller's turn (poll_unix.go); nil in tests that run a queue alone
+	turn        func(taskStart, now int64) bool // the poller's turn (poll_unix.go); nil in tests that run a queue alone
 }
 
 // turnAfter is how long workers may run tasks back to back, the poller not
@@ -262,7 +262,6 @@ func (q *taskQueue) work() {
 // starts running; q.mu is held when it is called and when it returns.
 func (q *taskQueue) drain() {
 	q.pending = false
-	prevStart := monoNow()
 	for {
 		c, ws := q.take()
 		if c == nil {
@@ -270,13 +269,13 @@ func (q *taskQueue) drain() {
 		}
 		q.mu.Unlock()
 		q.start(ws)
-		now := monoNow()
-		if q.turn != nil && q.turn(prevStart, now) {
-			runtime.Gosched()
-			now = monoNow()
-		}
-		prevStart = now
+		start := monoNow()
 		runQueued(c)
+		// Yield, if at all, holding no task: a yielding worker waits in the
+		// global run queue, maybe for long, while the others go on.
+		if q.turn != nil && q.turn(start, monoNow()) {
+			runtime.Gosched()
+		}
 		q.mu.Lock()
 	}
 }

@@ -247,34 +247,35 @@ const (
 )
 
 // turn gives the poller a turn when workers have kept every P busy (see
-// taskQueue); a worker calls it before each task, with when its previous
-// task started (or, before its first, when it began) and the time now
-// (monoNow both), and yields its P when it reports true.
+// taskQueue); a worker calls it after each task, with when the task
+// started and the time now (monoNow both), and yields its P when it
+// reports true.
 //
 // The parked poller waits in Go's netpoller, which the scheduler polls only
 // when a P runs out of work, and busy workers never let that happen. So
-// when the poller has not polled for turnAfter, and the worker's last task
-// alone took half as long (quick tasks drain fast and leave the poller its
+// when the poller has not polled for turnAfter, and the worker's task alone
+// took half as long (quick tasks drain fast and leave the poller its
 // turn soon enough), turn makes the poller runnable itself: a read deadline
 // in the past on the epoll fd, which makes the runtime ready the goroutine
 // parked on it, onto the worker's P, without a syscall. Until the poller
-// parks again, which clears the deadline (wait), turn reports true to every
-// worker, so that all of them yield and the poller runs even when something
-// else readied it into the global run queue, which a P busy with local
-// goroutines checks only now and then. A turn asked of a running poller
-// makes its next park return at once: one poll more, nothing lost.
+// parks again, which clears the deadline (wait), turn reports true to
+// every worker after every task, so that all of them yield and the poller
+// runs even when something else readied it into the global run queue,
+// which a P busy with local goroutines checks only now and then. A turn
+// asked of a running poller makes its next park return at once: one poll
+// more, nothing lost.
 //
 // With one P there is no turn: the queue's order is all there is, and
 // reading new input before the queue is empty would change nothing but the
 // cost.
-func (p *defaultPoll) turn(prevStart, now int64) bool {
+func (p *defaultPoll) turn(taskStart, now int64) bool {
 	switch p.turns.Load() {
 	case turnAsked:
 		return true
 	case turnOff:
 		return false
 	}
-	if now-prevStart < int64(turnAfter/2) || now-p.lastPoll.Load() < int64(turnAfter) ||
+	if now-taskStart < int64(turnAfter/2) || now-p.lastPoll.Load() < int64(turnAfter) ||
 		runtime.GOMAXPROCS(0) == 1 || !p.turns.CompareAndSwap(turnNone, turnAsked) {
 		return false
 	}

@@ -62,10 +62,10 @@ import (
 //	Make the wait in progress, or the next one, return the wake-up event.
 //	Wakes that pile up may come as one.
 //
-// func (p *defaultPoll) turn(prevStart, now int64) bool
+// func (p *defaultPoll) turn(taskStart, now int64) bool
 //
-//	Called by a task worker before each task, with when its previous one
-//	started and the time now: if the poller may be parked behind busy workers, with
+//	Called by a task worker after each task, with when the task started
+//	and the time now: if the poller may be parked behind busy workers, with
 //	nothing to wake it, make it runnable and report true, for the worker
 //	to yield (see taskQueue).
 //

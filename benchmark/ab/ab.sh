@@ -15,17 +15,7 @@
 # It needs a 2-CPU machine or more, taskset and python3.
 set -euo pipefail
 old=$1 new=$2 rate=$3 rounds=${4:-5}
-repo=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
-work=$(mktemp -d)
-trap 'rm -rf "$work"; git -C "$repo" worktree prune' EXIT
-(cd "$repo/benchmark" && go run ./cmd/refprep >/dev/null) # the reference, in benchmark/.ref
-for side in old new; do
-	rev=${!side}
-	git -C "$repo" worktree add -q --detach "$work/$side" "$rev"
-	cp -r "$repo/benchmark/.ref" "$work/$side/benchmark/"
-	(cd "$work/$side/benchmark" && go build -o "$work/sb-$side" ./internal/cmd/serverbench)
-	git -C "$repo" worktree remove --force "$work/$side"
-done
+source "$(dirname "$0")/build.sh" # sets repo and work, builds $work/sb-old and $work/sb-new
 
 mode=(-mode open -rate "$rate")
 if [ "$rate" = 0 ]; then mode=(-mode pingpong); fi

@@ -17,17 +17,7 @@
 # old and new over the reference's. It needs python3.
 set -euo pipefail
 old=$1 new=$2 rounds=${3:-7} iters=${4:-27000}
-repo=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
-work=$(mktemp -d)
-trap 'rm -rf "$work"; git -C "$repo" worktree prune' EXIT
-(cd "$repo/benchmark" && go run ./cmd/refprep >/dev/null) # the reference, in benchmark/.ref
-for side in old new; do
-	rev=${!side}
-	git -C "$repo" worktree add -q --detach "$work/$side" "$rev"
-	cp -r "$repo/benchmark/.ref" "$work/$side/benchmark/"
-	(cd "$work/$side/benchmark" && go build -o "$work/sb-$side" ./internal/cmd/serverbench)
-	git -C "$repo" worktree remove --force "$work/$side"
-done
+source "$(dirname "$0")/build.sh" # sets repo and work, builds $work/sb-old and $work/sb-new
 
 # run BIN IMPL: one run; prints "qps cpu_us_per_req idle_percent".
 run() {

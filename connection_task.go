@@ -262,6 +262,7 @@ func (q *taskQueue) work() {
 // starts running; q.mu is held when it is called and when it returns.
 func (q *taskQueue) drain() {
 	q.pending = false
+	start := monoNow() // when the task about to be taken began, within the take and start
 	for {
 		c, ws := q.take()
 		if c == nil {
@@ -269,13 +270,16 @@ func (q *taskQueue) drain() {
 		}
 		q.mu.Unlock()
 		q.start(ws)
-		start := monoNow()
 		runQueued(c)
 		// Yield, if at all, holding no task: a yielding worker waits in the
-		// global run queue, maybe for long, while the others go on.
-		if q.turn != nil && q.turn(start, monoNow()) {
+		// global run queue, maybe for long, while the others go on. One
+		// clock reading per task: a task's end is the next one's start.
+		now := monoNow()
+		if q.turn != nil && q.turn(start, now) {
 			runtime.Gosched()
+			now = monoNow()
 		}
+		start = now
 		q.mu.Lock()
 	}
 }

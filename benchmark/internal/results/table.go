@@ -57,6 +57,9 @@ func Metrics(kind string) []Metric {
 			Metric{Name: "goroutines", Get: func(r Run) float64 { return r.Goroutines }},
 			Metric{Name: "sched/req", Get: func(r Run) float64 { return r.SchedPerReq }, Ratio: true, NotFloor: true},
 			Metric{Name: "sched p99 µs", Get: func(r Run) float64 { return r.SchedP99 }, Ratio: true, NotFloor: true},
+			// The load client's own cost: near 10^6/QPS it had no idle
+			// time, and its queue is in the latencies.
+			Metric{Name: "client CPU µs/req", Get: func(r Run) float64 { return r.ClientCPU }},
 		)
 	}
 }

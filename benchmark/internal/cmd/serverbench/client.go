@@ -447,65 +447,6 @@ func (l *loadRun) pingPong(addr string, conns, busy int) error {
 	return nil
 }
 
-// openLoop sends rate requests per second in all on conns connections,
-// connection i at the times first+i/rate+k*conns/rate (k = 0, 1, ...), one
-// request in flight each: a request due while the previous one is still
-// outstanding goes as soon as that one is answered.
-func (l *loadRun) openLoop(addr string, conns int, rate float64) error {
-	if rate <= 0 {
-		return errors.New("-rate must be positive")
-	}
-	cs, err := dialAll(conns, func() (rtConn, error) { return dialGoNet(addr) })
-	for _, c := range cs {
-		if c != nil {
-			l.closers = append(l.closers, c)
-		}
-	}
-	if err != nil {
-		return err
-	}
-	second := float64(time.Second)
-	period := time.Duration(float64(conns) / rate * second)
-	first := time.Now().Add(10 * time.Millisecond)
-	deadline := time.Now().Add(time.Hour)
-	for i, c := range cs {
-		c.(*netConn).c.SetDeadline(deadline)
-		req, want := messages(uint64(i), uint64(i), l.size)
-		due := first.Add(time.Duration(float64(i) / rate * second))
-		l.start(func() ([]float64, error) { return l.scheduled(c, req, want, due, period) })
-	}
-	return nil
-}
-
-// scheduled sends a request on c at due, due+period, ... until stopping,
-// returning the latencies, from the due times, of those measured.
-func (l *loadRun) scheduled(c rtConn, req, want []byte, due time.Time, period time.Duration) ([]float64, error) {
-	lat := make([]float64, 0, 1<<12)
-	pace, err := newPacer()
-	if err != nil {
-		return lat, err
-	}
-	defer pace.Close()
-	for !l.stopping.Load() {
-		if time.Until(due) > 0 {
-			if err := pace.sleepUntil(due); err != nil {
-				return lat, err
-			}
-		}
-		measured := l.measuring.Load()
-		if err := c.roundTrip(req, want); err != nil {
-			return lat, err
-		}
-		d := time.Since(due)
-		l.completed.Add(1)
-		if measured && l.measuring.Load() {
-			lat = append(lat, float64(d.Nanoseconds()))
-		}
-		due = due.Add(period)
-	}
-	return lat, nil
-}
-
 // httpLoad starts conns HTTP workers (see clientHTTP), each connected by a
 // first request before it returns.
 func (l *loadRun) httpLoad(addr string, conns int, method string) error {

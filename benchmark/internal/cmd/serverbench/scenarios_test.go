@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -68,28 +69,43 @@ func TestBurnCalibration(t *testing.T) {
 	}
 }
 
-func TestPacerNotEarly(t *testing.T) {
-	p, err := newPacer()
+// TestOpenLoopKeepsSchedule runs the open loop against the Go net echo
+// server: it must send at the rate asked, every answer checked, with no
+// latency below zero (nothing sent before it was due, as each latency runs
+// from the due time) and the answers of an idle server back within
+// generous bounds.
+func TestOpenLoopKeepsSchedule(t *testing.T) {
+	var accepted atomic.Int64
+	srv, err := startGoNet(modeEcho, &accepted)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
-	for i := 0; i < 5; i++ {
-		due := time.Now().Add(2 * time.Millisecond)
-		if err := p.sleepUntil(due); err != nil {
-			t.Fatal(err)
-		}
-		if early := time.Until(due); early > 0 {
-			t.Fatalf("woke %v early", early)
-		}
-	}
-	// A time in the past returns at once.
-	start := time.Now()
-	if err := p.sleepUntil(start.Add(-time.Second)); err != nil {
+	defer srv.stop()
+	const rate, conns = 2000, 8
+	l := &loadRun{size: 256, stop: make(chan struct{})}
+	if err := l.openLoop(srv.addr, conns, rate); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("a past time took %v", d)
+	time.Sleep(100 * time.Millisecond)
+	l.measuring.Store(true)
+	start := time.Now()
+	time.Sleep(500 * time.Millisecond)
+	l.measuring.Store(false)
+	elapsed := time.Since(start)
+	l.stopping.Store(true)
+	if err := l.wait(); err != nil {
+		t.Fatal(err)
+	}
+	lat := l.latencies()
+	want := rate * elapsed.Seconds()
+	if n := float64(len(lat)); n < want/2 || n > want*1.5 {
+		t.Fatalf("%d requests measured in %v, want about %.0f", len(lat), elapsed, want)
+	}
+	if lat[0] < 0 {
+		t.Fatalf("a request was answered %v before it was due", time.Duration(-lat[0]))
+	}
+	if med := time.Duration(lat[len(lat)/2]); med > 100*time.Millisecond {
+		t.Fatalf("median latency %v against an idle server", med)
 	}
 }
 

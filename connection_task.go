@@ -6,6 +6,7 @@ import (
 	"context"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudwego/netpoll/internal/runner"
@@ -102,7 +103,9 @@ func runnerIsDefault() bool { return runner.IsDefault() }
 // poller's turn (turn, poll_default_linux.go): when the task was slow and
 // the poller has not polled for turnAfter, the worker makes the poller
 // runnable and yields its P to it, and the poller reads, queues and parks
-// again. Quick tasks ask none: a queue of them drains soon.
+// again. Quick tasks ask none: a queue of them drains soon. Nor does a
+// worker while fewer workers (busyWorkers) than Ps run tasks: a P is left
+// to run out of work, and the scheduler polls the network on it.
 //
 // The rule holds at every release of mu, since a worker takes its first
 // task under the lock that cleared pending. So a handler that never returns
@@ -258,9 +261,16 @@ func (q *taskQueue) work() {
 	q.mu.Unlock()
 }
 
+// busyWorkers counts the workers, of every poller's queue, that are in
+// drain: running tasks back to back, or about to. A poller's turn helps only
+// when they keep every P busy (see taskQueue).
+var busyWorkers atomic.Int32
+
 // drain runs queued tasks until there are none, as the pending worker that
 // starts running; q.mu is held when it is called and when it returns.
 func (q *taskQueue) drain() {
+	busyWorkers.Add(1)
+	defer busyWorkers.Add(-1) // a handler's runtime.Goexit included
 	q.pending = false
 	start := monoNow() // when the task about to be taken began, within the take and start
 	for {

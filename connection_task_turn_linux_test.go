@@ -115,3 +115,41 @@ func turnRound(t *testing.T, slow int32) int {
 	}
 	return int(seenAt.Load() - sentAt.Load())
 }
+
+// A slow task while fewer workers than Ps run tasks asks no turn (C16.17):
+// a P is left to run out of work, and the scheduler polls the network on it
+// when input comes, so a turn would only wake the poller to find nothing.
+// Each request's task spins for 2*turnAfter, long enough for a turn; after
+// it the poller must not have polled again. Some other event on the
+// poller's fds could make it poll now and then, so the test fails only when
+// most requests were followed by a poll, as every one was when a single
+// busy worker asked turns.
+func TestTaskQueueNoTurnWithIdleP(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	const requests = 5
+	nc, w := fdPairConn(t)
+	c, ok := nc.(*connection)
+	require.True(t, ok, "%T is not a *connection", nc)
+	ended := make(chan int64, 1)
+	require.NoError(t, c.SetOnRequest(func(_ context.Context, c Connection) error {
+		r := c.Reader()
+		_ = r.Skip(r.Len())
+		_ = r.Release()
+		for start := time.Now(); time.Since(start) < 2*turnAfter; {
+		}
+		ended <- monoNow()
+		return nil
+	}))
+	polledAfter := 0
+	for i := 0; i < requests; i++ {
+		_, err := syscall.Write(w, []byte{1})
+		require.NoError(t, err)
+		end := recv(t, ended, "the slow task to end")
+		time.Sleep(20 * time.Millisecond) // a turn would have come by now
+		if c.poller().lastPoll.Load() > end {
+			polledAfter++
+		}
+	}
+	require.Less(t, polledAfter, requests/2+1, "the poller polled after %d of %d slow tasks run by one worker with a P idle: they asked turns", polledAfter, requests)
+	require.NoError(t, c.Close())
+}

@@ -265,9 +265,14 @@ const (
 // asked of a running poller makes its next park return at once: one poll
 // more, nothing lost.
 //
-// With one P there is no turn: the queue's order is all there is, and
-// reading new input before the queue is empty would change nothing but the
-// cost.
+// Nor is there a turn while fewer task workers run (busyWorkers) than
+// there are Ps: a P then runs out of work, and the scheduler polls the
+// network on it, which readies the poller for nothing more than its
+// wake-up; a turn on top of that would cost a lightly loaded server with
+// slow handlers a needless wake-up of the poller after every request. So
+// with one P there is no turn either: the queue's order is all there is,
+// and reading new input before the queue is empty would change nothing but
+// the cost.
 func (p *defaultPoll) turn(taskStart, now int64) bool {
 	switch p.turns.Load() {
 	case turnAsked:
@@ -275,8 +280,11 @@ func (p *defaultPoll) turn(taskStart, now int64) bool {
 	case turnOff:
 		return false
 	}
-	if now-taskStart < int64(turnAfter/2) || now-p.lastPoll.Load() < int64(turnAfter) ||
-		runtime.GOMAXPROCS(0) == 1 || !p.turns.CompareAndSwap(turnNone, turnAsked) {
+	if now-taskStart < int64(turnAfter/2) || now-p.lastPoll.Load() < int64(turnAfter) {
+		return false
+	}
+	if procs := runtime.GOMAXPROCS(0); procs == 1 || int(busyWorkers.Load()) < procs ||
+		!p.turns.CompareAndSwap(turnNone, turnAsked) {
 		return false
 	}
 	if p.file.SetReadDeadline(longAgo) != nil { // the poller closed its epoll fd

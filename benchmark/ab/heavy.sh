@@ -6,17 +6,20 @@
 # on a host the server shares), interleaved round by round with the order
 # rotated. It prints each run and the medians of each.
 #
-#   benchmark/ab/heavy.sh OLD NEW [ROUNDS] [ITERS]
+#   benchmark/ab/heavy.sh OLD NEW [ROUNDS] [ITERS] [RATE]
 #
 # OLD and NEW are git revisions; ITERS is the burn loop's iterations per
 # request (default 27000, about 50 µs here; `go run ./cmd/server -scenarios
-# cpu-heavy` prints the count it calibrated). Each run is 1 s of warm-up and
-# 2.5 s measured. Per run: QPS; server CPU per request and the machine's
+# cpu-heavy` prints the count it calibrated); RATE, when given and not 0,
+# makes the client an open loop sending RATE requests per second in all
+# (the server suite's open-loop generator) instead of keeping one request in
+# flight per connection: a server with slow handlers below saturation.
+# Each run is 1 s of warm-up and 2.5 s measured. Per run: QPS; server CPU per request and the machine's
 # idle share, both over the middle 1.5 s (utime+stime of the server from
 # /proc/PID/stat, idle+iowait from /proc/stat); and per round the QPS of
 # old and new over the reference's. It needs python3.
 set -euo pipefail
-old=$1 new=$2 rounds=${3:-7} iters=${4:-27000}
+old=$1 new=$2 rounds=${3:-7} iters=${4:-27000} rate=${5:-0}
 source "$(dirname "$0")/build.sh" # sets repo and work, builds $work/sb-old and $work/sb-new
 
 # run BIN IMPL: one run; prints "qps cpu_us_per_req idle_percent".
@@ -30,7 +33,9 @@ run() {
 	for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.1; done
 	local addr
 	addr=$(awk '/listening/{print $2}' "$out")
-	"$work/sb-new" client -mode pingpong -conns 100 -addr "$addr" -warmup 1s -duration 2500ms </dev/null >"$work/client.out" 2>&1 &
+	local mode=(-mode pingpong)
+	if [ "$rate" != 0 ]; then mode=(-mode open -rate "$rate"); fi
+	"$work/sb-new" client "${mode[@]}" -conns 100 -addr "$addr" -warmup 1s -duration 2500ms </dev/null >"$work/client.out" 2>&1 &
 	cpid=$!
 	sleep 1.5
 	local i0 s0 t0 i1 s1 t1

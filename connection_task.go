@@ -263,7 +263,10 @@ func (q *taskQueue) work() {
 
 // busyWorkers counts the workers, of every poller's queue, that are in
 // drain: running tasks back to back, or about to. A poller's turn helps only
-// when they keep every P busy (see taskQueue).
+// when they keep every P busy (see taskQueue). A worker whose handler blocks
+// (a read waiting for the next request) counts too, though it holds no P:
+// with such handlers turns come as they did before the count, after a slow
+// task whenever the poller has not polled for turnAfter.
 var busyWorkers atomic.Int32
 
 // drain runs queued tasks until there are none, as the pending worker that

@@ -45,12 +45,7 @@ print(d["requests"], int(sys.argv[2]), round(d["p99_ns"] / 1e3))' "$work/client.
 ticks=$(getconf CLK_TCK)
 for r in $(seq "$rounds"); do
 	for side in ref old new; do
-		case $side in
-		ref) set -- "$work/sb-new" ref ;;
-		old) set -- "$work/sb-old" ours ;;
-		new) set -- "$work/sb-new" ours ;;
-		esac
-		read -r n t p99 < <(run "$@")
+		read -r n t p99 < <(run_side "$side")
 		echo "round $r $side requests=$n cpu_us_per_req=$(python3 -c "print(round($t / $ticks * 1e6 / $n, 2))") p99_us=$p99"
 	done
 done | tee "$work/runs"

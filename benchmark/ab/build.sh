@@ -1,7 +1,8 @@
 # build.sh, sourced by ab.sh and heavy.sh with old and new set to two git
 # revisions: builds the server suite's binary at each, as $work/sb-old and
 # $work/sb-new, in a temporary directory $work removed on exit, with the
-# reference prepared in benchmark/.ref; sets repo and work.
+# reference prepared in benchmark/.ref; sets repo and work, and defines
+# run_side.
 repo=$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel)
 work=$(mktemp -d)
 trap 'rm -rf "$work"; git -C "$repo" worktree prune' EXIT
@@ -13,3 +14,13 @@ for side in old new; do
 	(cd "$work/$side/benchmark" && go build -o "$work/sb-$side" ./internal/cmd/serverbench)
 	git -C "$repo" worktree remove --force "$work/$side"
 done
+
+# run_side SIDE: calls the sourcing script's run with the binary and the
+# implementation of SIDE: ref (the reference, in the new build), old or new.
+run_side() {
+	case $1 in
+	ref) run "$work/sb-new" ref ;;
+	old) run "$work/sb-old" ours ;;
+	new) run "$work/sb-new" ours ;;
+	esac
+}

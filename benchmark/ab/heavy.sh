@@ -60,12 +60,7 @@ sides=(ref old new)
 for r in $(seq "$rounds"); do
 	for k in 0 1 2; do
 		side=${sides[$(((k + r) % 3))]}
-		case $side in
-		ref) set -- "$work/sb-new" ref ;;
-		old) set -- "$work/sb-old" ours ;;
-		new) set -- "$work/sb-new" ours ;;
-		esac
-		read -r q c i < <(run "$@")
+		read -r q c i < <(run_side "$side")
 		echo "round $r $side qps=$q cpu_us_per_req=$c idle_pct=$i"
 	done
 done | tee "$work/runs"

@@ -140,6 +140,9 @@ func (g *openGen) open(addr string, conns int, rate float64) error {
 	return nil
 }
 
+// nextOf is the index, in the whole schedule, of c's next request.
+func (g *openGen) nextOf(c *openConn) int64 { return c.sent*int64(len(g.conns)) + int64(c.i) }
+
 // dueAt is when request j of the whole schedule is due, in ns since first.
 func (g *openGen) dueAt(j int64) int64 { return j * g.period }
 
@@ -183,7 +186,7 @@ func (g *openGen) sendDue() error {
 	now := g.now()
 	for g.dueAt(g.next) <= now {
 		c := g.conns[g.next%int64(len(g.conns))]
-		if !c.busy && c.sent*int64(len(g.conns))+int64(c.i) == g.next {
+		if !c.busy && g.nextOf(c) == g.next {
 			if err := g.send(c); err != nil {
 				return err
 			}
@@ -196,7 +199,7 @@ func (g *openGen) sendDue() error {
 // send writes c's next request. A request always fits the socket's empty
 // send buffer (one in flight per connection), so a short write is an error.
 func (g *openGen) send(c *openConn) error {
-	c.due = g.dueAt(c.sent*int64(len(g.conns)) + int64(c.i))
+	c.due = g.dueAt(g.nextOf(c))
 	c.measured = g.l.measuring.Load()
 	n, err := unix.Write(c.fd, c.req)
 	if err != nil {
@@ -242,7 +245,7 @@ func (g *openGen) receive(c *openConn) error {
 	if c.measured && g.l.measuring.Load() {
 		g.lat = append(g.lat, float64(now-c.due))
 	}
-	if next := c.sent*int64(len(g.conns)) + int64(c.i); next < g.next {
+	if g.nextOf(c) < g.next {
 		return g.send(c) // it came due while c was busy
 	}
 	return nil

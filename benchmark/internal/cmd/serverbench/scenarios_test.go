@@ -70,10 +70,11 @@ func TestBurnCalibration(t *testing.T) {
 }
 
 // TestOpenLoopKeepsSchedule runs the open loop against the Go net echo
-// server: it must send at the rate asked, every answer checked, with no
-// latency below zero (nothing sent before it was due, as each latency runs
-// from the due time) and the answers of an idle server back within
-// generous bounds.
+// server: it must send at the rate asked, every answer checked, and get the
+// answers of a lightly loaded server back within generous bounds. It cannot
+// see a timer that expires a little before the due times (openGen.open
+// prevents that): a request would then wait one more period, 0.5 ms here,
+// well within the bounds.
 func TestOpenLoopKeepsSchedule(t *testing.T) {
 	var accepted atomic.Int64
 	srv, err := startGoNet(modeEcho, &accepted)
@@ -100,9 +101,6 @@ func TestOpenLoopKeepsSchedule(t *testing.T) {
 	want := rate * elapsed.Seconds()
 	if n := float64(len(lat)); n < want/2 || n > want*1.5 {
 		t.Fatalf("%d requests measured in %v, want about %.0f", len(lat), elapsed, want)
-	}
-	if lat[0] < 0 {
-		t.Fatalf("a request was answered %v before it was due", time.Duration(-lat[0]))
 	}
 	if med := time.Duration(lat[len(lat)/2]); med > 100*time.Millisecond {
 		t.Fatalf("median latency %v against an idle server", med)

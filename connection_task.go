@@ -124,7 +124,7 @@ type taskQueue struct {
 
 	resident    residentState
 	wake        chan struct{}                   // the resident worker's own: a start wakes it, a close ends it
-	parkedAt    time.Time                       // when the resident worker last parked
+	parkedAt    int64                           // monoNow when the resident worker last parked
 	linger      *time.Timer                     // runs lingered, which ends a worker parked for residentLinger
 	lingerArmed bool                            // linger will fire
 	lingerFor   time.Duration                   // residentLinger unless set (by tests)
@@ -261,6 +261,20 @@ func (q *taskQueue) work() {
 	q.mu.Unlock()
 }
 
+// procs is runtime.GOMAXPROCS(0) as a poller last read it (readProcs):
+// workers look at it after every task, and GOMAXPROCS takes the scheduler's
+// global lock, which they would all fight over on a machine of many cores.
+// A change of GOMAXPROCS reaches it within procsEvery of a poller's wake-up.
+var procs atomic.Int32
+
+// procsEvery bounds how often a poller rereads GOMAXPROCS into procs.
+const procsEvery = time.Millisecond
+
+func init() { readProcs() }
+
+// readProcs reads GOMAXPROCS into procs.
+func readProcs() { procs.Store(int32(runtime.GOMAXPROCS(0))) }
+
 // busyWorkers counts the workers, of every poller's queue, that are in
 // drain: running tasks back to back, or about to. A poller's turn helps only
 // when they keep every P busy (see taskQueue). A worker whose handler blocks
@@ -275,7 +289,14 @@ func (q *taskQueue) drain() {
 	busyWorkers.Add(1)
 	defer busyWorkers.Add(-1) // a handler's runtime.Goexit included
 	q.pending = false
-	start := monoNow() // when the task about to be taken began, within the take and start
+	// Turns are timed, so the worker reads the clock at every task's end
+	// (which is the next one's start), but only when a turn may come: with
+	// one P there is none (see turn).
+	timed := q.turn != nil && procs.Load() > 1
+	var start int64 // when the task about to be taken began, within the take and start
+	if timed {
+		start = monoNow()
+	}
 	for {
 		c, ws := q.take()
 		if c == nil {
@@ -285,14 +306,15 @@ func (q *taskQueue) drain() {
 		q.start(ws)
 		runQueued(c)
 		// Yield, if at all, holding no task: a yielding worker waits in the
-		// global run queue, maybe for long, while the others go on. One
-		// clock reading per task: a task's end is the next one's start.
-		now := monoNow()
-		if q.turn != nil && q.turn(start, now) {
-			runtime.Gosched()
-			now = monoNow()
+		// global run queue, maybe for long, while the others go on.
+		if timed {
+			now := monoNow()
+			if q.turn(start, now) {
+				runtime.Gosched()
+				now = monoNow()
+			}
+			start = now
 		}
-		start = now
 		q.mu.Lock()
 	}
 }
@@ -321,7 +343,7 @@ func (q *taskQueue) residentWork(wake chan struct{}) {
 			return
 		}
 		q.resident = residentParked
-		q.parkedAt = time.Now()
+		q.parkedAt = monoNow()
 		q.armLinger()
 		q.mu.Unlock()
 		if !q.park(wake) {
@@ -370,7 +392,7 @@ func (q *taskQueue) lingered() {
 	if q.resident != residentParked {
 		return
 	}
-	if rest := q.lingerTime() - time.Since(q.parkedAt); rest > 0 {
+	if rest := q.lingerTime() - time.Duration(monoNow()-q.parkedAt); rest > 0 {
 		q.linger.Reset(rest)
 		q.lingerArmed = true
 		return

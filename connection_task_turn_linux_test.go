@@ -153,3 +153,22 @@ func TestTaskQueueNoTurnWithIdleP(t *testing.T) {
 	require.Less(t, polledAfter, requests/2+1, "the poller polled after %d of %d slow tasks run by one worker with a P idle: they asked turns", polledAfter, requests)
 	require.NoError(t, c.Close())
 }
+
+// The workers' view of GOMAXPROCS (procs, which decides whether they time
+// their tasks and may ask turns) follows a change once a poller wakes up
+// procsEvery or more after its last reading, so that a process that raises
+// GOMAXPROCS gets turns without taking the scheduler's lock after every task.
+func TestTaskQueueProcsFollowsGOMAXPROCS(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	c, w := fdPairConn(t)
+	for _, n := range []int{3, 1, 2} {
+		runtime.GOMAXPROCS(n)
+		eventually(t, func() bool {
+			time.Sleep(procsEvery)
+			_, err := syscall.Write(w, []byte{1}) // a wake-up of c's poller
+			require.NoError(t, err)
+			return int(procs.Load()) == n
+		}, "procs to follow GOMAXPROCS %d", n)
+	}
+	require.NoError(t, c.Close())
+}

@@ -132,9 +132,10 @@ func (p *defaultPoll) wait() (closing bool, err error) {
 	return closing, nil
 }
 
-// turn: the kqueue poller waits in kevent on a thread of its own and
-// takes its events when they come, without a P, so it needs no turn.
-func (p *defaultPoll) turn(_, _ int64) bool { return false }
+// turnFunc is nil: the kqueue poller waits in kevent on a thread of its
+// own and takes its events when they come, without a P, so it needs no
+// turn, and its task workers read no clock.
+func (p *defaultPoll) turnFunc() func(taskStart, now int64) bool { return nil }
 
 func (p *defaultPoll) event(i int) (fd int, tag uint32, flags pollFlags) {
 	ev := p.events[i].raw()

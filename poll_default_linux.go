@@ -5,7 +5,6 @@ package netpoll
 import (
 	"errors"
 	"os"
-	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -35,6 +34,7 @@ type defaultPoll struct {
 	// What busy task workers give the poller its turn with (see turn).
 	lastPoll atomic.Int64 // monoNow when cycle last polled
 	turns    atomic.Int32 // a turnState
+	procsAt  int64        // monoNow when cycle last read GOMAXPROCS (readProcs); the poller goroutine's
 
 	// What keeps the runtime's monitor awake enough (see wait); touched by
 	// the poller goroutine only.
@@ -178,12 +178,20 @@ const sysmonBound = 10 * time.Millisecond
 
 // cycle polls and delivers until it may park (false) or the poller must stop
 // (true: closed or pollErr set). See wait.
+//
+// It reads the clock once per poll: the reading stands for the poll, and for
+// the park that follows it.
 func (p *defaultPoll) cycle(uintptr) bool {
-	wakeSysmon := p.parked && monoNow()-p.parkedAt > int64(sysmonBound)
+	now := monoNow()
+	wakeSysmon := p.parked && now-p.parkedAt > int64(sysmonBound)
 	p.parked = false
+	if now-p.procsAt >= int64(procsEvery) {
+		readProcs()
+		p.procsAt = now
+	}
 	for {
 		p.links.Store(linksFetched)
-		p.lastPoll.Store(monoNow())
+		p.lastPoll.Store(now)
 		n, err := epollPoll(p.epfd, p.events, wakeSysmon)
 		wakeSysmon = false
 		switch {
@@ -192,7 +200,7 @@ func (p *defaultPoll) cycle(uintptr) bool {
 			return true
 		case n == 0:
 			p.links.Store(linksClean)
-			p.park()
+			p.park(now)
 			return false
 		}
 		closing, settled := p.handle(n)
@@ -201,15 +209,17 @@ func (p *defaultPoll) cycle(uintptr) bool {
 			return true
 		}
 		if parkAfterSettled && settled && n < len(p.events) && p.links.CompareAndSwap(linksFetched, linksStale) {
-			p.park()
+			p.park(now)
 			return false
 		}
+		now = monoNow()
 	}
 }
 
-// park prepares the poller goroutine's park: it bounds sysmon's sleep.
-func (p *defaultPoll) park() {
-	now := monoNow()
+// park prepares the poller goroutine's park, which begins about now (the
+// time of the last poll, earlier by the delivery of its events): it bounds
+// sysmon's sleep.
+func (p *defaultPoll) park(now int64) {
 	p.parked, p.parkedAt = true, now
 	if p.boundAt-now < int64(sysmonBound/2) {
 		p.boundAt = now + int64(sysmonBound)
@@ -283,7 +293,7 @@ func (p *defaultPoll) turn(taskStart, now int64) bool {
 	if now-taskStart < int64(turnAfter/2) || now-p.lastPoll.Load() < int64(turnAfter) {
 		return false
 	}
-	if procs := runtime.GOMAXPROCS(0); procs == 1 || int(busyWorkers.Load()) < procs ||
+	if n := procs.Load(); n == 1 || busyWorkers.Load() < n ||
 		!p.turns.CompareAndSwap(turnNone, turnAsked) {
 		return false
 	}
@@ -293,6 +303,9 @@ func (p *defaultPoll) turn(taskStart, now int64) bool {
 	}
 	return true
 }
+
+// turnFunc is turn, for the task queue.
+func (p *defaultPoll) turnFunc() func(taskStart, now int64) bool { return p.turn }
 
 // longAgo is a deadline that has passed.
 var longAgo = time.Unix(1, 0)

@@ -107,7 +107,7 @@ var errOpDetached = Exception(ErrConnClosed, "operator detached")
 func openDefaultPoll() (*defaultPoll, error) {
 	p := &defaultPoll{}
 	p.scratch = make([]byte, scratchSize)
-	p.tasks.turn = p.turn
+	p.tasks.turn = p.turnFunc()
 	p.done = make(chan struct{})
 	if err := p.open(); err != nil {
 		return nil, err

@@ -9,10 +9,13 @@
 # OLD and NEW are git revisions; RATE is requests per second for an open-loop
 # client over 100 connections, or 0 for the closed loop (one request in
 # flight per connection). Each run is 1 s of warm-up and 4 s measured; server
-# CPU per request is utime+stime over the whole run (warm-up included, the
-# same for every implementation) divided by the requests of the measured 4 s,
-# so compare the columns with each other, not with docs/benchmark.md.
-# It needs a 2-CPU machine or more, taskset and python3.
+# CPU per request is the server's utime+stime over the measured 4 s (from the
+# client's "measuring" to its "done", as in make bench) divided by the
+# requests of that time. (Before, it took the whole run, start-up and
+# warm-up included, which moved the figures of a change to the poller's
+# timers by 5 % that the measured window did not show.) It prints each run,
+# the medians of each side and the medians of the per-round ratios. It needs
+# a 2-CPU machine or more, taskset and python3.
 set -euo pipefail
 old=$1 new=$2 rate=$3 rounds=${4:-5}
 source "$(dirname "$0")/build.sh" # sets repo and work, builds $work/sb-old and $work/sb-new
@@ -29,11 +32,16 @@ run() {
 	spid=$!
 	exec 7>"$fifo" # the server runs until its standard input closes
 	for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.1; done
-	local addr c0 c1
+	local addr c0=0 c1=0 line
 	addr=$(awk '/listening/{print $2}' "$out")
-	c0=$(awk '{print $14+$15}' "/proc/$spid/stat")
-	taskset -c 1 "$work/sb-new" client "${mode[@]}" -conns 100 -addr "$addr" -warmup 1s -duration 4s </dev/null >"$work/client.out" 2>&1
-	c1=$(awk '{print $14+$15}' "/proc/$spid/stat")
+	: >"$work/client.out"
+	while IFS= read -r line; do
+		case $line in
+		measuring) c0=$(awk '{print $14+$15}' "/proc/$spid/stat") ;;
+		done) c1=$(awk '{print $14+$15}' "/proc/$spid/stat") ;;
+		esac
+		echo "$line" >>"$work/client.out"
+	done < <(taskset -c 1 "$work/sb-new" client "${mode[@]}" -conns 100 -addr "$addr" -warmup 1s -duration 4s </dev/null 2>&1)
 	exec 7>&-
 	wait "$spid" || true
 	python3 -c '
@@ -49,7 +57,16 @@ for r in $(seq "$rounds"); do
 		echo "round $r $side requests=$n cpu_us_per_req=$(python3 -c "print(round($t / $ticks * 1e6 / $n, 2))") p99_us=$p99"
 	done
 done | tee "$work/runs"
-for side in ref old new; do
-	grep " $side " "$work/runs" | sed 's/.*cpu_us_per_req=\([0-9.]*\).*/\1/' | sort -n |
-		awk -v s="$side" '{v[NR] = $1} END {print s, "median server CPU us/req:", v[int((NR + 1) / 2)]}'
-done
+python3 - "$work/runs" <<'EOF'
+import re, statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    r, side, c, p = re.match(r"round (\d+) (\w+) requests=\S+ cpu_us_per_req=(\S+) p99_us=(\S+)", line).groups()
+    runs.setdefault(side, {})[int(r)] = (float(c), float(p))
+for side in ("ref", "old", "new"):
+    v = list(runs[side].values())
+    print(side, "median server CPU us/req: %.2f, p99 us: %.0f" % tuple(statistics.median(x[k] for x in v) for k in range(2)))
+for side, base in (("old", "ref"), ("new", "ref"), ("new", "old")):
+    ratios = sorted(runs[side][r][0] / runs[base][r][0] for r in runs[base])
+    print("%s/%s CPU per round:" % (side, base), " ".join("%.3f" % x for x in ratios), " median: %.3f" % statistics.median(ratios))
+EOF

@@ -105,7 +105,8 @@ func runnerIsDefault() bool { return runner.IsDefault() }
 // runnable and yields its P to it, and the poller reads, queues and parks
 // again. Quick tasks ask none: a queue of them drains soon. Nor does a
 // worker while fewer workers (busyWorkers) than Ps run tasks: a P is left
-// to run out of work, and the scheduler polls the network on it.
+// to run out of work, and the scheduler polls the network on it. With one
+// P (procs) there is never a turn, and a worker does not time its tasks.
 //
 // The rule holds at every release of mu, since a worker takes its first
 // task under the lock that cleared pending. So a handler that never returns

@@ -263,8 +263,9 @@ func (q *taskQueue) work() {
 }
 
 // procs is runtime.GOMAXPROCS(0) as a poller last read it (readProcs):
-// workers look at it after every task, and GOMAXPROCS takes the scheduler's
-// global lock, which they would all fight over on a machine of many cores.
+// workers look at it at every drain and in turn, and GOMAXPROCS takes the
+// scheduler's global lock, which they would all fight over on a machine of
+// many cores.
 // A change of GOMAXPROCS reaches it within procsEvery of a poller's wake-up.
 var procs atomic.Int32
 

@@ -265,8 +265,8 @@ func (q *taskQueue) work() {
 // procs is runtime.GOMAXPROCS(0) as a poller last read it (readProcs):
 // workers look at it at every drain and in turn, and GOMAXPROCS takes the
 // scheduler's global lock, which they would all fight over on a machine of
-// many cores.
-// A change of GOMAXPROCS reaches it within procsEvery of a poller's wake-up.
+// many cores. A change of GOMAXPROCS reaches it at the first wake-up of a
+// poller that comes procsEvery or more after that poller's last reading.
 var procs atomic.Int32
 
 // procsEvery bounds how often a poller rereads GOMAXPROCS into procs.
@@ -277,9 +277,11 @@ func init() { readProcs() }
 // readProcs reads GOMAXPROCS into procs.
 func readProcs() { procs.Store(int32(runtime.GOMAXPROCS(0))) }
 
-// busyWorkers counts the workers, of every poller's queue, that are in
-// drain: running tasks back to back, or about to. A poller's turn helps only
-// when they keep every P busy (see taskQueue). A worker whose handler blocks
+// busyWorkers counts the workers, of every poller's queue, that are in a
+// timed drain: running tasks back to back, or about to, where a turn may
+// come (more than one P, Linux). A poller's turn helps only when they keep
+// every P busy (see taskQueue); where no turn comes, nothing reads it, so
+// those drains leave it alone. A worker whose handler blocks
 // (a read waiting for the next request) counts too, though it holds no P:
 // with such handlers turns come as they did before the count, after a slow
 // task whenever the poller has not polled for turnAfter.
@@ -288,15 +290,15 @@ var busyWorkers atomic.Int32
 // drain runs queued tasks until there are none, as the pending worker that
 // starts running; q.mu is held when it is called and when it returns.
 func (q *taskQueue) drain() {
-	busyWorkers.Add(1)
-	defer busyWorkers.Add(-1) // a handler's runtime.Goexit included
 	q.pending = false
 	// Turns are timed, so the worker reads the clock at every task's end
-	// (which is the next one's start), but only when a turn may come: with
-	// one P there is none (see turn).
+	// (which is the next one's start), and counts itself busy, but only
+	// when a turn may come: with one P there is none (see turn).
 	timed := q.turn != nil && procs.Load() > 1
 	var start int64 // when the task about to be taken began, within the take and start
 	if timed {
+		busyWorkers.Add(1)
+		defer busyWorkers.Add(-1) // a handler's runtime.Goexit included
 		start = monoNow()
 	}
 	for {

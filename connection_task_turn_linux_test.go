@@ -30,7 +30,7 @@ import (
 // of this machine stalled for milliseconds delays a round now and then
 // either way, so the test takes the median of seven.
 func TestTaskQueueTurnReadsWhileWorkersBusy(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	defer setProcs(setProcs(2))
 	const (
 		slow   = 80
 		rounds = 7
@@ -125,7 +125,7 @@ func turnRound(t *testing.T, slow int32) int {
 // most requests were followed by a poll, as every one was when a single
 // busy worker asked turns.
 func TestTaskQueueNoTurnWithIdleP(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	defer setProcs(setProcs(2))
 	const requests = 5
 	nc, w := fdPairConn(t)
 	c, ok := nc.(*connection)
@@ -159,10 +159,10 @@ func TestTaskQueueNoTurnWithIdleP(t *testing.T) {
 // procsEvery or more after its last reading, so that a process that raises
 // GOMAXPROCS gets turns without taking the scheduler's lock after every task.
 func TestTaskQueueProcsFollowsGOMAXPROCS(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	defer setProcs(runtime.GOMAXPROCS(0))
 	c, w := fdPairConn(t)
 	for _, n := range []int{3, 1, 2} {
-		runtime.GOMAXPROCS(n)
+		runtime.GOMAXPROCS(n) // not setProcs: the poller's own refresh is tested
 		eventually(t, func() bool {
 			time.Sleep(procsEvery)
 			_, err := syscall.Write(w, []byte{1}) // a wake-up of c's poller
@@ -171,4 +171,14 @@ func TestTaskQueueProcsFollowsGOMAXPROCS(t *testing.T) {
 		}, "procs to follow GOMAXPROCS %d", n)
 	}
 	require.NoError(t, c.Close())
+}
+
+// setProcs sets GOMAXPROCS and the workers' view of it at once, so that a
+// test's first tasks do not run with the view of the test before (it
+// follows at a poller's next wake-up anyway), and returns the previous
+// GOMAXPROCS.
+func setProcs(n int) int {
+	old := runtime.GOMAXPROCS(n)
+	readProcs()
+	return old
 }

@@ -11,9 +11,8 @@
 # flight per connection). Each run is 1 s of warm-up and 4 s measured; server
 # CPU per request is the server's utime+stime over the measured 4 s (from the
 # client's "measuring" to its "done", as in make bench) divided by the
-# requests of that time. (Before, it took the whole run, start-up and
-# warm-up included, which moved the figures of a change to the poller's
-# timers by 5 % that the measured window did not show.) It prints each run,
+# requests of that time. (Before 52b4ad1 it took the whole run, start-up
+# and warm-up included, which make bench does not measure.) It prints each run,
 # the medians of each side and the medians of the per-round ratios. It needs
 # a 2-CPU machine or more, taskset and python3.
 set -euo pipefail
@@ -37,13 +36,18 @@ run() {
 	: >"$work/client.out"
 	while IFS= read -r line; do
 		case $line in
-		measuring) c0=$(awk '{print $14+$15}' "/proc/$spid/stat") ;;
-		done) c1=$(awk '{print $14+$15}' "/proc/$spid/stat") ;;
+		"measuring") c0=$(awk '{print $14+$15}' "/proc/$spid/stat") ;;
+		"done") c1=$(awk '{print $14+$15}' "/proc/$spid/stat") ;;
 		esac
 		echo "$line" >>"$work/client.out"
 	done < <(taskset -c 1 "$work/sb-new" client "${mode[@]}" -conns 100 -addr "$addr" -warmup 1s -duration 4s </dev/null 2>&1)
 	exec 7>&-
 	wait "$spid" || true
+	if [ "$c1" = 0 ]; then
+		echo "ab.sh: the client never reported the end of its measured window:" >&2
+		cat "$work/client.out" >&2
+		return 1
+	fi
 	python3 -c '
 import json, sys
 d = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])

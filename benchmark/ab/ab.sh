@@ -6,7 +6,8 @@
 #
 #   benchmark/ab/ab.sh OLD NEW RATE [ROUNDS]
 #
-# OLD and NEW are git revisions; RATE is requests per second for an open-loop
+# OLD and NEW are git revisions (NEW_PATCH=file applies a patch to NEW's
+# build: see build.sh); RATE is requests per second for an open-loop
 # client over 100 connections, or 0 for the closed loop (one request in
 # flight per connection). Each run is 1 s of warm-up and 4 s measured; server
 # CPU per request is the server's utime+stime over the measured 4 s (from the

@@ -205,8 +205,8 @@ func Markdown(s *results.Suite, imgDir string) []byte {
   calibrated once at the start of the suite to take 50 µs (the fastest of 30 timed trials), the same count for
   every implementation; 100 connections, one request in flight each, unpinned. Its QPS shows how many handlers run
   in parallel on the CPUs and whether the pollers hand busy connections off to spare workers.
-- **Open loop.** echo-open-25, -50 and -75 send, on 100 connections (pinned like echo-100), a fixed rate of 25, 50
-  and 75 % of ref's median echo-100 QPS measured earlier in the same run: each connection sends on a fixed
+- **Open loop.** echo-open-5, -25, -50 and -75 send, on 100 connections (pinned like echo-100), a fixed rate of 5,
+  25, 50 and 75 % of ref's median echo-100 QPS measured earlier in the same run: each connection sends on a fixed
   schedule, one request in flight; a request due while the previous one is outstanding goes as soon as that one is
   answered, and every latency runs from the time the request was due, not sent, so a stall counts for every
   request queued behind it (no coordinated omission). One goroutine drives all the connections through raw epoll,

@@ -70,8 +70,9 @@ var allImpls = []string{"gonet", "ref", "ours", "floor"}
 var threeImpls = []string{"gonet", "ref", "ours"}
 
 // openFracs are the rates of the open-loop scenarios, as fractions of the
-// reference's saturated echo-100 throughput.
-var openFracs = []float64{0.25, 0.50, 0.75}
+// reference's saturated echo-100 throughput: from a nearly idle server,
+// whose every request finds it asleep, to one close to busy.
+var openFracs = []float64{0.05, 0.25, 0.50, 0.75}
 
 func scenarioDefs(cfg *config) []scenarioDef {
 	itoa := strconv.Itoa

@@ -28,7 +28,7 @@ func TestSelectScenarios(t *testing.T) {
 		{"echo-100", "echo-100"},
 		{"echo-100/unpinned,mux", "echo-100/unpinned,mux"},
 		{"hertz", "hertz-get,hertz-post,hertz-get/unpinned,hertz-post/unpinned"},
-		{"echo-open", "echo-open-25,echo-open-50,echo-open-75"},
+		{"echo-open", "echo-open-5,echo-open-25,echo-open-50,echo-open-75"},
 		{"unpinned", "echo-100/unpinned,echo-1000/unpinned,idle-mixed/unpinned,cpu-heavy,hertz-get/unpinned,hertz-post/unpinned"},
 		{"hertz-post,hertz", "hertz-post,hertz-get,hertz-get/unpinned,hertz-post/unpinned"},
 	} {
@@ -50,7 +50,7 @@ func TestGroups(t *testing.T) {
 	}
 	want := []string{
 		"echo-100,echo-100/unpinned", "echo-1000,echo-1000/unpinned", "idle-mixed,idle-mixed/unpinned",
-		"mux", "client", "idle-scale", "idle-scale/idleclose", "tls-echo", "tls-idle", "echo-open-25,echo-open-50,echo-open-75", "cpu-heavy",
+		"mux", "client", "idle-scale", "idle-scale/idleclose", "tls-echo", "tls-idle", "echo-open-5,echo-open-25,echo-open-50,echo-open-75", "cpu-heavy",
 		"hertz-get,hertz-post,hertz-get/unpinned,hertz-post/unpinned",
 	}
 	if strings.Join(got, " ") != strings.Join(want, " ") {

@@ -62,12 +62,15 @@ import (
 //	Make the wait in progress, or the next one, return the wake-up event.
 //	Wakes that pile up may come as one.
 //
-// func (p *defaultPoll) turn(taskStart, now int64) bool
+// func (p *defaultPoll) turnFunc() func(taskStart, now int64) bool
 //
-//	Called by a task worker after each task, with when the task started
-//	and the time now: if the poller may be parked behind busy workers, with
-//	nothing to wake it, make it runnable and report true, for the worker
-//	to yield (see taskQueue).
+//	The poller's turn, or nil for a backend that needs none (its poller
+//	holds no P while it waits); a nil turn spares the task workers their
+//	clock readings. A turn is called by a task worker after each task,
+//	with when the task started and the time now: if the poller may be
+//	parked behind busy workers, with nothing to wake it, it makes the
+//	poller runnable and reports true, for the worker to yield (see
+//	taskQueue).
 //
 // func (p *defaultPoll) release()
 //

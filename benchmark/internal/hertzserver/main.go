@@ -29,6 +29,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cloudwego/hertz/pkg/app"
@@ -100,7 +101,7 @@ func run() error {
 	// The parent closes our standard input to stop us.
 	lines := make(chan string)
 	go func() {
-		sc := bufio.NewScanner(os.Stdin)
+		sc := bufio.NewScanner(pollableStdin())
 		for sc.Scan() {
 			lines <- strings.TrimSpace(sc.Text())
 		}
@@ -180,4 +181,15 @@ func (s schedSample) since(mark schedSample) (n uint64, p50, p99 float64) {
 		return 0
 	}
 	return n * schedSampling, q(0.5), q(0.99)
+}
+
+// pollableStdin returns standard input switched to non-blocking mode, so
+// that Go's netpoller waits for its lines (as in the suite's own server:
+// a blocking read would hold the only P of a pinned server after each
+// command, until the runtime's monitor took it back, up to 20 ms later).
+func pollableStdin() *os.File {
+	if err := syscall.SetNonblock(0, true); err != nil {
+		return os.Stdin
+	}
+	return os.NewFile(0, "stdin")
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -248,7 +249,7 @@ func runServe(args []string) error {
 	}
 	fmt.Printf("listening %s\n", s.addr)
 	// The parent closes our stdin to stop us; if it dies, so do we.
-	sc := bufio.NewScanner(os.Stdin)
+	sc := bufio.NewScanner(pollableStdin())
 	var mark schedSample
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -360,4 +361,18 @@ func startCPUProfile(dir, name string) (stop func(), err error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// pollableStdin returns standard input switched to non-blocking mode, so
+// that Go's netpoller waits for its lines. Read in blocking mode, a
+// command would leave the reading goroutine's next read blocked in the
+// kernel with the process's P: with one P (a pinned server), nothing would
+// run until the runtime's monitor took the P back, which takes up to 20 ms
+// when the monitor sleeps its longest, and each run's "mark" at the start
+// of the measured window would stall the server being measured.
+func pollableStdin() *os.File {
+	if err := syscall.SetNonblock(0, true); err != nil {
+		return os.Stdin
+	}
+	return os.NewFile(0, "stdin")
 }

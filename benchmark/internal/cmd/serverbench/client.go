@@ -306,7 +306,7 @@ func runClient(args []string) error {
 	stdinClosed, stop := make(chan struct{}), make(chan struct{}, 1)
 	go func() {
 		defer close(stdinClosed)
-		sc := bufio.NewScanner(os.Stdin)
+		sc := bufio.NewScanner(pollableStdin())
 		for sc.Scan() {
 			switch sc.Text() {
 			case "count":

@@ -366,10 +366,11 @@ func startCPUProfile(dir, name string) (stop func(), err error) {
 // pollableStdin returns standard input switched to non-blocking mode, so
 // that Go's netpoller waits for its lines. Read in blocking mode, a
 // command would leave the reading goroutine's next read blocked in the
-// kernel with the process's P: with one P (a pinned server), nothing would
-// run until the runtime's monitor took the P back, which takes up to 20 ms
-// when the monitor sleeps its longest, and each run's "mark" at the start
-// of the measured window would stall the server being measured.
+// kernel with the process's P: with one P (a pinned process), nothing
+// would run until the runtime's monitor took the P back, which takes up to
+// 20 ms when the monitor sleeps its longest, and each run's "mark" at the
+// start of the measured window would stall the server being measured (and
+// "count" the client whose syscalls are counted).
 func pollableStdin() *os.File {
 	if err := syscall.SetNonblock(0, true); err != nil {
 		return os.Stdin

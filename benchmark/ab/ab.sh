@@ -16,19 +16,29 @@
 # and warm-up included, which make bench does not measure.) It prints each run,
 # the medians of each side and the medians of the per-round ratios. It needs
 # a 2-CPU machine or more, taskset and python3.
+#
+# With SERVE=tls-echo the servers speak TLS 1.3 (the suite's tls-echo mode)
+# and so does the client, and the base is Go net with crypto/tls (gonet)
+# instead of the reference, which has no TLS.
 set -euo pipefail
 old=$1 new=$2 rate=$3 rounds=${4:-5}
 source "$(dirname "$0")/build.sh" # sets repo and work, builds $work/sb-old and $work/sb-new
 
 mode=(-mode open -rate "$rate")
 if [ "$rate" = 0 ]; then mode=(-mode pingpong); fi
+serve=${SERVE:-echo} base=ref
+case $serve in
+echo) ;;
+tls-echo) mode+=(-tls) base=gonet ;;
+*) echo "ab.sh: SERVE must be echo or tls-echo" >&2; exit 2 ;;
+esac
 
 # run BIN IMPL: one run; prints "requests cpu_ticks p99_us".
 run() {
 	local bin=$1 impl=$2 fifo="$work/stdin" out="$work/server.out" spid
 	rm -f "$fifo"
 	mkfifo "$fifo"
-	taskset -c 0 "$bin" serve "$impl" echo <"$fifo" >"$out" 2>&1 &
+	taskset -c 0 "$bin" serve "$impl" "$serve" <"$fifo" >"$out" 2>&1 &
 	spid=$!
 	exec 7>"$fifo" # the server runs until its standard input closes
 	for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.1; done
@@ -57,21 +67,22 @@ print(d["requests"], int(sys.argv[2]), round(d["p99_ns"] / 1e3))' "$work/client.
 
 ticks=$(getconf CLK_TCK)
 for r in $(seq "$rounds"); do
-	for side in ref old new; do
+	for side in "$base" old new; do
 		read -r n t p99 < <(run_side "$side")
 		echo "round $r $side requests=$n cpu_us_per_req=$(python3 -c "print(round($t / $ticks * 1e6 / $n, 2))") p99_us=$p99"
 	done
 done | tee "$work/runs"
-python3 - "$work/runs" <<'EOF'
+python3 - "$work/runs" "$base" <<'EOF'
 import re, statistics, sys
+base = sys.argv[2]
 runs = {}
 for line in open(sys.argv[1]):
     r, side, c, p = re.match(r"round (\d+) (\w+) requests=\S+ cpu_us_per_req=(\S+) p99_us=(\S+)", line).groups()
     runs.setdefault(side, {})[int(r)] = (float(c), float(p))
-for side in ("ref", "old", "new"):
+for side in (base, "old", "new"):
     v = list(runs[side].values())
     print(side, "median server CPU us/req: %.2f, p99 us: %.0f" % tuple(statistics.median(x[k] for x in v) for k in range(2)))
-for side, base in (("old", "ref"), ("new", "ref"), ("new", "old")):
-    ratios = sorted(runs[side][r][0] / runs[base][r][0] for r in runs[base])
-    print("%s/%s CPU per round:" % (side, base), " ".join("%.3f" % x for x in ratios), " median: %.3f" % statistics.median(ratios))
+for side, under in (("old", base), ("new", base), ("new", "old")):
+    ratios = sorted(runs[side][r][0] / runs[under][r][0] for r in runs[under])
+    print("%s/%s CPU per round:" % (side, under), " ".join("%.3f" % x for x in ratios), " median: %.3f" % statistics.median(ratios))
 EOF

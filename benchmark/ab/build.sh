@@ -20,10 +20,12 @@ for side in old new; do
 done
 
 # run_side SIDE: calls the sourcing script's run with the binary and the
-# implementation of SIDE: ref (the reference, in the new build), old or new.
+# implementation of SIDE: ref (the reference, in the new build), gonet (Go
+# net, in the new build), old or new.
 run_side() {
 	case $1 in
 	ref) run "$work/sb-new" ref ;;
+	gonet) run "$work/sb-new" gonet ;;
 	old) run "$work/sb-old" ours ;;
 	new) run "$work/sb-new" ours ;;
 	esac

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -372,7 +371,7 @@ func startCPUProfile(dir, name string) (stop func(), err error) {
 // start of the measured window would stall the server being measured (and
 // "count" the client whose syscalls are counted).
 func pollableStdin() *os.File {
-	if err := syscall.SetNonblock(0, true); err != nil {
+	if err := unix.SetNonblock(0, true); err != nil {
 		return os.Stdin
 	}
 	return os.NewFile(0, "stdin")

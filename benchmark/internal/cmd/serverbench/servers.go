@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -213,7 +215,9 @@ func serveGoNetMux(c net.Conn) {
 // input closes. "heapprofile PATH" writes a heap profile (after a GC).
 // With $SERVERBENCH_CPUPROFILE set to a directory it writes a CPU profile
 // there, named after the implementation, the mode and the process id (and
-// so does the client in the pool mode: client-IMPL-PID.pprof).
+// so does the client in the pool mode: client-IMPL-PID.pprof). With
+// $SERVERBENCH_BLOCKER set to a duration D, a goroutine of the server blocks
+// in a syscall for D every 20 ms (see startBlocker).
 func runServe(args []string) error {
 	if len(args) < 2 || len(args) > 3 || servers[args[0]] == nil || (args[1] != modeEcho && args[1] != modeMux && args[1] != modeTLSEcho && args[1] != modeIdleClose) ||
 		(args[1] == modeTLSEcho && args[0] != "gonet" && args[0] != "ours") || (args[1] == modeIdleClose && args[0] != "ours") {
@@ -233,6 +237,9 @@ func runServe(args []string) error {
 			return err
 		}
 		defer stop()
+	}
+	if err := startBlocker(os.Getenv("SERVERBENCH_BLOCKER")); err != nil {
+		return err
 	}
 	var accepted atomic.Int64
 	start := servers[args[0]]
@@ -375,4 +382,27 @@ func pollableStdin() *os.File {
 		return os.Stdin
 	}
 	return os.NewFile(0, "stdin")
+}
+
+// startBlocker starts, when spec is a duration, a goroutine that sleeps
+// 20 ms and then blocks for that long in nanosleep(2), an ordinary syscall
+// that keeps its P, over and over: what an fsync, a read of a blocking pipe
+// or a long cgo call does to a server in a process of its own (docs/contract.md
+// C16.23). An empty spec starts nothing.
+func startBlocker(spec string) error {
+	if spec == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(spec)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("SERVERBENCH_BLOCKER: want a positive duration, have %q", spec)
+	}
+	go func() {
+		for {
+			time.Sleep(20 * time.Millisecond)
+			ts := unix.NsecToTimespec(d.Nanoseconds())
+			_, _, _ = unix.Syscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
+		}
+	}()
+	return nil
 }
